@@ -1,0 +1,68 @@
+# Everything the project needs is installed by these targets; see README.md.
+PY        ?= python3
+VENV      := .venv
+VPY       := $(VENV)/bin/python
+STACK     := $(VPY) scripts/stack.py
+KAFKA_JARS := kafka/libs/.resolved
+
+.PHONY: help venv kafka-jars deps stack-up stack-down stack-status run test test-unit \
+        test-integration chaos bench lint clean
+
+help:
+	@echo "make run    - local stack + demo table/writer + worker + live tail of the output topic"
+	@echo "make test   - install what is missing, then run the whole suite (unit + integration)"
+	@echo "make chaos  - the long fault-injection run"
+	@echo "make bench  - benchmark table"
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[test,dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(KAFKA_JARS): kafka/pom.xml
+	cd kafka && mvn -q -B dependency:copy-dependencies -DoutputDirectory=libs -DincludeScope=runtime
+	touch $@
+
+kafka-jars: $(KAFKA_JARS)
+
+deps: venv kafka-jars
+
+stack-up: deps
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+stack-status:
+	$(STACK) status
+
+run: stack-up
+	$(VPY) scripts/run_demo.py
+
+test: deps
+	$(STACK) up
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(VPY) -m pytest tests/unit tests/agents $(PYTEST_ARGS)
+
+test-integration: deps
+	$(STACK) up
+	$(VPY) -m pytest tests/integration $(PYTEST_ARGS)
+
+chaos: deps
+	$(STACK) up
+	$(VPY) -m pytest tests/chaos -m chaos --chaos-long $(PYTEST_ARGS)
+
+bench: deps
+	$(STACK) up
+	$(VPY) -m bench
+
+lint: venv
+	$(VENV)/bin/ruff check app agents tests bench scripts
+
+clean: stack-down
+	rm -rf .stack

@@ -1,0 +1,1 @@
+"""Pure logic: no boto, no faust imports.  Unit-tested without services."""

@@ -1,0 +1,153 @@
+"""Which tables to replicate: tag filters, include/exclude lists, set differences.
+
+Tag filter syntax (``DYNAMODB_TAG_FILTERS``)::
+
+    key[:v1,v2][;key2[:v3]]
+
+Filters are ANDed across keys and ORed within one key's values; a key without values
+matches any value.  Whitespace around keys and values is trimmed.  ``\\`` escapes the next
+character, so keys or values may contain ``;`` ``:`` ``,`` ``\\`` or edge whitespace
+(e.g. ``aws\\:cloudformation\\:stack-name:orders``).  In a value, ``:`` needs no escape.
+
+Empty text means *no tag filter*: :func:`matches` is then false for every table, so tag
+discovery selects nothing and only the include list (``DYNAMODB_TABLES``) names tables.
+Never send an empty filter list to ``tag:GetResources``: it would return every resource.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+_SPECIAL = frozenset(";:,\\")
+
+
+@dataclass(frozen=True, slots=True)
+class TagFilter:
+    key: str
+    values: tuple[str, ...] = ()  # () = any value
+
+
+# A character plus whether it was escaped (escaped characters are never separators or trimmed).
+_Char = tuple[str, bool]
+
+
+def _lex(text: str) -> list[_Char]:
+    chars: list[_Char] = []
+    it = iter(text)
+    for c in it:
+        if c == "\\":
+            nxt = next(it, None)
+            if nxt is None:
+                raise ValueError("tag filters end with a dangling '\\'")
+            chars.append((nxt, True))
+        else:
+            chars.append((c, False))
+    return chars
+
+
+def _split(chars: list[_Char], sep: str, maxsplit: int = -1) -> list[list[_Char]]:
+    parts: list[list[_Char]] = [[]]
+    for c, escaped in chars:
+        if c == sep and not escaped and maxsplit != 0:
+            parts.append([])
+            maxsplit -= 1
+        else:
+            parts[-1].append((c, escaped))
+    return parts
+
+
+def _word(chars: list[_Char]) -> str:
+    start, end = 0, len(chars)
+    while start < end and chars[start][0].isspace() and not chars[start][1]:
+        start += 1
+    while end > start and chars[end - 1][0].isspace() and not chars[end - 1][1]:
+        end -= 1
+    return "".join(c for c, _ in chars[start:end])
+
+
+def parse_tag_filters(text: str) -> tuple[TagFilter, ...]:
+    """Parse ``key[:v1,v2][;key2[:v3]]``; raise ValueError on an empty or duplicate key or value."""
+    chars = _lex(text)
+    if not _word(chars):
+        return ()
+    filters: list[TagFilter] = []
+    seen: set[str] = set()
+    for n, entry in enumerate(_split(chars, ";"), 1):
+        key_part, *value_part = _split(entry, ":", maxsplit=1)
+        key = _word(key_part)
+        if not key:
+            raise ValueError(f"tag filter #{n} has an empty key")
+        if key in seen:
+            raise ValueError(f"tag key {key!r} appears twice; list all its values after one ':'")
+        seen.add(key)
+        values: list[str] = []
+        for raw in _split(value_part[0], ",") if value_part else []:
+            value = _word(raw)
+            if not value:
+                raise ValueError(f"tag key {key!r} has an empty value")
+            if value in values:
+                raise ValueError(f"tag key {key!r} lists value {value!r} twice")
+            values.append(value)
+        filters.append(TagFilter(key, tuple(values)))
+    return tuple(filters)
+
+
+def _escape(text: str) -> str:
+    # Escape separators, and edge whitespace so that parsing does not trim it.
+    last = len(text) - 1
+    return "".join(
+        "\\" + c if c in _SPECIAL or (c.isspace() and i in (0, last)) else c
+        for i, c in enumerate(text)
+    )
+
+
+def render_tag_filters(filters: Iterable[TagFilter]) -> str:
+    """Inverse of :func:`parse_tag_filters` (for logs and round-trip tests)."""
+    parts = []
+    for f in filters:
+        key = _escape(f.key)
+        parts.append(f"{key}:{','.join(map(_escape, f.values))}" if f.values else key)
+    return ";".join(parts)
+
+
+def matches(tags: Mapping[str, str], filters: Sequence[TagFilter]) -> bool:
+    """True when every filter's key is tagged with one of its values; false for no filters."""
+    return bool(filters) and all(
+        f.key in tags and (not f.values or tags[f.key] in f.values) for f in filters
+    )
+
+
+def to_tagging_api_filters(filters: Iterable[TagFilter]) -> list[dict[str, object]]:
+    """``TagFilters`` for ``tag:GetResources``; ``Values`` omitted for any-value keys."""
+    return [{"Key": f.key, "Values": list(f.values)} if f.values else {"Key": f.key}
+            for f in filters]
+
+
+def select(
+    candidates: Iterable[str], include: Sequence[str], exclude: re.Pattern[str] | None
+) -> list[str]:
+    """Sorted unique candidates, kept only if in ``include`` (when non-empty) and not
+    matched anywhere by ``exclude`` (``re.search``; anchor with ``^...$`` for whole names)."""
+    wanted = set(include)
+    return sorted(
+        name for name in set(candidates)
+        if (not wanted or name in wanted) and not (exclude and exclude.search(name))
+    )
+
+
+def diff(desired: Iterable[str], known: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``(added, removed)``: sorted names to start and to stop replicating."""
+    want, have = set(desired), set(known)
+    return sorted(want - have), sorted(have - want)
+
+
+def table_name_from_arn(arn: str) -> str:
+    """``arn:aws:dynamodb:region:acct:table/Name[/stream/...]`` -> ``Name``."""
+    parts = arn.split(":", 5)
+    if len(parts) == 6 and parts[0] == "arn" and parts[2] == "dynamodb":
+        kind, _, rest = parts[5].partition("/")
+        name = rest.split("/", 1)[0]
+        if kind == "table" and name:
+            return name
+    raise ValueError(f"not a DynamoDB table ARN: {arn!r}")

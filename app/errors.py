@@ -1,0 +1,62 @@
+"""One root error; small named subclasses carrying the resource they concern.
+
+Retry loops test ``retriable``, never a list of types.  Messages name the table,
+stream or shard, and never carry credentials.
+"""
+from __future__ import annotations
+
+
+class ReplicatorError(Exception):
+    retriable: bool = False
+
+    def __init__(self, message: str, *, resource: str | None = None) -> None:
+        super().__init__(message)
+        self.resource = resource
+
+
+class ConfigError(ReplicatorError):
+    """A setting is invalid; the worker must not start."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}", resource=setting)
+        self.setting = setting
+
+
+class CodecError(ReplicatorError):
+    """An item/record the codec cannot represent."""
+
+
+class AwsError(ReplicatorError):
+    """An AWS call failed; ``code`` is the service's error code."""
+
+    def __init__(self, message: str, *, code: str = "", resource: str | None = None) -> None:
+        super().__init__(message, resource=resource)
+        self.code = code
+
+
+class ThrottledError(AwsError):
+    retriable = True
+
+
+class TransientAwsError(AwsError):
+    """5xx, timeouts, connection resets: retry with backoff."""
+
+    retriable = True
+
+
+class ExpiredIteratorError(AwsError):
+    """Shard iterator older than 15 minutes: re-acquire from the checkpoint."""
+
+    retriable = True
+
+
+class TrimmedDataError(AwsError):
+    """The checkpoint is behind the stream's trim horizon: data is gone, re-snapshot."""
+
+
+class ResourceNotFoundError(AwsError):
+    """Table, stream or shard does not exist (any more)."""
+
+
+class AccessDeniedError(AwsError):
+    """Permanent permission problem on one resource."""

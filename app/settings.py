@@ -1,0 +1,303 @@
+"""All configuration, read once from the environment into a frozen :class:`Settings`.
+
+Each field names its variable(s) and a parser in its metadata; :meth:`Settings.from_env`
+parses the raw text (the documented default when unset) and turns a parser's ValueError into
+``ConfigError(VARIABLE, "expected ...; got '...'")``.  A variable set to an empty or blank
+string counts as unset, except where empty is itself meaningful (``empty_ok``: topic
+prefix, tag filters, table lists).  Secret fields never show their value in errors,
+``repr`` or :meth:`Settings.masked`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from app.domain.discovery import TagFilter, parse_tag_filters, render_tag_filters
+from app.errors import ConfigError
+
+SyncMode = Literal["snapshot_and_stream", "stream_only", "snapshot_only"]
+StreamStart = Literal["trim_horizon", "latest"]
+OutputFormat = Literal["native", "seed"]
+
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_TABLE = re.compile(r"[A-Za-z0-9._-]{3,255}")
+_TOPIC_MAX = 249
+_SERVICES = {
+    "dynamodb": "aws_endpoint_url_dynamodb",
+    "dynamodbstreams": "aws_endpoint_url_dynamodb_streams",
+    "resourcegroupstaggingapi": "aws_endpoint_url_resource_groups_tagging_api",
+}
+
+
+# ---- parsers: raw text -> value; ValueError says what is accepted ------------------------
+
+class _Hidden(ValueError):
+    """A parser error whose raw value must not be echoed."""
+
+
+def _int(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    accepted = f"an integer from {lo} to {hi}" if hi is not None else f"an integer >= {lo}"
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(accepted) from None
+        if value < lo or (hi is not None and value > hi):
+            raise ValueError(accepted)
+        return value
+    return parse
+
+
+def _float(lo: float, *, lo_open: bool = False, hi: float | None = None) -> Callable[[str], float]:
+    accepted = f"a number {'>' if lo_open else '>='} {lo:g}"
+    accepted += f" and <= {hi:g}" if hi is not None else ""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value > lo if lo_open else value >= lo)
+                and (hi is None or value <= hi)):
+            raise ValueError(accepted)
+        return value
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in options:
+            raise ValueError(f"one of {', '.join(options)}")
+        return raw.lower()
+    return parse
+
+
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() not in _TRUE | _FALSE:
+        raise ValueError("true/false, 1/0, yes/no or on/off")
+    return raw.lower() in _TRUE
+
+
+def _name(raw: str) -> str:
+    if not _NAME.fullmatch(raw):
+        raise ValueError("letters, digits, '.', '_' or '-'")
+    return raw
+
+
+def _topic_prefix(raw: str) -> str:
+    if (raw and not _NAME.fullmatch(raw)) or len(raw) > _TOPIC_MAX - 3:
+        raise ValueError(f"up to {_TOPIC_MAX - 3} letters, digits, '.', '_' or '-'")
+    return raw
+
+
+def _brokers(raw: str) -> tuple[str, ...]:
+    accepted = "comma-separated kafka://host[:port] or host:port entries"
+    urls = []
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        if "@" in entry:  # may carry credentials: never echo it
+            raise _Hidden(f"{accepted} without user:password@ (use KAFKA_SASL_PASSWORD)")
+        has_scheme = "://" in entry
+        url = entry if has_scheme else f"kafka://{entry}"
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or out of range
+            raise ValueError(accepted) from None
+        if (
+            parts.scheme != "kafka" or not parts.hostname or port == 0
+            or (not has_scheme and port is None)
+            or parts.path.strip("/") or parts.query or parts.fragment
+        ):
+            raise ValueError(accepted)
+        urls.append(url.rstrip("/"))
+    if not urls:
+        raise ValueError(accepted)
+    return tuple(urls)
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    try:
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # bad port
+        ok = False
+    if not ok:
+        raise ValueError("an http:// or https:// URL")
+    return raw
+
+
+def _region(raw: str) -> str:
+    if not re.fullmatch(r"[a-z0-9-]+", raw):
+        raise ValueError("an AWS region name such as eu-west-1")
+    return raw
+
+
+def _tag_filters(raw: str) -> tuple[TagFilter, ...]:
+    try:
+        return parse_tag_filters(raw)
+    except ValueError as exc:
+        raise ValueError(f"tag filters as key[:value,...][;key[:value,...]] ({exc})") from None
+
+
+def _tables(raw: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
+    for name in names:
+        if not _TABLE.fullmatch(name):
+            raise ValueError(f"comma-separated table names (3-255 of A-Za-z0-9._-), not {name!r}")
+    return names
+
+
+def _regex(raw: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(raw) if raw else None
+    except re.error as exc:
+        raise ValueError(f"a Python regular expression ({exc})") from None
+
+
+def _password(raw: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise ValueError("a password without control characters such as a newline")
+    return raw
+
+
+def _env(
+    env: str | tuple[str, ...], default: str | None, parse: Callable[[str], Any], *,
+    empty_ok: bool = False, secret: bool = False,
+) -> dict[str, Any]:
+    """Field metadata: variable name(s) (first set wins), raw default, parser, flags."""
+    envs = (env,) if isinstance(env, str) else env
+    return {"env": envs, "default": default, "parse": parse, "empty_ok": empty_ok,
+            "secret": secret}
+
+
+# ---- the settings --------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    broker_url: tuple[str, ...] = field(
+        metadata=_env("BROKER_URL", "kafka://localhost:9092", _brokers))
+    app_id: str = field(metadata=_env("APP_ID", "dynamodb-replicator", _name))
+    aws_region: str = field(
+        metadata=_env(("AWS_REGION", "AWS_DEFAULT_REGION"), "us-east-1", _region))
+    aws_endpoint_url: str | None = field(metadata=_env("AWS_ENDPOINT_URL", None, _http_url))
+    aws_endpoint_url_dynamodb: str | None = field(
+        metadata=_env("AWS_ENDPOINT_URL_DYNAMODB", None, _http_url))
+    aws_endpoint_url_dynamodb_streams: str | None = field(
+        metadata=_env("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", None, _http_url))
+    aws_endpoint_url_resource_groups_tagging_api: str | None = field(
+        metadata=_env("AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API", None, _http_url))
+    dynamodb_tag_filters: tuple[TagFilter, ...] = field(
+        metadata=_env("DYNAMODB_TAG_FILTERS", "datalake-ingest", _tag_filters, empty_ok=True))
+    dynamodb_tables: tuple[str, ...] = field(
+        metadata=_env("DYNAMODB_TABLES", "", _tables, empty_ok=True))
+    # A table is excluded when the pattern matches anywhere in its name (re.search).
+    dynamodb_tables_exclude: re.Pattern[str] | None = field(
+        metadata=_env("DYNAMODB_TABLES_EXCLUDE", "", _regex, empty_ok=True))
+    dynamodb_discovery_interval: float = field(
+        metadata=_env("DYNAMODB_DISCOVERY_INTERVAL", "60", _float(0, lo_open=True)))
+    dynamodb_sync_mode: SyncMode = field(metadata=_env(
+        "DYNAMODB_SYNC_MODE", "snapshot_and_stream",
+        _choice("snapshot_and_stream", "stream_only", "snapshot_only")))
+    dynamodb_stream_start: StreamStart = field(
+        metadata=_env("DYNAMODB_STREAM_START", "trim_horizon", _choice("trim_horizon", "latest")))
+    dynamodb_scan_segments: int = field(  # 0 = auto, see segments.plan_segments
+        metadata=_env("DYNAMODB_SCAN_SEGMENTS", "0", _int(0, 1_000_000)))
+    dynamodb_scan_rcu_percent: float = field(
+        metadata=_env("DYNAMODB_SCAN_RCU_PERCENT", "50", _float(0, lo_open=True, hi=100)))
+    dynamodb_scan_max_rcu: float = field(  # on-demand tables; 0 = no cap
+        metadata=_env("DYNAMODB_SCAN_MAX_RCU", "0", _float(0)))
+    dynamodb_scan_page_limit: int = field(  # 0 = no Limit (1 MB pages)
+        metadata=_env("DYNAMODB_SCAN_PAGE_LIMIT", "0", _int(0)))
+    dynamodb_shard_refresh_interval: float = field(
+        metadata=_env("DYNAMODB_SHARD_REFRESH_INTERVAL", "30", _float(0, lo_open=True)))
+    dynamodb_poll_interval: float = field(
+        metadata=_env("DYNAMODB_POLL_INTERVAL", "0.25", _float(0)))
+    dynamodb_snapshot_overlap: float = field(
+        metadata=_env("DYNAMODB_SNAPSHOT_OVERLAP", "60", _float(0)))
+    kafka_topic_prefix: str = field(
+        metadata=_env("KAFKA_TOPIC_PREFIX", "dynamodb-", _topic_prefix, empty_ok=True))
+    kafka_topic_partitions: int = field(metadata=_env("KAFKA_TOPIC_PARTITIONS", "8", _int(1)))
+    kafka_topic_replication: int = field(metadata=_env("KAFKA_TOPIC_REPLICATION", "1", _int(1)))
+    kafka_output_format: OutputFormat = field(
+        metadata=_env("KAFKA_OUTPUT_FORMAT", "native", _choice("native", "seed")))
+    kafka_tombstones: bool = field(metadata=_env("KAFKA_TOMBSTONES", "true", _bool))
+    kafka_max_record_bytes: int = field(
+        metadata=_env("KAFKA_MAX_RECORD_BYTES", "1000000", _int(1024)))
+    kafka_sasl_password: str | None = field(
+        repr=False, metadata=_env("KAFKA_SASL_PASSWORD", None, _password, secret=True))
+    state_partitions: int = field(metadata=_env("STATE_PARTITIONS", "8", _int(1, 1024)))
+    state_store: str = field(
+        metadata=_env("STATE_STORE", "rocksdb://", _choice("rocksdb://", "memory://")))
+    log_level: str = field(
+        metadata=_env("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error")))
+    log_format: str = field(metadata=_env("LOG_FORMAT", "text", _choice("text", "json")))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Parse every setting from ``env`` (default ``os.environ``); raise ConfigError."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            meta = f.metadata
+            name, raw = meta["env"][0], meta["default"]
+            for candidate in meta["env"]:
+                given = env.get(candidate)
+                if given is not None and (meta["empty_ok"] or given.strip()):
+                    name, raw = candidate, given if meta["secret"] else given.strip()
+                    break
+            if raw is None:
+                values[f.name] = None
+                continue
+            try:
+                values[f.name] = meta["parse"](raw)
+            except _Hidden as exc:
+                raise ConfigError(name, f"expected {exc}; the given value is not shown") from None
+            except ValueError as exc:
+                shown = "the given value is not shown" if meta["secret"] else f"got {raw!r}"
+                raise ConfigError(name, f"expected {exc}; {shown}") from None
+        return cls(**values)
+
+    def endpoint_for(self, service: str) -> str | None:
+        """Endpoint override for ``dynamodb``, ``dynamodbstreams`` or
+        ``resourcegroupstaggingapi``: the service's own variable, else AWS_ENDPOINT_URL."""
+        try:
+            specific = getattr(self, _SERVICES[service])
+        except KeyError:
+            raise ValueError(f"unknown service {service!r}; one of {sorted(_SERVICES)}") from None
+        return specific or self.aws_endpoint_url
+
+    def topic_for(self, table: str) -> str:
+        """The output topic of ``table``: KAFKA_TOPIC_PREFIX + table name."""
+        topic = self.kafka_topic_prefix + table
+        if not _TABLE.fullmatch(table) or len(topic) > _TOPIC_MAX:
+            raise ValueError(f"table {table!r} gives no valid Kafka topic name ({topic!r})")
+        return topic
+
+    def masked(self) -> dict[str, str]:
+        """Every setting as text for the startup log; secrets shown as '***' when set."""
+        return {f.name: _show(getattr(self, f.name), f.metadata["secret"]) for f in fields(self)}
+
+
+def _show(value: object, secret: bool) -> str:
+    if value is None:
+        return ""
+    if secret:
+        return "***"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, re.Pattern):
+        return value.pattern
+    if isinstance(value, tuple):
+        if value and isinstance(value[0], TagFilter):
+            return render_tag_filters(value)
+        return ",".join(map(str, value))
+    return str(value)

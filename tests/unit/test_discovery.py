@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.domain.discovery import (
+    TagFilter,
+    diff,
+    matches,
+    parse_tag_filters,
+    render_tag_filters,
+    select,
+    table_name_from_arn,
+    to_tagging_api_filters,
+)
+
+
+def test_parse_grammar() -> None:
+    assert parse_tag_filters("datalake-ingest") == (TagFilter("datalake-ingest"),)
+    assert parse_tag_filters(" team : data , ml ;env:prod ") == (
+        TagFilter("team", ("data", "ml")), TagFilter("env", ("prod",)))
+    assert parse_tag_filters("") == () == parse_tag_filters("   ")
+
+
+def test_parse_escapes_and_colons_in_values() -> None:
+    assert parse_tag_filters(r"aws\:cloudformation\:stack-name:orders") == (
+        TagFilter("aws:cloudformation:stack-name", ("orders",)),)
+    assert parse_tag_filters("arn:arn:aws:iam::1:role/x") == (
+        TagFilter("arn", ("arn:aws:iam::1:role/x",)),)
+    assert parse_tag_filters(r"k:a\,b,c\;d,\ e") == (TagFilter("k", ("a,b", "c;d", " e")),)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (":v", "empty key"),
+        ("a;;b", "empty key"),
+        ("a;", "empty key"),
+        ("a;b;a:x", "twice"),
+        ("k:", "empty value"),
+        ("k:a,,b", "empty value"),
+        ("k:a,", "empty value"),
+        ("k:a,a", "twice"),
+        ("k\\", "dangling"),
+    ],
+)
+def test_parse_rejects_malformed(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_tag_filters(text)
+
+
+_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12)
+_filters = st.lists(
+    st.builds(TagFilter, _text, st.lists(_text, max_size=4, unique=True).map(tuple)),
+    max_size=5,
+    unique_by=lambda f: f.key,
+).map(tuple)
+
+
+@given(_filters)
+def test_render_then_parse_round_trips(filters: tuple[TagFilter, ...]) -> None:
+    assert parse_tag_filters(render_tag_filters(filters)) == filters
+
+
+@given(st.text(alphabet=" :;,\\ab", max_size=20))
+def test_parse_fails_only_with_value_error(text: str) -> None:
+    try:
+        filters = parse_tag_filters(text)
+    except ValueError:
+        return
+    assert parse_tag_filters(render_tag_filters(filters)) == filters
+
+
+def test_matches_and_across_keys_or_within_values() -> None:
+    filters = parse_tag_filters("team:data,ml;ingest")
+    assert matches({"team": "ml", "ingest": "", "x": "y"}, filters)
+    assert matches({"team": "data", "ingest": "yes"}, filters)
+    assert not matches({"team": "web", "ingest": "yes"}, filters)
+    assert not matches({"team": "data"}, filters)
+    assert not matches({"team": "data", "ingest": "yes"}, ())  # no filter selects nothing
+
+
+def test_to_tagging_api_filters() -> None:
+    assert to_tagging_api_filters(parse_tag_filters("team:data,ml;ingest")) == [
+        {"Key": "team", "Values": ["data", "ml"]}, {"Key": "ingest"}]
+    assert to_tagging_api_filters(()) == []
+
+
+def test_select() -> None:
+    names = ["b-test", "a", "c", "a", "b"]
+    assert select(names, [], None) == ["a", "b", "b-test", "c"]
+    assert select(names, ["c", "b-test", "zzz"], None) == ["b-test", "c"]
+    assert select(names, [], re.compile("-test")) == ["a", "b", "c"]
+    assert select(names, ["b", "b-test"], re.compile("^b$")) == ["b-test"]
+
+
+def test_diff() -> None:
+    assert diff(["c", "a", "b"], ["b", "d", "e"]) == (["a", "c"], ["d", "e"])
+    assert diff([], []) == ([], [])
+
+
+def test_table_name_from_arn() -> None:
+    assert table_name_from_arn("arn:aws:dynamodb:eu-west-1:123456789012:table/Orders") == "Orders"
+    stream = "arn:aws:dynamodb:eu-west-1:1:table/Orders.v2/stream/2024-01-01T00:00:00.000"
+    assert table_name_from_arn(stream) == "Orders.v2"
+    assert table_name_from_arn("arn:aws-cn:dynamodb:cn-north-1:1:table/t_1") == "t_1"
+    for bad in ["Orders", "arn:aws:s3:::bucket", "arn:aws:dynamodb:r:1:table/",
+                "arn:aws:dynamodb:r:1:global-table/g"]:
+        with pytest.raises(ValueError, match="not a DynamoDB table ARN"):
+            table_name_from_arn(bad)

@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from app.domain.discovery import TagFilter
+from app.errors import ConfigError
+from app.settings import Settings
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({})
+    assert s.broker_url == ("kafka://localhost:9092",)
+    assert s.app_id == "dynamodb-replicator"
+    assert s.aws_region == "us-east-1"
+    assert s.endpoint_for("dynamodb") is None
+    assert s.dynamodb_tag_filters == (TagFilter("datalake-ingest"),)
+    assert s.dynamodb_tables == () and s.dynamodb_tables_exclude is None
+    assert (s.dynamodb_discovery_interval, s.dynamodb_sync_mode, s.dynamodb_stream_start) == (
+        60.0, "snapshot_and_stream", "trim_horizon")
+    assert (s.dynamodb_scan_segments, s.dynamodb_scan_rcu_percent, s.dynamodb_scan_max_rcu,
+            s.dynamodb_scan_page_limit) == (0, 50.0, 0.0, 0)
+    assert (s.dynamodb_shard_refresh_interval, s.dynamodb_poll_interval,
+            s.dynamodb_snapshot_overlap) == (30.0, 0.25, 60.0)
+    assert (s.kafka_topic_prefix, s.kafka_topic_partitions, s.kafka_topic_replication) == (
+        "dynamodb-", 8, 1)
+    assert (s.kafka_output_format, s.kafka_tombstones, s.kafka_max_record_bytes) == (
+        "native", True, 1_000_000)
+    assert s.kafka_sasl_password is None
+    assert (s.state_partitions, s.state_store, s.log_level, s.log_format) == (
+        8, "rocksdb://", "info", "text")
+    assert s.topic_for("orders") == "dynamodb-orders"
+
+
+def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ID", "from-os-environ")
+    assert Settings.from_env().app_id == "from-os-environ"
+
+
+def test_parses_given_values() -> None:
+    s = Settings.from_env({
+        "BROKER_URL": "b1:9092, kafka://b2:9093 ,kafka://b3",
+        "DYNAMODB_TAG_FILTERS": "team:data,ml; ingest",
+        "DYNAMODB_TABLES": " orders, ,users,orders ",
+        "DYNAMODB_TABLES_EXCLUDE": "-test$",
+        "DYNAMODB_SCAN_RCU_PERCENT": "100",
+        "KAFKA_TOMBSTONES": "Off",
+        "KAFKA_TOPIC_PREFIX": "",
+        "LOG_LEVEL": "DEBUG",
+        "STATE_STORE": "memory://",
+    })
+    assert s.broker_url == ("kafka://b1:9092", "kafka://b2:9093", "kafka://b3")
+    assert s.dynamodb_tag_filters == (TagFilter("team", ("data", "ml")), TagFilter("ingest"))
+    assert s.dynamodb_tables == ("orders", "users")
+    assert s.dynamodb_tables_exclude is not None
+    assert s.dynamodb_tables_exclude.search("orders-test")
+    assert s.dynamodb_scan_rcu_percent == 100.0
+    assert s.kafka_tombstones is False
+    assert s.topic_for("orders") == "orders"
+    assert (s.log_level, s.state_store) == ("debug", "memory://")
+
+
+def test_blank_means_default_except_where_empty_is_meaningful() -> None:
+    s = Settings.from_env({"APP_ID": "  ", "DYNAMODB_TAG_FILTERS": ""})
+    assert s.app_id == "dynamodb-replicator"
+    assert s.dynamodb_tag_filters == ()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepted"),
+    [
+        ("BROKER_URL", "http://b:9092", "kafka://"),
+        ("BROKER_URL", "b", "host:port"),
+        ("BROKER_URL", "b:notaport", "host:port"),
+        ("BROKER_URL", ",", "host:port"),
+        ("APP_ID", "my app", "letters, digits"),
+        ("AWS_REGION", "EU WEST", "region"),
+        ("AWS_DEFAULT_REGION", "eu_west!", "region"),
+        ("AWS_ENDPOINT_URL", "localhost:4566", "http"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", "ftp://x", "http"),
+        ("DYNAMODB_TAG_FILTERS", "a;a", "twice"),
+        ("DYNAMODB_TAG_FILTERS", "k:", "empty value"),
+        ("DYNAMODB_TABLES", "orders,x", "table names"),
+        ("DYNAMODB_TABLES_EXCLUDE", "(", "regular expression"),
+        ("DYNAMODB_DISCOVERY_INTERVAL", "0", "> 0"),
+        ("DYNAMODB_DISCOVERY_INTERVAL", "inf", "> 0"),
+        ("DYNAMODB_SYNC_MODE", "both", "snapshot_and_stream"),
+        ("DYNAMODB_STREAM_START", "at_timestamp", "latest"),
+        ("DYNAMODB_SCAN_SEGMENTS", "1000001", "0 to 1000000"),
+        ("DYNAMODB_SCAN_SEGMENTS", "2.5", "integer"),
+        ("DYNAMODB_SCAN_RCU_PERCENT", "0", "<= 100"),
+        ("DYNAMODB_SCAN_RCU_PERCENT", "101", "<= 100"),
+        ("DYNAMODB_SCAN_MAX_RCU", "-1", ">= 0"),
+        ("DYNAMODB_SCAN_PAGE_LIMIT", "-1", ">= 0"),
+        ("DYNAMODB_SHARD_REFRESH_INTERVAL", "nan", "> 0"),
+        ("DYNAMODB_POLL_INTERVAL", "soon", ">= 0"),
+        ("DYNAMODB_SNAPSHOT_OVERLAP", "-0.5", ">= 0"),
+        ("KAFKA_TOPIC_PREFIX", "dyn/", "letters, digits"),
+        ("KAFKA_TOPIC_PARTITIONS", "0", ">= 1"),
+        ("KAFKA_TOPIC_REPLICATION", "three", ">= 1"),
+        ("KAFKA_OUTPUT_FORMAT", "avro", "native, seed"),
+        ("KAFKA_TOMBSTONES", "maybe", "true/false"),
+        ("KAFKA_MAX_RECORD_BYTES", "1023", ">= 1024"),
+        ("STATE_PARTITIONS", "1025", "1 to 1024"),
+        ("STATE_STORE", "redis://", "rocksdb://"),
+        ("LOG_LEVEL", "trace", "warning"),
+        ("LOG_FORMAT", "xml", "json"),
+    ],
+)
+def test_invalid_value_names_variable_accepted_and_given(
+    variable: str, value: str, accepted: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({variable: value})
+    assert info.value.setting == variable
+    message = str(info.value)
+    assert message.startswith(f"{variable}: ") and accepted in message and repr(value) in message
+
+
+def test_aws_region_falls_back_to_default_region() -> None:
+    assert Settings.from_env({"AWS_DEFAULT_REGION": "eu-west-1"}).aws_region == "eu-west-1"
+    env = {"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "eu-west-1"}
+    assert Settings.from_env(env).aws_region == "eu-central-1"
+
+
+def test_endpoint_fallback() -> None:
+    s = Settings.from_env({
+        "AWS_ENDPOINT_URL": "http://localhost:4566",
+        "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": "https://streams.local:8443",
+    })
+    assert s.endpoint_for("dynamodb") == "http://localhost:4566"
+    assert s.endpoint_for("resourcegroupstaggingapi") == "http://localhost:4566"
+    assert s.endpoint_for("dynamodbstreams") == "https://streams.local:8443"
+    only = Settings.from_env({"AWS_ENDPOINT_URL_DYNAMODB": "http://ddb:8000"})
+    assert only.endpoint_for("dynamodb") == "http://ddb:8000"
+    assert only.endpoint_for("dynamodbstreams") is None
+    with pytest.raises(ValueError, match="unknown service"):
+        s.endpoint_for("s3")
+
+
+SECRET = "s3cr3t-Pa55\n"
+
+
+def test_secret_never_in_error_messages() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"KAFKA_SASL_PASSWORD": SECRET})
+    assert info.value.setting == "KAFKA_SASL_PASSWORD"
+    assert "s3cr3t" not in str(info.value) and "not shown" in str(info.value)
+
+
+def test_broker_credentials_never_in_error_messages() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"BROKER_URL": "kafka://user:hunter2@b:9092"})
+    assert info.value.setting == "BROKER_URL" and "hunter2" not in str(info.value)
+
+
+def test_secret_masked_and_hidden_from_repr() -> None:
+    s = Settings.from_env({"KAFKA_SASL_PASSWORD": " s3cr3t "})
+    assert s.kafka_sasl_password == " s3cr3t "  # secrets are not trimmed
+    masked = s.masked()
+    assert masked["kafka_sasl_password"] == "***"
+    assert not any("s3cr3t" in v for v in masked.values())
+    assert "s3cr3t" not in repr(s)
+    secret_fields = [f.name for f in dataclasses.fields(s) if f.metadata["secret"]]
+    assert secret_fields == ["kafka_sasl_password"]
+
+
+def test_masked_lists_every_setting_as_text() -> None:
+    s = Settings.from_env({
+        "DYNAMODB_TAG_FILTERS": "team:data,ml;ingest",
+        "DYNAMODB_TABLES": "a12,b12",
+        "DYNAMODB_TABLES_EXCLUDE": "^tmp-",
+    })
+    masked = s.masked()
+    assert set(masked) == {f.name for f in dataclasses.fields(s)}
+    assert all(isinstance(v, str) for v in masked.values())
+    assert masked["dynamodb_tag_filters"] == "team:data,ml;ingest"
+    assert masked["dynamodb_tables"] == "a12,b12"
+    assert masked["dynamodb_tables_exclude"] == "^tmp-"
+    assert masked["kafka_tombstones"] == "true"
+    assert masked["kafka_sasl_password"] == ""
+
+
+def test_topic_for_rejects_names_kafka_cannot_take() -> None:
+    s = Settings.from_env({})
+    with pytest.raises(ValueError):
+        s.topic_for("x" * 250)
+    with pytest.raises(ValueError):
+        s.topic_for("bad/name")
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings.from_env({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.app_id = "other"  # type: ignore[misc]
