@@ -1,0 +1,1 @@
+"""Faust agents, timers and rebalance hooks (found by app autodiscovery)."""

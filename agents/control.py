@@ -1,0 +1,140 @@
+"""The control agent: the only writer of the `tables` and `units` state tables.
+
+Messages keyed ``t:<table>`` drive a table's lifecycle, ``u:<unit>`` a work unit's,
+and ``sweep`` (sent to every partition) stops tables discovery no longer sees.  The
+transitions themselves are pure (app.domain.coordinator); this agent loads, applies,
+stores, sends.  concurrency=1: it writes tables (faust #606)."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from faust.types import TP
+
+from agents.runtime import runtime
+from app.domain import coordinator as co
+from app.main import app
+from app.state import control_topic, policy, tables, units
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+async def _send(commands: list[co.Command]) -> None:
+    for key, message in commands:
+        await control_topic.send(key=key, value=message)
+
+
+async def _apply_table(name: str, out: co.Outcome, partition: int) -> None:
+    if out.state is None:
+        tables.pop(name, None)
+    else:
+        tables[name] = {**out.state, "partition": partition}
+    for note in out.notes:
+        log.info("%s", note)
+    for event in out.events:
+        if event == "resnapshot":
+            runtime.metrics.resnapshots.labels(name).inc()
+            log.warning("%s: re-snapshot: %s", name, out.state and out.state.get("reason"))
+        elif event == "table_error":
+            runtime.metrics.table_errors.labels(name).inc()
+    await _send(out.commands)
+
+
+async def handle_table(name: str, msg: dict[str, Any], partition: int) -> None:
+    s = tables.get(name)
+    kind, now = msg["type"], _now()
+    if kind == "discovered":
+        out = co.on_discovered(s, msg["info"], now, policy)
+    elif s is None:
+        return  # a late report for a forgotten table
+    elif kind == "unit_done":
+        out = co.on_unit_done(s, msg, now, policy)
+    elif kind == "shards":
+        out = co.on_shards(s, msg, now, policy)
+    elif kind == "unit_failed":
+        out = co.on_unit_failed(s, msg, now)
+    elif kind == "resnapshot":
+        if msg.get("epoch") not in (None, s.get("epoch")):
+            return
+        out = co.on_resnapshot(s, msg.get("reason", "requested"), None, now, policy)
+    elif kind == "stop":
+        out = co.on_stop(s, msg.get("reason", "requested"), now)
+    else:
+        log.error("control: unknown table message %r for %s", kind, name)
+        return
+    await _apply_table(name, out, partition)
+
+
+async def handle_unit(uid: str, msg: dict[str, Any], partition: int) -> None:
+    out = co.on_unit(units.get(uid), uid, msg, partition, _now())
+    if out.state is None:
+        units.pop(uid, None)
+    else:
+        units[uid] = out.state
+    await _send(out.forward)
+    if out.action == "ensure" and out.state is not None:
+        runtime.supervisor.ensure(out.state)
+    elif out.action == "stop":
+        await runtime.supervisor.stop([uid])
+
+
+async def handle_sweep(msg: dict[str, Any], partition: int) -> None:
+    present = set(msg["present"])
+    for name, s in list(tables.items()):
+        if s.get("partition") == partition:
+            out = co.on_sweep(s, present, _now())
+            if out.state is not s:
+                await _apply_table(name, out, partition)
+
+
+@app.agent(control_topic, concurrency=1)
+async def control(stream: Any) -> None:
+    async for event in stream.events():
+        key, msg, partition = event.key, event.value, event.message.partition
+        try:
+            if key == "sweep":
+                await handle_sweep(msg, partition)
+            elif key.startswith("t:"):
+                await handle_table(key[2:], msg, partition)
+            elif key.startswith("u:"):
+                await handle_unit(key[2:], msg, partition)
+            else:
+                log.error("control: message with unknown key %r ignored", key)
+        except Exception:
+            # one bad message must not stop the control loop for every table
+            log.exception("control: failed to apply %r for %s", msg.get("type"), key)
+
+
+# ---------------------------------------------------------------- rebalance hooks
+def _control_partitions(tps: Any) -> set[int]:
+    return {tp.partition for tp in tps if tp.topic == control_topic.get_topic_name()}
+
+
+@app.on_partitions_revoked.connect
+async def _revoked(app: Any, revoked: set[TP], **kwargs: Any) -> None:
+    runtime.metrics.rebalances.inc()
+    await runtime.supervisor.stop_partitions(_control_partitions(revoked), grace=3.0)
+
+
+@app.on_rebalance_complete.connect
+async def _rebalanced(app: Any, **kwargs: Any) -> None:
+    """After table recovery: run exactly the active units of the partitions we own."""
+    owned = _control_partitions(app.assignor.assigned_actives())
+    wanted = {uid: u for uid, u in units.items()
+              if u.get("status") == "active" and u.get("partition") in owned}
+    stale = [uid for uid in runtime.supervisor.running() if uid not in wanted]
+    await runtime.supervisor.stop(stale)
+    for u in wanted.values():
+        runtime.supervisor.ensure(u)
+    log.info("rebalance complete: %d control partitions owned, %d units running",
+             len(owned), len(runtime.supervisor.running()))
+
+
+@app.on_before_shutdown.connect
+async def _shutdown(app: Any, **kwargs: Any) -> None:
+    await runtime.close()

@@ -1,0 +1,238 @@
+"""Per-unit loops: scan a segment, tail a shard, watch a stream's shard list.
+
+Each loop does AWS and Kafka I/O only, and reports positions as control messages
+after Kafka acknowledged the batch (the checkpoint is the position after the last
+record delivered).  Errors: retriable ones back off with jitter; a trimmed position
+asks for a re-snapshot; a permanent error pauses the table with its reason."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from agents.runtime import Backoff, Runtime, pause
+from app.domain import codec, coordinator
+from app.domain.envelope import SnapshotInfo
+from app.domain.lineage import seq_key
+from app.domain.segments import TokenBucket
+from app.errors import (
+    AwsError, CodecError, ExpiredIteratorError, ReplicatorError, ResourceNotFoundError,
+    ThrottledError, TrimmedDataError,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _start_pos(rt: Runtime, unit: dict[str, Any]) -> tuple[Any, int]:
+    pos, count = unit.get("pos"), int(unit.get("count") or 0)
+    local = rt.supervisor.local_pos.get(unit["id"])
+    if local and local[1] > count:
+        pos, count = local
+    return pos, count
+
+
+async def _deliver(rt: Runtime, table: str, topic: str, messages: list[tuple[bytes, Any]],
+                   where: str, stopping: asyncio.Event) -> None:
+    """Send a batch until Kafka acknowledges it; oversize events go to the DLQ."""
+    limit = rt.settings.kafka_max_record_bytes
+    ok: list[tuple[bytes, Any]] = []
+    for key, value in messages:
+        if value is not None and len(value) + len(key) > limit:
+            log.error("%s %s: event of %d bytes exceeds KAFKA_MAX_RECORD_BYTES=%d; "
+                      "dead-lettered", table, where, len(value), limit)
+            rt.metrics.dead_letters.labels(table, "too_large").inc()
+            await rt.output.dead_letter(table, where, "too large", key.decode(), len(value))
+        else:
+            ok.append((key, value))
+    backoff = Backoff(0.5, 10.0)
+    while True:
+        try:
+            await rt.output.send_batch(topic, ok)
+            return
+        except Exception as exc:  # broker down / timeouts: resend (duplicates, no loss)
+            rt.metrics.retries.labels(table, "kafka").inc()
+            delay = backoff.next()
+            log.warning("%s %s: Kafka send failed (%s: %s); retrying in %.1fs", table, where,
+                        type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+
+
+async def _aws_retry(rt: Runtime, table: str, op: str, exc: AwsError, backoff: Backoff,
+                     stopping: asyncio.Event) -> None:
+    if isinstance(exc, ThrottledError):
+        rt.metrics.throttles.labels(table, op).inc()
+    else:
+        rt.metrics.retries.labels(table, exc.code or type(exc).__name__).inc()
+    delay = backoff.next()
+    log.info("%s: %s retriable error %s; backing off %.2fs", table, op, exc.code, delay)
+    await pause(stopping, delay)
+
+
+async def _fail(rt: Runtime, unit: dict[str, Any], exc: BaseException) -> None:
+    log.error("%s: permanent error, pausing the table: %s", unit["id"], exc)
+    await rt.report(coordinator.unit_key(unit["id"]),
+                    {"type": "failed", "error": str(exc)[:500]}, wait=True)
+
+
+async def _resnapshot(rt: Runtime, unit: dict[str, Any], reason: str) -> None:
+    spec = unit["spec"]
+    log.warning("%s: %s -> automatic re-snapshot of table %s", unit["id"], reason, spec["table"])
+    await rt.report(coordinator.table_key(spec["table"]),
+                    {"type": "resnapshot", "reason": reason, "epoch": spec["epoch"]}, wait=True)
+
+
+# ---------------------------------------------------------------- scan segment
+async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -> None:
+    spec = unit["spec"]
+    table, seg, total = spec["table"], spec["segment"], spec["total"]
+    topic = rt.settings.topic_for(table)
+    pos, count = _start_pos(rt, unit)
+    cursor = codec.sdk_v1_to_item(pos) if pos else None
+    bucket = TokenBucket(spec.get("rcu"), burst=max(1.0, spec.get("rcu") or 1.0),
+                         now=time.monotonic())
+    snap_start = spec.get("snapshot_start_ms") or _now_ms()
+    where = f"segment {seg}/{total}"
+    tables = await rt.tables()
+    backoff = Backoff()
+    log.info("%s: scanning %s from %s", table, where, "a cursor" if cursor else "the start")
+    while not stopping.is_set():
+        try:
+            page = await tables.scan(table, seg, total, cursor, rt.settings.dynamodb_scan_page_limit)
+        except AwsError as exc:
+            if exc.retriable:
+                await _aws_retry(rt, table, "Scan", exc, backoff, stopping)
+                continue
+            await _fail(rt, unit, exc)
+            return
+        backoff.reset()
+        snap = SnapshotInfo(running=True, start_ms=snap_start, end_ms=None, count=count)
+        messages: list[tuple[bytes, Any]] = []
+        for item in page.items:
+            try:
+                messages += rt.encoder.snapshot(table, spec["key_names"], item, seg, total,
+                                                snap_start, snap)
+            except CodecError as exc:
+                log.error("%s %s: item not representable, dead-lettered: %s", table, where, exc)
+                rt.metrics.dead_letters.labels(table, "codec").inc()
+                await rt.output.dead_letter(table, where, str(exc))
+        await _deliver(rt, table, topic, messages, where, stopping)
+        count += len(page.items)
+        rt.metrics.snapshot_items.labels(table).inc(len(page.items))
+        rt.metrics.events_out.labels(table, "r").inc(len(page.items))
+        cursor = page.last_evaluated_key
+        if cursor is None:
+            await rt.report(coordinator.unit_key(unit["id"]),
+                            {"type": "finish", "count": count}, wait=True)
+            log.info("%s: %s done, %d items", table, where, count)
+            return
+        pos = codec.item_to_sdk_v1(cursor)
+        rt.supervisor.remember(unit["id"], pos, count)
+        await rt.report(coordinator.unit_key(unit["id"]),
+                        {"type": "progress", "pos": pos, "count": count})
+        await pause(stopping, bucket.delay_for(page.consumed_capacity, time.monotonic()))
+
+
+# ---------------------------------------------------------------- shard
+async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -> None:
+    spec = unit["spec"]
+    table, arn, shard = spec["table"], spec["stream_arn"], spec["shard_id"]
+    topic = rt.settings.topic_for(table)
+    cutoff = int(spec.get("cutoff_ms") or 0)
+    pos, count = _start_pos(rt, unit)
+    snap = None
+    if spec.get("snapshot_start_ms"):
+        snap = SnapshotInfo(running=False, start_ms=spec["snapshot_start_ms"],
+                            end_ms=spec.get("snapshot_end_ms"), count=spec.get("snapshot_items") or 0)
+    streams = await rt.streams()
+    backoff = Backoff()
+    iterator: str | None = None
+    label = f"{table}/{shard}"
+    log.info("%s: reading shard %s from %s", table, shard, f"after {pos}" if pos else "TRIM_HORIZON")
+    while not stopping.is_set():
+        try:
+            if iterator is None:
+                iterator = await streams.iterator(arn, shard, pos)
+            page = await streams.records(iterator, label)
+        except ExpiredIteratorError:
+            iterator = None  # re-acquire from the checkpoint
+            rt.metrics.retries.labels(table, "expired_iterator").inc()
+            continue
+        except (TrimmedDataError, ResourceNotFoundError) as exc:
+            await _resnapshot(rt, unit, f"shard {shard} position trimmed ({exc.code})")
+            return
+        except AwsError as exc:
+            if exc.retriable:
+                await _aws_retry(rt, table, "GetRecords", exc, backoff, stopping)
+                continue
+            await _fail(rt, unit, exc)
+            return
+        backoff.reset()
+        messages: list[tuple[bytes, Any]] = []
+        last_seq: str | None = None
+        last_ts = 0
+        for rec in page.records:
+            last_seq, last_ts = rec.sequence_number, rec.approx_ts_ms
+            if rec.approx_ts_ms < cutoff:
+                rt.metrics.skipped_before_cutoff.labels(table).inc()
+                continue
+            try:
+                messages += rt.encoder.change(table, spec["key_names"], rec, arn, shard, snap)
+            except CodecError as exc:
+                log.error("%s shard %s seq %s: record not representable, dead-lettered: %s",
+                          table, shard, rec.sequence_number, exc)
+                rt.metrics.dead_letters.labels(table, "codec").inc()
+                await rt.output.dead_letter(table, f"shard {shard} seq {rec.sequence_number}",
+                                            str(exc))
+        if messages:
+            await _deliver(rt, table, topic, messages, f"shard {shard}", stopping)
+            rt.metrics.events_out.labels(table, "stream").inc(len(page.records))
+        if last_seq is not None and seq_key(last_seq) > seq_key(pos):
+            pos, count = last_seq, count + len(page.records)
+            lag_ms = max(0, _now_ms() - last_ts)
+            rt.metrics.lag_seconds.labels(table, shard).set(lag_ms / 1000)
+            rt.supervisor.remember(unit["id"], pos, count)
+            await rt.report(coordinator.unit_key(unit["id"]),
+                            {"type": "progress", "pos": pos, "count": count, "lag_ms": lag_ms})
+        iterator = page.next_iterator
+        if iterator is None:  # closed and fully read: children may start
+            listing = None
+            try:
+                listing = coordinator.encode_listing((await streams.describe(arn)).shards)
+            except AwsError as exc:
+                log.warning("%s: DescribeStream after shard end failed: %s", table, exc)
+            await rt.report(coordinator.unit_key(unit["id"]),
+                            {"type": "finish", "pos": pos, "count": count, "listing": listing},
+                            wait=True)
+            log.info("%s: shard %s finished (%d records)", table, shard, count)
+            return
+        if not page.records:
+            await pause(stopping, rt.settings.dynamodb_poll_interval)
+
+
+# ---------------------------------------------------------------- stream watcher
+async def run_watch(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -> None:
+    spec = unit["spec"]
+    table, arn = spec["table"], spec["stream_arn"]
+    streams = await rt.streams()
+    last: list[Any] | None = None
+    rounds = 0
+    while not stopping.is_set():
+        try:
+            listing = coordinator.encode_listing((await streams.describe(arn)).shards)
+            if listing != last or rounds % 10 == 0:
+                await rt.report(coordinator.table_key(table),
+                                {"type": "shards", "epoch": spec["epoch"], "listing": listing},
+                                wait=True)
+                last = listing
+            rounds += 1
+        except ReplicatorError as exc:
+            log.warning("%s: DescribeStream failed: %s", table, exc)
+        await pause(stopping, rt.settings.dynamodb_shard_refresh_interval)
+
+
+RUNNERS = {"scan": run_scan, "shard": run_shard, "watch": run_watch}

@@ -1,0 +1,140 @@
+"""What runners share in one worker: settings, AWS edges, output, encoder, metrics,
+and the supervisor that starts/stops one asyncio task per owned work unit."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from app.aws.clients import AwsClients
+from app.aws.dynamodb import Streams, Tables, Tagging
+from app.domain.envelope import Encoder
+from app.main import app, settings
+from app.metrics import Metrics
+from app.output import Output
+from app.state import control_topic
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[["Runtime", dict[str, Any], asyncio.Event], Awaitable[None]]
+
+
+class Backoff:
+    """Exponential backoff with full jitter; reset after a success."""
+
+    def __init__(self, base: float = 0.1, cap: float = 20.0) -> None:
+        self.base, self.cap, self.attempt = base, cap, 0
+
+    def next(self) -> float:
+        self.attempt += 1
+        return random.uniform(0, min(self.cap, self.base * 2 ** self.attempt))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self.settings = settings
+        self.metrics = Metrics.create()
+        self.output = Output(app, settings)
+        self.encoder = Encoder(settings.kafka_output_format, settings.kafka_tombstones)
+        self._aws: AwsClients | None = None
+        self._aws_lock = asyncio.Lock()
+        self.supervisor = Supervisor(self)
+
+    async def aws(self) -> AwsClients:
+        if self._aws is None:
+            async with self._aws_lock:
+                if self._aws is None:
+                    self._aws = await AwsClients(settings).open()
+        return self._aws
+
+    async def tables(self) -> Tables:
+        return Tables((await self.aws()).dynamodb)
+
+    async def streams(self) -> Streams:
+        return Streams((await self.aws()).streams)
+
+    async def tagging(self) -> Tagging:
+        return Tagging((await self.aws()).tagging)
+
+    async def report(self, key: str, message: dict[str, Any], wait: bool = False) -> None:
+        fut = await control_topic.send(key=key, value=message)
+        if wait:
+            await fut
+
+    async def close(self) -> None:
+        await self.supervisor.stop_all()
+        if self._aws is not None:
+            await self._aws.close()
+
+
+async def pause(stopping: asyncio.Event, seconds: float) -> bool:
+    """Sleep, waking early when asked to stop; True if stopping."""
+    if seconds <= 0:
+        return stopping.is_set()
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except TimeoutError:
+        pass
+    return stopping.is_set()
+
+
+class Supervisor:
+    """One task per unit this worker actively owns.  Stopping is graceful: the runner
+    finishes (and checkpoints) its current batch, then is cancelled after `grace`."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.tasks: dict[str, tuple[asyncio.Task[None], asyncio.Event, int]] = {}
+        # positions this worker itself got acknowledged: never restart behind them
+        self.local_pos: dict[str, tuple[Any, int]] = {}
+
+    def running(self) -> list[str]:
+        return sorted(uid for uid, (t, _, _) in self.tasks.items() if not t.done())
+
+    def ensure(self, unit: dict[str, Any]) -> None:
+        from agents.runners import RUNNERS
+
+        uid = unit["id"]
+        current = self.tasks.get(uid)
+        if current and not current[0].done():
+            return
+        stopping = asyncio.Event()
+        task = asyncio.ensure_future(self._guard(RUNNERS[unit["spec"]["kind"]], unit, stopping))
+        self.tasks[uid] = (task, stopping, int(unit.get("partition", -1)))
+
+    async def _guard(self, runner: Runner, unit: dict[str, Any], stopping: asyncio.Event) -> None:
+        try:
+            await runner(self.rt, unit, stopping)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a runner must never die silently
+            log.exception("runner %s crashed; it will be restarted by the next sync", unit["id"])
+
+    async def stop(self, uids: list[str], grace: float = 5.0) -> None:
+        entries = [(uid, self.tasks.pop(uid)) for uid in uids if uid in self.tasks]
+        for _, (_, stopping, _) in entries:
+            stopping.set()
+        pending = [t for _, (t, _, _) in entries if not t.done()]
+        if pending:
+            done, still = await asyncio.wait(pending, timeout=grace)
+            for t in still:
+                t.cancel()
+            if still:
+                await asyncio.wait(still, timeout=2.0)
+
+    async def stop_partitions(self, partitions: set[int], grace: float = 5.0) -> None:
+        await self.stop([uid for uid, (_, _, p) in self.tasks.items() if p in partitions], grace)
+
+    async def stop_all(self, grace: float = 10.0) -> None:
+        await self.stop(list(self.tasks), grace)
+
+    def remember(self, uid: str, pos: Any, count: int) -> None:
+        self.local_pos[uid] = (pos, count)
+
+
+runtime = Runtime()

@@ -1,0 +1,19 @@
+"""The DynamoDB → Kafka replicator.  `faust -A app worker` reads the attribute `app`.
+
+The Faust app is built lazily so that `import app.domain…` in unit tests neither
+reads the environment nor imports Faust."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from app.main import app
+
+        # explicit, so that an import error stops the worker instead of being a warning
+        import agents.control  # noqa: F401
+        import agents.discovery  # noqa: F401
+
+        return app
+    raise AttributeError(name)

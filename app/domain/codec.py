@@ -1,0 +1,476 @@
+"""DynamoDB typed attribute values -> plain values ready for orjson.
+
+Numbers never pass through float: an ``N`` becomes an :class:`orjson.Fragment`
+holding its JSON number text, so all 38 significant digits survive.  Binary becomes
+standard base64 text.  Sets are sorted so equal items always encode to equal bytes.
+
+Also the seed ("AWS SDK v1 JSON", lower-case tags) document form used by the old
+Kafka Connect connector, and its inverse so round-trips can be tested.
+
+Pure: no boto, no faust.  This runs per record, so the hot path is a tight if-chain
+on the type tag, a pre-compiled regex for numbers and no Decimal unless the number
+text is not already valid JSON.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, TypeGuard
+
+import orjson
+
+from app.domain.model import AttributeValue, Item
+from app.errors import CodecError
+
+__all__ = [
+    "dumps",
+    "item_to_plain",
+    "item_to_sdk_v1",
+    "key_json",
+    "key_of",
+    "number_text",
+    "sdk_v1_to_item",
+    "seed_key",
+    "to_plain",
+]
+
+# RFC 8259 number, ASCII digits only.
+_json_number = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?").fullmatch
+# What we are willing to normalise through Decimal: a sign, leading zeros, a bare
+# leading/trailing point, surrounding whitespace.  No underscores, no non-ASCII
+# digits, no NaN/Infinity (Decimal would accept all of those).
+_loose_number = re.compile(
+    r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*", re.ASCII
+).fullmatch
+
+
+def _is_json_number(v: Any) -> TypeGuard[str]:
+    """Is ``v`` a str holding an RFC 8259 number?  Plain non-negative integers (most
+    DynamoDB numbers) are recognised without the regex, which costs ~2x more."""
+    if type(v) is not str:
+        return False
+    if v.isdigit() and v.isascii():
+        return v[0] != "0" or len(v) == 1
+    return _json_number(v) is not None
+
+
+_Fragment = orjson.Fragment
+_b2a = binascii.b2a_base64
+_a2b = binascii.a2b_base64
+_OPT_SORT = orjson.OPT_SORT_KEYS
+
+
+_NO_CHILD: Any = object()
+
+
+class _Bad(Exception):
+    """Internal: carries the attribute path outwards (innermost part first)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path: list[str | int] = []
+        self.child: Any = _NO_CHILD  # the attribute value the error came out of
+
+
+def _path_text(path: list[str | int]) -> str:
+    out = ""
+    for part in reversed(path):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "<value>"
+
+
+def _codec_error(e: _Bad) -> CodecError:
+    path = _path_text(e.path)
+    return CodecError(f"attribute {path}: {e.message}", resource=path)
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def _slow_number_text(v: Any) -> str:
+    """Normalise a non-JSON number text (or int/Decimal) to JSON number text."""
+    if type(v) is str:
+        if _loose_number(v) is None:
+            raise _Bad(f"invalid number {v[:64]!r}")
+        try:
+            d = Decimal(v)
+        except ArithmeticError:  # decimal.InvalidOperation: exponent out of range
+            raise _Bad(f"invalid number {v[:64]!r}") from None
+    elif type(v) is int:
+        return str(v)
+    elif type(v) is Decimal:
+        d = v
+    else:
+        raise _Bad(f"number must be a string, got {type(v).__name__}")
+    if not d.is_finite():
+        raise _Bad(f"invalid number {str(v)[:64]!r}")
+    text = str(d)  # scientific form when needed: "1E+125", "1.5E-130": valid JSON
+    if _json_number(text) is None:  # pragma: no cover - Decimal.__str__ of a finite value
+        raise _Bad(f"invalid number {str(v)[:64]!r}")
+    return text
+
+
+def number_text(v: Any) -> str:
+    """The JSON number text for an ``N`` value (raises CodecError if it has none)."""
+    if _is_json_number(v):
+        return v
+    try:
+        return _slow_number_text(v)
+    except _Bad as e:
+        raise _codec_error(e) from None
+
+
+# --------------------------------------------------------------------------- binary
+
+
+def _raw_bytes(v: Any) -> bytes | bytearray | memoryview:
+    t = type(v)
+    if t is bytes or t is bytearray or t is memoryview:
+        return v  # type: ignore[no-any-return]
+    if t is str:
+        try:
+            return _a2b(v, strict_mode=True)
+        except (binascii.Error, ValueError):
+            raise _Bad(f"binary string is not valid base64: {v[:64]!r}") from None
+    raise _Bad(f"binary must be bytes, got {t.__name__}")
+
+
+def _b64(v: Any) -> str:
+    t = type(v)
+    if t is not bytes and t is not bytearray and t is not memoryview:
+        v = _raw_bytes(v)
+    return _b2a(v, newline=False).decode("ascii")
+
+
+# --------------------------------------------------------------------------- plain
+
+
+def _check_set(v: Any, tag: str) -> None:
+    t = type(v)
+    if t is not list and t is not tuple and t is not set and t is not frozenset:
+        raise _Bad(f"{tag} must be a list, got {t.__name__}")
+
+
+def _ss(v: Any) -> list[str]:
+    _check_set(v, "SS")
+    for s in v:
+        if type(s) is not str:
+            raise _Bad(f"SS member must be a string, got {type(s).__name__}")
+    return sorted(v)
+
+
+def _ns(v: Any) -> list[orjson.Fragment]:
+    _check_set(v, "NS")
+    texts = []
+    for s in v:
+        if _is_json_number(s):
+            texts.append(s)
+        else:
+            texts.append(_slow_number_text(s))
+    try:
+        texts.sort(key=int)  # all integers (the common case): cheaper than Decimal
+    except ValueError:
+        texts.sort(key=Decimal)
+    return [_Fragment(t) for t in texts]
+
+
+def _bs(v: Any) -> list[str]:
+    _check_set(v, "BS")
+    raw = [bytes(_raw_bytes(b)) for b in v]
+    raw.sort()
+    return [_b2a(b, newline=False).decode("ascii") for b in raw]
+
+
+def _null(v: Any) -> None:
+    if v is not True:
+        raise _Bad(f"NULL must be true, got {v!r}")
+
+
+def _bool(v: Any) -> bool:
+    if type(v) is not bool:
+        raise _Bad(f"BOOL must be a boolean, got {type(v).__name__}")
+    return v
+
+
+def _s(v: Any) -> str:
+    if type(v) is not str:
+        raise _Bad(f"S must be a string, got {type(v).__name__}")
+    return v
+
+
+def _locate(container: Any, child: Any, path: list[str | int]) -> None:
+    """Append the name/index under which ``child`` (by identity) sits in ``container``."""
+    if child is _NO_CHILD:
+        return
+    if type(container) is dict:
+        for k, a in container.items():
+            if a is child:
+                path.append(k)
+                return
+    elif type(container) is list or type(container) is tuple:
+        for i, a in enumerate(container):
+            if a is child:
+                path.append(i)
+                return
+
+
+def _conv(av: Any) -> Any:
+    # Errors: the innermost failure raises _Bad; each enclosing _conv on the way out
+    # records where its failing child sat (found by identity, so the happy path pays
+    # nothing: try blocks are free in 3.11+ until something raises).
+    try:
+        try:
+            (tag,) = av
+            v = av[tag]
+        except (TypeError, ValueError, KeyError, IndexError):
+            raise _Bad(_shape_message(av)) from None
+        if tag == "S":
+            if type(v) is str:
+                return v
+            return _s(v)
+        if tag == "N":
+            if type(v) is str and (
+                (v.isdigit() and v.isascii() and (v[0] != "0" or len(v) == 1))
+                or _json_number(v) is not None
+            ):
+                return _Fragment(v)
+            return _Fragment(_slow_number_text(v))
+        if tag == "M":
+            if type(v) is not dict:
+                raise _Bad(f"M must be a map, got {type(v).__name__}")
+            return {k: _conv(a) for k, a in v.items()}
+        if tag == "L":
+            if type(v) is not list and type(v) is not tuple:
+                raise _Bad(f"L must be a list, got {type(v).__name__}")
+            return [_conv(a) for a in v]
+        if tag == "BOOL":
+            if type(v) is bool:
+                return v
+            return _bool(v)
+        if tag == "NULL":
+            if v is True:
+                return None
+            return _null(v)
+        if tag == "B":
+            return _b64(v)
+        if tag == "SS":
+            return _ss(v)
+        if tag == "NS":
+            return _ns(v)
+        if tag == "BS":
+            return _bs(v)
+        raise _Bad(f"unknown type tag {tag!r}")
+    except _Bad as e:
+        if e.child is not _NO_CHILD:
+            _locate(av.get(tag), e.child, e.path)
+        e.child = av
+        raise
+
+
+def _shape_message(av: Any) -> str:
+    if isinstance(av, dict):
+        if not av:
+            return "empty attribute value"
+        return f"attribute value must have exactly one type tag, got {sorted(map(str, av))}"
+    return f"attribute value must be a dict, got {type(av).__name__}"
+
+
+def _item_map(item: Any) -> dict[str, Any]:
+    if type(item) is not dict:
+        raise CodecError(f"item must be a map, got {type(item).__name__}")
+    try:
+        return {k: _conv(a) for k, a in item.items()}
+    except _Bad as e:
+        _locate(item, e.child, e.path)
+        raise _codec_error(e) from None
+
+
+def to_plain(av: AttributeValue) -> Any:
+    """One typed attribute value -> plain value (str, Fragment, list, dict, bool, None)."""
+    try:
+        return _conv(av)
+    except _Bad as e:
+        raise _codec_error(e) from None
+
+
+def item_to_plain(item: Item) -> dict[str, Any]:
+    """A whole item -> dict of plain values."""
+    return _item_map(item)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def key_of(item: Item, key_names: Sequence[str]) -> Item:
+    """The key attributes of ``item`` (CodecError if one is missing)."""
+    try:
+        return {k: item[k] for k in key_names}
+    except KeyError as e:
+        raise CodecError(
+            f"key attribute {e.args[0]!r} missing from item", resource=e.args[0]
+        ) from None
+    except TypeError:
+        raise CodecError(f"item must be a map, got {type(item).__name__}") from None
+
+
+def key_json(keys: Item) -> bytes:
+    """Compact JSON, sorted keys, of the plain key values: b'{"pk":"a","sk":3}'."""
+    return dumps(item_to_plain(keys), _OPT_SORT)
+
+
+def dumps(obj: Any, option: int = 0) -> bytes:
+    """orjson.dumps (``option``: orjson flags); encoding failures become CodecError."""
+    try:
+        return orjson.dumps(obj, option=option)
+    except orjson.JSONEncodeError as e:
+        raise CodecError(f"cannot encode as JSON: {e}") from None
+
+
+# --------------------------------------------------------------------------- seed (SDK v1)
+
+
+def _v1(av: Any) -> dict[str, Any]:
+    try:
+        try:
+            (tag,) = av
+            v = av[tag]
+        except (TypeError, ValueError, KeyError, IndexError):
+            raise _Bad(_shape_message(av)) from None
+        if tag == "S":
+            return {"s": v if type(v) is str else _s(v)}
+        if tag == "N":
+            if _is_json_number(v):
+                return {"n": v}
+            return {"n": _slow_number_text(v)}
+        if tag == "M":
+            if type(v) is not dict:
+                raise _Bad(f"M must be a map, got {type(v).__name__}")
+            return {"m": {k: _v1(a) for k, a in v.items()}}
+        if tag == "L":
+            if type(v) is not list and type(v) is not tuple:
+                raise _Bad(f"L must be a list, got {type(v).__name__}")
+            return {"l": [_v1(a) for a in v]}
+        if tag == "BOOL":
+            return {"bool": _bool(v)}
+        if tag == "NULL":
+            _null(v)
+            return {"null": True}
+        if tag == "B":
+            return {"b": _b64(v)}
+        if tag == "SS":
+            _ss(v)  # validates
+            return {"ss": list(v)}
+        if tag == "NS":
+            _check_set(v, "NS")
+            return {"ns": [s if _is_json_number(s) else _slow_number_text(s) for s in v]}
+        if tag == "BS":
+            _check_set(v, "BS")
+            return {"bs": [_b64(b) for b in v]}
+        raise _Bad(f"unknown type tag {tag!r}")
+    except _Bad as e:
+        if e.child is not _NO_CHILD:
+            _locate(av.get(tag), e.child, e.path)
+        e.child = av
+        raise
+
+
+def item_to_sdk_v1(item: Item) -> dict[str, Any]:
+    """Item -> the old connector's document: {"attr": {"s": ..} | {"n": "1"} | ...}.
+
+    Numbers stay strings (their JSON text), binary becomes base64, set order is kept.
+    """
+    if type(item) is not dict:
+        raise CodecError(f"item must be a map, got {type(item).__name__}")
+    try:
+        return {k: _v1(a) for k, a in item.items()}
+    except _Bad as e:
+        _locate(item, e.child, e.path)
+        raise _codec_error(e) from None
+
+
+def _from_v1(doc: Any) -> AttributeValue:
+    try:
+        try:
+            (tag,) = doc
+            v = doc[tag]
+        except (TypeError, ValueError, KeyError, IndexError):
+            raise _Bad(_shape_message(doc)) from None
+        if tag == "s":
+            return {"S": _s(v)}
+        if tag == "n":
+            if type(v) is not str:
+                raise _Bad(f"n must be a string, got {type(v).__name__}")
+            return {"N": v}
+        if tag == "b":
+            return {"B": bytes(_raw_bytes(_s(v)))}
+        if tag == "m":
+            if type(v) is not dict:
+                raise _Bad(f"m must be a map, got {type(v).__name__}")
+            return {"M": {k: _from_v1(a) for k, a in v.items()}}
+        if tag == "l":
+            if type(v) is not list:
+                raise _Bad(f"l must be a list, got {type(v).__name__}")
+            return {"L": [_from_v1(a) for a in v]}
+        if tag == "bool":
+            return {"BOOL": _bool(v)}
+        if tag == "null":
+            _null(v)
+            return {"NULL": True}
+        if tag == "ss":
+            _ss(v)
+            return {"SS": list(v)}
+        if tag == "ns":
+            if type(v) is not list or any(type(s) is not str for s in v):
+                raise _Bad("ns must be a list of strings")
+            return {"NS": list(v)}
+        if tag == "bs":
+            if type(v) is not list:
+                raise _Bad("bs must be a list of base64 strings")
+            return {"BS": [bytes(_raw_bytes(_s(b))) for b in v]}
+        raise _Bad(f"unknown type tag {tag!r}")
+    except _Bad as e:
+        if e.child is not _NO_CHILD:
+            _locate(doc.get(tag), e.child, e.path)
+        e.child = doc
+        raise
+
+
+def sdk_v1_to_item(doc: dict[str, Any]) -> Item:
+    """Inverse of :func:`item_to_sdk_v1` (binary back to bytes)."""
+    if type(doc) is not dict:
+        raise CodecError(f"document must be a map, got {type(doc).__name__}")
+    try:
+        return {k: _from_v1(a) for k, a in doc.items()}
+    except _Bad as e:
+        _locate(doc, e.child, e.path)
+        raise _codec_error(e) from None
+
+
+def seed_key(keys: Item) -> dict[str, str]:
+    """The old connector's key: each key attribute as a string (S, N text, B base64)."""
+    out: dict[str, str] = {}
+    for name, av in keys.items():
+        try:
+            try:
+                ((tag, v),) = av.items()
+            except (AttributeError, TypeError, ValueError):
+                raise _Bad(_shape_message(av)) from None
+            if tag == "S":
+                out[name] = _s(v)
+            elif tag == "N":
+                out[name] = v if _is_json_number(v) else _slow_number_text(v)
+            elif tag == "B":
+                out[name] = _b64(v)
+            else:
+                raise _Bad(f"key attribute must be S, N or B, got {tag!r}")
+        except _Bad as e:
+            e.path.append(name)
+            raise _codec_error(e) from None
+    return out

@@ -1,0 +1,362 @@
+"""State transitions of a replicated table and of its work units — pure functions.
+
+The control agent (agents/control.py) loads a state from a Faust table, calls one of
+these functions with the message it is processing, writes back the new state and sends
+the commands returned.  Nothing here does I/O, so every transition is unit-tested.
+
+Table state (JSON-able dict):
+    name, phase (INIT_SYNC | STREAMING | SNAPSHOT_DONE | STOPPED | ERROR), epoch,
+    table_arn, stream_arn, key_names, item_count, read_capacity,
+    snapshot {start_ms, end_ms, total, done[], items, rcu} | None,
+    cutoff_ms (stream records older than this are covered by the snapshot),
+    shards {shard_id: {parent, status}} (lineage, app.domain.lineage),
+    resume_phase, stopped_ms, error, reason, resnapshots, updated_ms.
+
+Work units are named so that the table state can enumerate them:
+    scan|<table>|<epoch>|<segment>|<total>
+    watch|<table>|<epoch>                 (DescribeStream poller, one per streaming table)
+    shard|<table>|<epoch>|<stream_arn>|<shard_id>
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from app.domain import lineage
+from app.domain.model import Shard
+from app.domain.segments import plan_segments, rcu_budget
+
+RETENTION_MS = 24 * 3600 * 1000
+ACTIVE = ("INIT_SYNC", "STREAMING")
+
+State = dict[str, Any]
+Command = tuple[str, dict[str, Any]]  # (control-topic key, message)
+
+
+@dataclass(frozen=True)
+class Policy:
+    mode: Literal["snapshot_and_stream", "stream_only", "snapshot_only"] = "snapshot_and_stream"
+    stream_start: Literal["trim_horizon", "latest"] = "trim_horizon"
+    overlap_ms: int = 60_000
+    segments: int = 0
+    rcu_percent: float = 50.0
+    max_rcu: float = 0.0
+    error_retry_ms: int = 300_000
+
+
+@dataclass
+class Outcome:
+    state: State | None  # None: forget the table
+    commands: list[Command] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # logged by the agent
+    events: list[str] = field(default_factory=list)  # metric names: resnapshot, lost_shard…
+
+
+def table_key(name: str) -> str:
+    return f"t:{name}"
+
+
+def unit_key(unit_id: str) -> str:
+    return f"u:{unit_id}"
+
+
+def scan_id(name: str, epoch: int, segment: int, total: int) -> str:
+    return f"scan|{name}|{epoch}|{segment}|{total}"
+
+
+def watch_id(name: str, epoch: int) -> str:
+    return f"watch|{name}|{epoch}"
+
+
+def shard_id(name: str, epoch: int, stream_arn: str, shard: str) -> str:
+    return f"shard|{name}|{epoch}|{stream_arn}|{shard}"
+
+
+# ---------------------------------------------------------------- helpers
+def _cmd(unit_id: str, kind: str, **body: Any) -> Command:
+    return unit_key(unit_id), {"type": kind, **body}
+
+
+def _unit_spec(s: State, kind: str, **extra: Any) -> dict[str, Any]:
+    snap = s.get("snapshot") or {}
+    return {"kind": kind, "table": s["name"], "epoch": s["epoch"], "key_names": s["key_names"],
+            "stream_arn": s.get("stream_arn"), "cutoff_ms": s.get("cutoff_ms", 0),
+            "snapshot_start_ms": snap.get("start_ms"), "snapshot_end_ms": snap.get("end_ms"),
+            "snapshot_items": snap.get("items"), **extra}
+
+
+def _scan_units(s: State) -> list[str]:
+    snap = s.get("snapshot")
+    if not snap:
+        return []
+    return [scan_id(s["name"], s["epoch"], i, snap["total"]) for i in range(snap["total"])]
+
+
+def _shard_units(s: State, statuses: Sequence[str] = ("running", "finished", "pending")) -> list[str]:
+    return [shard_id(s["name"], s["epoch"], s["stream_arn"], sid)
+            for sid, e in sorted(s.get("shards", {}).items()) if e["status"] in statuses]
+
+
+def all_units(s: State) -> list[str]:
+    """Every unit the table may have in its current epoch."""
+    units = _scan_units(s) + _shard_units(s)
+    if s.get("stream_arn"):
+        units.append(watch_id(s["name"], s["epoch"]))
+    return units
+
+
+def _create_scans(s: State, only_pending: bool = True) -> list[Command]:
+    snap = s["snapshot"]
+    done = set(snap["done"])
+    per_segment = snap["rcu"] / snap["total"] if snap.get("rcu") else None
+    return [_cmd(scan_id(s["name"], s["epoch"], i, snap["total"]), "create",
+                 unit=_unit_spec(s, "scan", segment=i, total=snap["total"], rcu=per_segment))
+            for i in range(snap["total"]) if not (only_pending and i in done)]
+
+
+def _create_watch(s: State) -> Command:
+    return _cmd(watch_id(s["name"], s["epoch"]), "create", unit=_unit_spec(s, "watch"))
+
+
+def _create_shards(s: State, ids: Sequence[str]) -> list[Command]:
+    return [_cmd(shard_id(s["name"], s["epoch"], s["stream_arn"], sid), "create",
+                 unit=_unit_spec(s, "shard", shard_id=sid,
+                                 parent=s["shards"].get(sid, {}).get("parent")))
+            for sid in ids]
+
+
+def _begin(s: State, info: Mapping[str, Any], now: int, p: Policy, reason: str) -> Outcome:
+    """Start a fresh epoch: a snapshot, or (stream_only) streaming from the start point."""
+    s = {**s, "epoch": s.get("epoch", 0) + 1, "shards": {}, "error": None, "stopped_ms": None,
+         "resume_phase": None, "reason": reason, "updated_ms": now}
+    commands: list[Command] = []
+    if p.mode == "stream_only":
+        s.update(phase="STREAMING", snapshot=None,
+                 cutoff_ms=now if p.stream_start == "latest" and reason == "new" else 0)
+        commands.append(_create_watch(s))
+    else:
+        total = plan_segments(int(info.get("size_bytes", 0)), int(info.get("item_count", 0)),
+                              p.segments)
+        rcu = rcu_budget(int(info.get("read_capacity", 0)), p.rcu_percent, p.max_rcu)
+        s.update(phase="INIT_SYNC", cutoff_ms=max(0, now - p.overlap_ms),
+                 snapshot={"start_ms": now, "end_ms": None, "total": total, "done": [],
+                           "items": 0, "rcu": rcu})
+        commands += _create_scans(s)
+    return Outcome(s, commands, [f"{s['name']}: {s['phase']} epoch {s['epoch']} ({reason})"])
+
+
+def _info_fields(info: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: info.get(k) for k in ("table_arn", "stream_arn", "key_names", "item_count",
+                                     "size_bytes", "read_capacity", "view_type")}
+
+
+# ---------------------------------------------------------------- table transitions
+def on_discovered(s: State | None, info: Mapping[str, Any], now: int, p: Policy) -> Outcome:
+    """Discovery saw the table (idempotent: it says so every interval)."""
+    fresh = {"name": info["name"], **_info_fields(info)}
+    if s is None:
+        return _begin({**fresh, "resnapshots": 0}, info, now, p, "new")
+    same_stream = s.get("stream_arn") == info.get("stream_arn")
+    same_table = s.get("table_arn") == info.get("table_arn")
+    if not (same_stream and same_table):
+        # table re-created or its stream replaced: the old positions mean nothing
+        out = _begin({**s, **fresh}, info, now, p, "table or stream replaced")
+        out.commands[:0] = [_cmd(u, "drop") for u in all_units(s)]
+        return out
+    s = {**s, **_info_fields(info)}
+    if s["phase"] in ACTIVE or s["phase"] == "SNAPSHOT_DONE":
+        return Outcome(s)
+    if s["phase"] == "ERROR" and now - (s.get("updated_ms") or 0) < p.error_retry_ms:
+        return Outcome(s)
+    return _resume(s, info, now, p)
+
+
+def _resume(s: State, info: Mapping[str, Any], now: int, p: Policy) -> Outcome:
+    """A stopped (untagged) or failed table is back: continue if the stream still holds
+    our positions, else start over."""
+    stopped = s.get("stopped_ms") or s.get("updated_ms") or now
+    if now - stopped >= RETENTION_MS - p.overlap_ms:
+        out = _begin(s, info, now, p, "stopped longer than stream retention")
+        out.commands[:0] = [_cmd(u, "drop") for u in all_units(s)]
+        return out
+    phase = s.get("resume_phase") or "STREAMING"
+    s = {**s, "phase": phase, "stopped_ms": None, "error": None, "resume_phase": None,
+         "updated_ms": now}
+    if phase == "INIT_SYNC":
+        commands = _create_scans(s)
+    else:
+        running = [sid for sid, e in s.get("shards", {}).items() if e["status"] == "running"]
+        commands = [_create_watch(s), *_create_shards(s, sorted(running))]
+    return Outcome(s, commands, [f"{s['name']}: resumed {phase} epoch {s['epoch']}"])
+
+
+def on_stop(s: State, reason: str, now: int, error: bool = False) -> Outcome:
+    """Stop every runner of the table; positions are kept so it can resume."""
+    if s["phase"] in ("STOPPED", "ERROR"):
+        return Outcome(s)
+    resume = s["phase"] if s["phase"] in ACTIVE else None
+    s = {**s, "phase": "ERROR" if error else "STOPPED", "resume_phase": resume,
+         "stopped_ms": now, "updated_ms": now, "reason": reason,
+         "error": reason if error else s.get("error")}
+    running = [u for u in _scan_units(s)] + _shard_units(s, ("running",))
+    if s.get("stream_arn"):
+        running.append(watch_id(s["name"], s["epoch"]))
+    return Outcome(s, [_cmd(u, "stop") for u in running],
+                   [f"{s['name']}: {s['phase']} ({reason})"])
+
+
+def on_sweep(s: State, present: set[str], now: int) -> Outcome:
+    """Broadcast after a complete discovery: tables no longer desired stop; tables
+    stopped for longer than the stream retention are forgotten."""
+    if s["name"] not in present:
+        if s["phase"] == "STOPPED" and now - (s.get("stopped_ms") or now) >= RETENTION_MS:
+            return Outcome(None, [_cmd(u, "drop") for u in all_units(s)],
+                           [f"{s['name']}: forgotten (stopped for more than 24 h)"])
+        return on_stop(s, "no longer discovered (tag removed, excluded or table deleted)", now)
+    return Outcome(s)
+
+
+def on_resnapshot(s: State, reason: str, info: Mapping[str, Any] | None, now: int,
+                  p: Policy) -> Outcome:
+    """Positions are unusable (trimmed) or an operator asked: start a new epoch."""
+    if s["phase"] == "STOPPED":
+        return Outcome(s)
+    out = _begin({**s, "resnapshots": s.get("resnapshots", 0) + 1},
+                 info or {**s, "name": s["name"]}, now, p, reason)
+    out.commands[:0] = [_cmd(u, "drop") for u in all_units(s)]
+    out.events.append("resnapshot")
+    return out
+
+
+def _stale(s: State, msg: Mapping[str, Any]) -> bool:
+    return msg.get("epoch") != s.get("epoch") or s["phase"] not in ACTIVE
+
+
+def on_unit_done(s: State, msg: Mapping[str, Any], now: int, p: Policy) -> Outcome:
+    if _stale(s, msg):
+        return Outcome(s)
+    if msg["kind"] == "scan":
+        snap = dict(s["snapshot"])
+        if msg["segment"] in snap["done"]:
+            return Outcome(s)
+        snap["done"] = sorted({*snap["done"], msg["segment"]})
+        snap["items"] += int(msg.get("count", 0))
+        s = {**s, "snapshot": snap, "updated_ms": now}
+        if len(snap["done"]) < snap["total"]:
+            return Outcome(s)
+        snap["end_ms"] = now
+        drops = [_cmd(u, "drop") for u in _scan_units(s)]
+        if p.mode == "snapshot_only":
+            return Outcome({**s, "phase": "SNAPSHOT_DONE"}, drops,
+                           [f"{s['name']}: snapshot done, {snap['items']} items"])
+        s = {**s, "phase": "STREAMING", "cutoff_ms": max(0, snap["start_ms"] - p.overlap_ms)}
+        return Outcome(s, [*drops, _create_watch(s)],
+                       [f"{s['name']}: snapshot done, {snap['items']} items; streaming"])
+    if msg["kind"] == "shard":
+        return _replan(s, msg.get("listing"), [msg["shard_id"]], now, p)
+    return Outcome(s)
+
+
+def on_shards(s: State, msg: Mapping[str, Any], now: int, p: Policy) -> Outcome:
+    if _stale(s, msg) or s["phase"] != "STREAMING":
+        return Outcome(s)
+    return _replan(s, msg["listing"], [], now, p)
+
+
+def on_unit_failed(s: State, msg: Mapping[str, Any], now: int) -> Outcome:
+    if _stale(s, msg):
+        return Outcome(s)
+    out = on_stop(s, f"{msg.get('unit')}: {msg.get('error')}", now, error=True)
+    out.events.append("table_error")
+    return out
+
+
+def decode_listing(listing: Sequence[Sequence[Any]] | None) -> list[Shard] | None:
+    if listing is None:
+        return None
+    return [Shard(str(x[0]), x[1], x[2], x[3]) for x in listing]
+
+
+def encode_listing(shards: Sequence[Shard]) -> list[list[Any]]:
+    return [[x.shard_id, x.parent_shard_id, x.starting_sequence_number,
+             x.ending_sequence_number] for x in shards]
+
+
+def _replan(s: State, listing: Sequence[Sequence[Any]] | None, finished: list[str], now: int,
+            p: Policy) -> Outcome:
+    result = lineage.plan(s.get("shards", {}), decode_listing(listing), finished)
+    s = {**s, "shards": result.known, "updated_ms": now}
+    if result.lost:
+        # our unread position fell behind the 24 h trim horizon: data is gone
+        out = on_resnapshot(s, f"shards trimmed before they were read: {result.lost}",
+                            None, now, p)
+        out.events.append("lost_shard")
+        return out
+    drops = [_cmd(shard_id(s["name"], s["epoch"], s["stream_arn"], sid), "drop")
+             for sid in result.prune]
+    return Outcome(s, [*_create_shards(s, result.start), *drops])
+
+
+# ---------------------------------------------------------------- unit transitions
+UnitAction = Literal["ensure", "stop", None]
+
+
+@dataclass
+class UnitOutcome:
+    state: State | None
+    action: UnitAction = None
+    forward: list[Command] = field(default_factory=list)
+
+
+def _seq_after(new: Any, old: Any) -> bool:
+    return old is None or (new is not None and int(new) > int(old))
+
+
+def on_unit(u: State | None, unit_id: str, msg: Mapping[str, Any], partition: int,
+            now: int) -> UnitOutcome:
+    kind = msg["type"]
+    if kind == "create":
+        spec = msg["unit"]
+        if u is None or u["spec"].get("epoch") != spec.get("epoch"):
+            u = {"id": unit_id, "spec": spec, "status": "active", "pos": None, "count": 0,
+                 "lag_ms": None, "error": None}
+        elif u["status"] == "finished":
+            return UnitOutcome(u)
+        u = {**u, "spec": spec, "status": "active", "partition": partition, "updated_ms": now}
+        return UnitOutcome(u, "ensure")
+    if u is None:
+        return UnitOutcome(None)  # a late report for a dropped unit
+    if kind == "progress":
+        if u["spec"]["kind"] == "shard":
+            if not _seq_after(msg.get("pos"), u.get("pos")):
+                return UnitOutcome(u)
+        elif int(msg.get("count", 0)) <= int(u.get("count", 0)):
+            return UnitOutcome(u)
+        return UnitOutcome({**u, "pos": msg.get("pos"), "count": int(msg.get("count", 0)),
+                            "lag_ms": msg.get("lag_ms"), "updated_ms": now})
+    if kind == "finish":
+        if u["status"] == "finished":
+            return UnitOutcome(u)
+        spec = u["spec"]
+        done = {"type": "unit_done", "unit": u["id"], "kind": spec["kind"],
+                "epoch": spec["epoch"], "segment": spec.get("segment"),
+                "shard_id": spec.get("shard_id"), "count": int(msg.get("count", u["count"])),
+                "listing": msg.get("listing")}
+        pos = msg.get("pos") if msg.get("pos") is not None else u.get("pos")
+        return UnitOutcome({**u, "status": "finished", "pos": pos,
+                            "count": int(msg.get("count", u["count"])), "updated_ms": now},
+                           "stop", [(table_key(spec["table"]), done)])
+    if kind == "failed":
+        spec = u["spec"]
+        fail = {"type": "unit_failed", "unit": u["id"], "epoch": spec["epoch"],
+                "error": msg.get("error")}
+        return UnitOutcome({**u, "status": "failed", "error": msg.get("error"), "updated_ms": now},
+                           "stop", [(table_key(spec["table"]), fail)])
+    if kind == "stop":
+        if u["status"] == "finished":
+            return UnitOutcome(u, "stop")
+        return UnitOutcome({**u, "status": "stopped", "updated_ms": now}, "stop")
+    if kind == "drop":
+        return UnitOutcome(None, "stop")
+    raise ValueError(f"unknown unit message type {kind!r}")

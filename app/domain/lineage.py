@@ -1,0 +1,79 @@
+"""Which DynamoDB Streams shards may be read now.
+
+A stream is a forest of shards: a closed parent has one child (rollover) or two
+(split).  A key's records move from parent to child, so a child may start only
+once its parent is finished (fully read).  A parent id that DescribeStream no
+longer lists was trimmed (older than 24h): there is nothing left to wait for.
+
+``plan`` is a pure function over the persisted lineage state
+``{shard_id: {"parent": str | None, "status": ShardStatus}}``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from app.domain.model import Shard
+
+ShardStatus = Literal["pending", "running", "finished"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    start: list[str]  # start reading now (parents first, then by starting seq, then id)
+    lost: list[str]  # unread data trimmed away: the caller re-snapshots
+    prune: list[str]  # finished and no longer listed: forget them
+    known: dict[str, dict]  # the new lineage state
+
+
+def seq_key(seq: str | None) -> int:
+    """Sequence numbers are 21-40 digit decimal strings: compare as int (None first)."""
+    return -1 if seq is None else int(seq)
+
+
+def plan(
+    known: Mapping[str, Mapping],
+    listing: Sequence[Shard] | None,
+    finished: Iterable[str] = (),
+) -> Plan:
+    state = {sid: dict(entry) for sid, entry in known.items()}
+    listed = None if listing is None else {s.shard_id: s for s in listing}
+    for s in listing or ():
+        state.setdefault(s.shard_id, {"parent": s.parent_shard_id, "status": "pending"})
+    for sid in finished:
+        if sid in state:
+            state[sid]["status"] = "finished"
+
+    lost: list[str] = []
+    prune: list[str] = []
+    if listed is not None:
+        gone = sorted(sid for sid in state if sid not in listed)
+        lost = [sid for sid in gone if state[sid]["status"] != "finished"]
+        for sid in lost:
+            del state[sid]
+        needed = {e.get("parent") for e in state.values() if e["status"] != "finished"}
+        prune = [sid for sid in gone if sid in state and sid not in needed]
+        for sid in prune:
+            del state[sid]
+
+    def ready(entry: Mapping) -> bool:
+        parent = entry.get("parent")
+        # Every listed shard is in ``state`` by now, so an unknown parent was trimmed.
+        return parent is None or parent not in state or state[parent]["status"] == "finished"
+
+    def depth(sid: str) -> int:
+        n, seen = 0, {sid}
+        while (sid := state[sid].get("parent")) in state and sid not in seen:
+            n, seen = n + 1, seen | {sid}
+        return n
+
+    def order(sid: str) -> tuple[int, int, str]:
+        shard = listed.get(sid) if listed else None
+        return depth(sid), seq_key(shard.starting_sequence_number if shard else None), sid
+
+    start = sorted((sid for sid, e in state.items() if e["status"] == "pending" and ready(e)),
+                   key=order)
+    for sid in start:
+        state[sid]["status"] = "running"
+    return Plan(start=start, lost=lost, prune=prune, known=state)

@@ -1,0 +1,51 @@
+"""Prometheus metrics, declared in one place.  Tests pass their own registry."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    events_out: Counter
+    bytes_out: Counter
+    snapshot_items: Counter
+    lag_seconds: Gauge
+    throttles: Counter
+    retries: Counter
+    dead_letters: Counter
+    resnapshots: Counter
+    table_errors: Counter
+    rebalances: Counter
+    skipped_before_cutoff: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
+        r = registry if registry is not None else CollectorRegistry()
+        p = "dynamodb_replicator_"
+        return cls(
+            registry=r,
+            events_out=Counter(p + "events_out", "Change events written to Kafka",
+                               ["table", "op"], registry=r),
+            bytes_out=Counter(p + "bytes_out", "Bytes of event values written", ["table"],
+                              registry=r),
+            snapshot_items=Counter(p + "snapshot_items", "Items read by INIT_SYNC scans",
+                                   ["table"], registry=r),
+            lag_seconds=Gauge(p + "lag_seconds", "now - ApproximateCreationDateTime of the "
+                              "last record delivered", ["table", "shard"], registry=r),
+            throttles=Counter(p + "throttles", "Throttled AWS calls", ["table", "operation"],
+                              registry=r),
+            retries=Counter(p + "retries", "Retried AWS or Kafka calls", ["table", "reason"],
+                            registry=r),
+            dead_letters=Counter(p + "dead_letters", "Events routed to the dead-letter topic",
+                                 ["table", "reason"], registry=r),
+            resnapshots=Counter(p + "resnapshots", "Automatic or requested re-snapshots",
+                                ["table"], registry=r),
+            table_errors=Counter(p + "table_errors", "Tables paused by a permanent error",
+                                 ["table"], registry=r),
+            rebalances=Counter(p + "rebalances", "Rebalances seen by this worker", registry=r),
+            skipped_before_cutoff=Counter(p + "skipped_before_cutoff", "Stream records older "
+                                          "than the snapshot cut-over", ["table"], registry=r),
+        )

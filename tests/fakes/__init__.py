@@ -1,0 +1,1 @@
+"""Test doubles with teeth for the AWS edge."""
