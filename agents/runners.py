@@ -17,8 +17,13 @@ from app.domain.envelope import SnapshotInfo
 from app.domain.lineage import seq_key
 from app.domain.segments import TokenBucket
 from app.errors import (
-    AwsError, CodecError, ExpiredIteratorError, ReplicatorError, ResourceNotFoundError,
-    ThrottledError, TrimmedDataError,
+    AwsError,
+    CodecError,
+    ExpiredIteratorError,
+    ReplicatorError,
+    ResourceNotFoundError,
+    ThrottledError,
+    TrimmedDataError,
 )
 
 log = logging.getLogger(__name__)
@@ -69,7 +74,9 @@ async def _aws_retry(rt: Runtime, table: str, op: str, exc: AwsError, backoff: B
     else:
         rt.metrics.retries.labels(table, exc.code or type(exc).__name__).inc()
     delay = backoff.next()
-    log.info("%s: %s retriable error %s; backing off %.2fs", table, op, exc.code, delay)
+    level = logging.WARNING if backoff.attempt >= 5 else logging.INFO
+    log.log(level, "%s: %s retriable error (attempt %d): %s; backing off %.2fs", table, op,
+            backoff.attempt, exc, delay)
     await pause(stopping, delay)
 
 

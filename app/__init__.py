@@ -9,11 +9,10 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from app.main import app
-
         # explicit, so that an import error stops the worker instead of being a warning
-        import agents.control  # noqa: F401
+        import agents.control
         import agents.discovery  # noqa: F401
+        from app.main import app
 
         return app
     raise AttributeError(name)

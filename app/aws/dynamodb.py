@@ -9,7 +9,13 @@ from typing import Any
 from app.aws.errors import aws_call
 from app.domain.discovery import TagFilter, to_tagging_api_filters
 from app.domain.model import (
-    Item, RecordsPage, ScanPage, Shard, StreamDescription, StreamRecord, TableInfo,
+    Item,
+    RecordsPage,
+    ScanPage,
+    Shard,
+    StreamDescription,
+    StreamRecord,
+    TableInfo,
 )
 from app.errors import AwsError
 
@@ -66,8 +72,9 @@ class Tables:
 
     async def scan(self, table: str, segment: int, total: int, start_key: Item | None,
                    limit: int = 0) -> ScanPage:
-        kwargs: dict[str, Any] = {"TableName": table, "Segment": segment,
-                                  "TotalSegments": total, "ReturnConsumedCapacity": "TOTAL"}
+        kwargs: dict[str, Any] = {"TableName": table, "ReturnConsumedCapacity": "TOTAL"}
+        if total > 1:  # one segment is a plain Scan (and avoids moto's binary-key bug)
+            kwargs.update(Segment=segment, TotalSegments=total)
         if start_key:
             kwargs["ExclusiveStartKey"] = start_key
         if limit:

@@ -185,6 +185,8 @@ def _resume(s: State, info: Mapping[str, Any], now: int, p: Policy) -> Outcome:
          "updated_ms": now}
     if phase == "INIT_SYNC":
         commands = _create_scans(s)
+    elif phase == "SNAPSHOT_DONE":
+        commands = []  # snapshot_only: nothing left to run
     else:
         running = [sid for sid, e in s.get("shards", {}).items() if e["status"] == "running"]
         commands = [_create_watch(s), *_create_shards(s, sorted(running))]
@@ -195,7 +197,7 @@ def on_stop(s: State, reason: str, now: int, error: bool = False) -> Outcome:
     """Stop every runner of the table; positions are kept so it can resume."""
     if s["phase"] in ("STOPPED", "ERROR"):
         return Outcome(s)
-    resume = s["phase"] if s["phase"] in ACTIVE else None
+    resume = s["phase"] if s["phase"] in (*ACTIVE, "SNAPSHOT_DONE") else None
     s = {**s, "phase": "ERROR" if error else "STOPPED", "resume_phase": resume,
          "stopped_ms": now, "updated_ms": now, "reason": reason,
          "error": reason if error else s.get("error")}
@@ -286,13 +288,15 @@ def encode_listing(shards: Sequence[Shard]) -> list[list[Any]]:
 def _replan(s: State, listing: Sequence[Sequence[Any]] | None, finished: list[str], now: int,
             p: Policy) -> Outcome:
     result = lineage.plan(s.get("shards", {}), decode_listing(listing), finished)
-    s = {**s, "shards": result.known, "updated_ms": now}
     if result.lost:
-        # our unread position fell behind the 24 h trim horizon: data is gone
-        out = on_resnapshot(s, f"shards trimmed before they were read: {result.lost}",
+        # our unread position fell behind the 24 h trim horizon: data is gone.  Drop the
+        # units of the lineage as it was: result.known no longer names the lost shards.
+        out = on_resnapshot({**s, "updated_ms": now},
+                            f"shards trimmed before they were read: {result.lost}",
                             None, now, p)
         out.events.append("lost_shard")
         return out
+    s = {**s, "shards": result.known, "updated_ms": now}
     drops = [_cmd(shard_id(s["name"], s["epoch"], s["stream_arn"], sid), "drop")
              for sid in result.prune]
     return Outcome(s, [*_create_shards(s, result.start), *drops])

@@ -1,0 +1,273 @@
+"""The control agent in Faust's ``test_context()``: real agent, real tables, no broker.
+
+What leaves the agent is recorded instead of produced: follow-up control messages
+(``agents.control._send``) and the supervisor's ensure/stop (no runner starts).  The
+tests feed recorded commands back to the agent, as the control topic would.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faust.stores.rocksdb import Store as RocksStore
+from faust.types import TP
+
+import agents.control as ctl
+from app.domain import coordinator as co
+from app.main import app, settings
+from app.state import tables, units
+
+ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders"
+STREAM = f"{ARN}/stream/2024-01-01T00:00:00.000"
+INFO = {"name": "orders", "table_arn": ARN, "stream_arn": STREAM, "key_names": ["pk"],
+        "item_count": 100, "size_bytes": 150 * 2**20, "read_capacity": 0,
+        "view_type": "NEW_AND_OLD_IMAGES"}  # 150 MiB: 3 auto segments
+SCANS = [f"scan|orders|1|{i}|3" for i in range(3)]
+WATCH = "watch|orders|1"
+IDLE_PARTITION = settings.state_partitions - 1  # no table lives there
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[co.Command] = []
+        self.ensured: list[dict[str, Any]] = []
+        self.stopped: list[str] = []
+
+    async def send(self, commands: list[co.Command]) -> None:
+        self.sent.extend(commands)
+
+    def ensure(self, unit: dict[str, Any]) -> None:
+        self.ensured.append(unit)
+
+    async def stop(self, uids: list[str], grace: float = 5.0) -> None:
+        self.stopped.extend(uids)
+
+    def take(self) -> list[co.Command]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+class Control:
+    """The agent under test plus what it emitted."""
+
+    def __init__(self, agent: Any, rec: Recorder) -> None:
+        self.agent, self.rec = agent, rec
+
+    async def put(self, key: str, value: dict[str, Any], partition: int = 0) -> None:
+        await self.agent.put(key=key, value=value, partition=partition)
+        # put() returns once the value entered the agent's stream; the agent (concurrency
+        # 1) takes the next value only after handling this one: a no-op sweep is a barrier.
+        await self.agent.put(key="sweep", value={"present": []}, partition=IDLE_PARTITION)
+
+    async def deliver(self, *, unless: tuple[str, ...] = ()) -> list[co.Command]:
+        """Feed every recorded command back, and what that produces, until quiet."""
+        delivered: list[co.Command] = []
+        for _ in range(20):
+            batch = self.rec.take()
+            if not batch:
+                return delivered
+            for key, msg in batch:
+                if msg["type"] not in unless:
+                    await self.put(key, msg)
+                    delivered.append((key, msg))
+        raise AssertionError("the control loop did not settle")
+
+
+def clear_tables() -> None:
+    for t in (tables, units):
+        t.data.data.clear()  # the memory store's dict (Table.clear would need an event)
+
+
+@pytest.fixture
+def rec(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    r = Recorder()
+    monkeypatch.setattr(ctl, "_send", r.send)
+    monkeypatch.setattr(ctl.runtime.supervisor, "ensure", r.ensure)
+    monkeypatch.setattr(ctl.runtime.supervisor, "stop", r.stop)
+    return r
+
+
+@pytest.fixture
+async def control(rec: Recorder) -> AsyncIterator[Control]:
+    clear_tables()
+    async with ctl.control.test_context() as agent:
+        yield Control(agent, rec)
+    clear_tables()
+
+
+def row(name: str) -> dict[str, Any]:
+    return tables[name]
+
+
+# ---------------------------------------------------------------- the flow, step by step
+async def test_message_partition_in_test_context(control: Control):
+    event = await control.agent.put(key="t:nobody", value={"type": "stop"})
+    assert event.message.partition == 0 and event.message.topic == "test-agents-control"
+
+
+async def test_discovered_writes_init_sync_and_sends_creates(control: Control):
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    s = row("orders")
+    assert (s["phase"], s["epoch"], s["partition"]) == ("INIT_SYNC", 1, 0)
+    assert s["snapshot"]["total"] == 3 and s["stream_arn"] == STREAM
+    assert [k for k, _ in control.rec.sent] == [f"u:{u}" for u in SCANS]
+    assert [m["type"] for _, m in control.rec.sent] == ["create"] * 3
+    assert [m["unit"]["segment"] for _, m in control.rec.sent] == [0, 1, 2]
+    assert control.rec.ensured == [] and list(units.keys()) == []
+    # discovery repeats every interval: nothing new
+    control.rec.take()
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    assert control.rec.sent == [] and row("orders")["epoch"] == 1
+
+
+async def test_creates_make_active_units_and_ensure_runners(control: Control):
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    await control.deliver()
+    assert sorted(units.keys()) == SCANS
+    for uid in SCANS:
+        u = units[uid]
+        assert (u["status"], u["partition"], u["pos"], u["count"]) == ("active", 0, None, 0)
+        assert u["spec"]["table"] == "orders" and u["spec"]["epoch"] == 1
+    assert [u["id"] for u in control.rec.ensured] == SCANS
+    assert control.rec.stopped == []
+
+
+async def test_progress_then_finish(control: Control):
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    await control.deliver()
+    uid = SCANS[1]
+    await control.put(f"u:{uid}", {"type": "progress", "pos": {"pk": {"S": "k9"}}, "count": 40})
+    assert (units[uid]["pos"], units[uid]["count"]) == ({"pk": {"S": "k9"}}, 40)
+    await control.put(f"u:{uid}", {"type": "progress", "pos": {"pk": {"S": "k1"}}, "count": 10})
+    assert units[uid]["count"] == 40  # an older report does not move it back
+    assert control.rec.sent == []
+
+    await control.put(f"u:{uid}", {"type": "finish", "count": 55})
+    assert units[uid]["status"] == "finished" and units[uid]["count"] == 55
+    assert control.rec.stopped == [uid]
+    assert control.rec.sent == [("t:orders", {
+        "type": "unit_done", "unit": uid, "kind": "scan", "epoch": 1, "segment": 1,
+        "shard_id": None, "count": 55, "listing": None})]
+    await control.put(f"u:{uid}", {"type": "finish", "count": 55})  # redelivered
+    assert len(control.rec.sent) == 1
+
+    await control.deliver()
+    snap = row("orders")["snapshot"]
+    assert snap["done"] == [1] and snap["items"] == 55
+    assert row("orders")["phase"] == "INIT_SYNC"
+
+
+async def test_all_segments_done_switches_to_streaming(control: Control):
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    await control.deliver()
+    for i, uid in enumerate(SCANS):
+        await control.put(f"u:{uid}", {"type": "finish", "count": 10 + i})
+    delivered = await control.deliver()
+    s = row("orders")
+    assert s["phase"] == "STREAMING" and s["snapshot"]["items"] == 33
+    assert s["snapshot"]["end_ms"] is not None
+    assert [k for k, m in delivered if m["type"] == "drop"] == [f"u:{u}" for u in SCANS]
+    assert [k for k, m in delivered if m["type"] == "create"] == [f"u:{WATCH}"]
+    # the scan rows are gone, the watcher runs
+    assert sorted(units.keys()) == [WATCH]
+    assert units[WATCH]["status"] == "active" and units[WATCH]["spec"]["kind"] == "watch"
+    assert control.rec.ensured[-1]["id"] == WATCH
+
+
+async def test_sweep_without_the_table_stops_it(control: Control):
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    await control.deliver()
+    control.rec.stopped.clear()
+
+    # a sweep of another partition does not touch this table
+    await control.put("sweep", {"present": []}, partition=1)
+    assert row("orders")["phase"] == "INIT_SYNC" and control.rec.sent == []
+
+    await control.put("sweep", {"present": ["other"]}, partition=0)
+    s = row("orders")
+    assert s["phase"] == "STOPPED" and s["resume_phase"] == "INIT_SYNC"
+    stops = [k for k, m in control.rec.sent if m["type"] == "stop"]
+    assert set(stops) >= {f"u:{u}" for u in SCANS}
+    await control.deliver()
+    assert control.rec.stopped[:3] == SCANS
+    assert all(units[u]["status"] == "stopped" for u in SCANS)
+
+    # rediscovered: the same units resume where they were
+    control.rec.ensured.clear()
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    await control.deliver()
+    assert row("orders")["phase"] == "INIT_SYNC" and row("orders")["epoch"] == 1
+    assert sorted(u["id"] for u in control.rec.ensured) == SCANS
+    assert all(units[u]["status"] == "active" for u in SCANS)
+
+
+async def test_bad_messages_do_not_stop_the_agent(control: Control,
+                                                  caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.ERROR, logger="agents.control")
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    await control.deliver()
+    await control.put("t:orders", {"type": "bogus"})  # unknown table message: logged
+    await control.put(f"u:{SCANS[0]}", {"type": "bogus"})  # on_unit raises: caught
+    await control.put("x:what", {"type": "progress"})  # unknown key
+    await control.put("t:orders", {"no": "type"})  # malformed: KeyError, caught
+    # the agent is still alive and applies the next message
+    await control.put(f"u:{SCANS[0]}", {"type": "progress", "pos": {"k": 1}, "count": 7})
+    assert units[SCANS[0]]["count"] == 7 and row("orders")["phase"] == "INIT_SYNC"
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("unknown table message 'bogus'" in m for m in messages)
+    assert any("failed to apply 'bogus'" in m for m in messages)
+    assert any("unknown key 'x:what'" in m for m in messages)
+
+
+async def test_late_reports_for_unknown_tables_and_units_are_ignored(control: Control):
+    await control.put("t:ghost", {"type": "unit_done", "kind": "scan", "epoch": 1,
+                                  "segment": 0})
+    await control.put("u:scan|ghost|1|0|1", {"type": "progress", "pos": None, "count": 3})
+    assert "ghost" not in tables and "scan|ghost|1|0|1" not in units
+    assert control.rec.sent == [] and control.rec.ensured == []
+
+
+# ---------------------------------------------------------------- the same on rocksdb://
+@pytest.fixture
+def rocksdb(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """Both tables on fresh RocksDB stores (test_context never starts the app, so the
+    stores are swapped in directly).  RocksDB iterates only over actively assigned
+    partitions: we own partition 0 of both changelogs, as after a rebalance."""
+    monkeypatch.setattr(RocksStore, "path", property(lambda self: tmp_path))
+    stores = []
+    for t in (tables, units):
+        store = t._new_store_by_url("rocksdb://")
+        monkeypatch.setattr(t, "_data", store)
+        stores.append(store)
+    actives = {TP(tables.changelog_topic_name, 0), TP(units.changelog_topic_name, 0)}
+    monkeypatch.setattr(app.assignor, "assigned_actives", lambda: actives)
+    yield stores
+    for store in stores:
+        store._dbs.clear()
+
+
+async def test_flow_on_rocksdb(rocksdb: Any, rec: Recorder, tmp_path: Path):
+    async with ctl.control.test_context() as agent:
+        c = Control(agent, rec)
+        await c.put("t:orders", {"type": "discovered", "info": INFO})
+        await c.deliver()
+        assert isinstance(tables.data, RocksStore) and isinstance(units.data, RocksStore)
+        assert sorted(units.keys()) == SCANS and row("orders")["phase"] == "INIT_SYNC"
+        await c.put(f"u:{SCANS[0]}", {"type": "progress", "pos": {"pk": {"S": "a"}},
+                                      "count": 5})
+        assert units[SCANS[0]]["pos"] == {"pk": {"S": "a"}}
+        for uid in SCANS:
+            await c.put(f"u:{uid}", {"type": "finish", "count": 5})
+        await c.deliver()
+        s = row("orders")
+        assert s["phase"] == "STREAMING" and s["snapshot"]["items"] == 15
+        assert sorted(units.keys()) == [WATCH]
+        await c.put("sweep", {"present": []}, partition=0)
+        assert row("orders")["phase"] == "STOPPED"
+        assert [k for k, m in rec.sent if m["type"] == "stop"][-1] == f"u:{WATCH}"
+        await c.deliver()
+        assert units[WATCH]["status"] == "stopped"
+    assert any(p.name.startswith("tables-0") for p in tmp_path.rglob("*"))
