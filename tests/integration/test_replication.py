@@ -102,7 +102,9 @@ def test_snapshot_stream_restart_untag(stack: dict[str, str], uid: str, workdir:
         assert comp_keys == {f"h{i}" for i in range(7)}
         k = json.loads(readers[comp].records[0].key)
         assert set(k) == {"h", "r"} and isinstance(k["r"], int)
-        bin_keys = {base64.b64decode(json.loads(r.key)["id"]) for r in readers[bink].records}
+        # snapshot records only: moto's stream records double-encode binary attributes
+        bin_keys = {base64.b64decode(json.loads(r.key)["id"]) for r in readers[bink].records
+                    if decode(r.value)["op"] == "r"}
         assert bin_keys == {bytes([i, 255 - i]) for i in range(200)}
 
         # ---- streaming: puts, updates, deletes in per-key order, with a restart mid-way
