@@ -39,7 +39,7 @@ stack-down:
 stack-status:
 	$(STACK) status
 
-run: stack-up
+run: deps
 	$(VPY) scripts/run_demo.py
 
 test: deps

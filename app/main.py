@@ -23,10 +23,55 @@ def _load_settings() -> Settings:
 
 settings = _load_settings()
 
+
+def _credentials(s: Settings) -> dict[str, object]:
+    """Faust broker settings for SSL / SASL (PLAIN, SCRAM)."""
+    proto = s.kafka_security_protocol
+    if proto == "PLAINTEXT":
+        return {}
+    import ssl
+
+    context = ssl.create_default_context() if proto.endswith("SSL") else None
+    if proto == "SSL":
+        return {"broker_credentials": faust.SSLCredentials(context)}
+    if not (s.kafka_sasl_username and s.kafka_sasl_password):
+        print("configuration error: KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD: required when "
+              f"KAFKA_SECURITY_PROTOCOL={proto}", file=sys.stderr)
+        raise SystemExit(2)
+    if s.kafka_sasl_mechanism == "PLAIN":
+        creds = faust.SASLCredentials(username=s.kafka_sasl_username,
+                                      password=s.kafka_sasl_password, ssl_context=context)
+    else:
+        from faust.auth import SASLCredentials
+
+        creds = SASLCredentials(username=s.kafka_sasl_username, password=s.kafka_sasl_password,
+                                mechanism=s.kafka_sasl_mechanism, ssl_context=context)
+    return {"broker_credentials": creds}
+
+def _admin_auth(s: Settings) -> dict[str, object]:
+    """The same security settings for the aiokafka admin client used at start."""
+    if s.kafka_security_protocol == "PLAINTEXT":
+        return {}
+    import ssl
+
+    auth: dict[str, object] = {"security_protocol": s.kafka_security_protocol}
+    if s.kafka_security_protocol.endswith("SSL"):
+        auth["ssl_context"] = ssl.create_default_context()
+    if s.kafka_security_protocol.startswith("SASL"):
+        auth.update(sasl_mechanism=s.kafka_sasl_mechanism,
+                    sasl_plain_username=s.kafka_sasl_username,
+                    sasl_plain_password=s.kafka_sasl_password)
+    return auth
+
+
 class ReplicatorApp(faust.App):
     async def on_first_start(self) -> None:
         await super().on_first_start()
         from app.bootstrap import ensure_topics
+        from app.logs import configure
+
+        configure(settings.log_level, settings.log_format)
+        log.info("settings: %s", settings.masked())
 
         p, r = settings.state_partitions, settings.kafka_topic_replication
         compact = {"cleanup.policy": "compact"}
@@ -34,7 +79,8 @@ class ReplicatorApp(faust.App):
             [u.removeprefix("kafka://") for u in settings.broker_url],
             {f"{settings.app_id}-control": (p, r, {}),
              f"{settings.app_id}-tables-changelog": (p, r, compact),
-             f"{settings.app_id}-units-changelog": (p, r, compact)})
+             f"{settings.app_id}-units-changelog": (p, r, compact)},
+            **_admin_auth(settings))
 
 
 app = ReplicatorApp(
@@ -52,5 +98,5 @@ app = ReplicatorApp(
     table_standby_replicas=0,
     web_enabled=True,
     web_host="127.0.0.1",
-    logging_config=None,
+    **_credentials(settings),
 )

@@ -232,6 +232,14 @@ class Settings:
     kafka_tombstones: bool = field(metadata=_env("KAFKA_TOMBSTONES", "true", _bool))
     kafka_max_record_bytes: int = field(
         metadata=_env("KAFKA_MAX_RECORD_BYTES", "1000000", _int(1024)))
+    kafka_security_protocol: str = field(metadata=_env(
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+        lambda raw: _choice("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")(raw).upper()))
+    kafka_sasl_mechanism: str = field(metadata=_env(
+        "KAFKA_SASL_MECHANISM", "PLAIN",
+        lambda raw: _choice("plain", "scram-sha-256", "scram-sha-512")(raw).upper()))
+    kafka_sasl_username: str | None = field(
+        metadata=_env("KAFKA_SASL_USERNAME", None, lambda raw: raw))
     kafka_sasl_password: str | None = field(
         repr=False, metadata=_env("KAFKA_SASL_PASSWORD", None, _password, secret=True))
     state_partitions: int = field(metadata=_env("STATE_PARTITIONS", "8", _int(1, 1024)))

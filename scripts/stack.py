@@ -283,8 +283,9 @@ def main(argv: list[str]) -> int:
     elif cmd == "down":
         for name in what:
             _stop(name)
-        if "kafka" in what:
+        if "kafka" in what:  # throw-away data, and worker state that referred to it
             shutil.rmtree(STACK_DIR / "kafka-data", ignore_errors=True)
+            shutil.rmtree(STACK_DIR / "demo-worker", ignore_errors=True)
     elif cmd == "restart-kafka":  # keeps data: used by broker-fault tests
         _stop("kafka")
         kafka_up()

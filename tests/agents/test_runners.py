@@ -1,0 +1,465 @@
+"""Shard/scan runners and the supervisor, driven through fakes.
+
+The real Streams/Tables edges wrap raw-client fakes (tests.fakes.streams.FakeStreams and
+a paging Scan fake below); Kafka output and control reports go to one recorder that keeps
+an ordered log of acknowledged batches and reports.  Runners run as tasks; tests wait for
+recorded effects with a deadline, never for a fixed time.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+import agents.runners as runners
+from agents.runtime import Backoff, Runtime
+from app.aws.dynamodb import Streams, Tables
+from app.domain import coordinator as co
+from tests.fakes.streams import START_TIME, FakeStreams, client_error
+
+TABLE = "orders"
+MAX_BYTES = 2048
+
+
+# ---------------------------------------------------------------- fakes and recorders
+class RecordingStreams(FakeStreams):
+    """FakeStreams that also records how each iterator was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.iterator_requests: list[tuple[str, str | None]] = []
+
+    async def get_shard_iterator(self, **kw: Any) -> dict:
+        self.iterator_requests.append((kw["ShardIteratorType"], kw.get("SequenceNumber")))
+        return await super().get_shard_iterator(**kw)
+
+
+class FakeDynamo:
+    """Raw DynamoDB client stand-in: Scan pages items sorted by "pk" (S) with Limit."""
+
+    def __init__(self, items: list[dict]) -> None:
+        self.items = sorted(items, key=lambda i: i["pk"]["S"])
+        self.requests: list[dict] = []
+        self.faults: dict[int, str] = {}  # 1-based call number -> error code
+
+    async def scan(self, **kw: Any) -> dict:
+        self.requests.append(copy.deepcopy(kw))
+        await asyncio.sleep(0)
+        if code := self.faults.pop(len(self.requests), None):
+            raise client_error(code, operation_name="Scan")
+        after = (kw.get("ExclusiveStartKey") or {}).get("pk", {}).get("S")
+        start = sum(1 for i in self.items if after is not None and i["pk"]["S"] <= after)
+        page = self.items[start:start + kw.get("Limit", 1000)]
+        out: dict[str, Any] = {"Items": copy.deepcopy(page),
+                               "ConsumedCapacity": {"TableName": kw["TableName"],
+                                                    "CapacityUnits": 0.5 * len(page)}}
+        if start + len(page) < len(self.items):
+            out["LastEvaluatedKey"] = {"pk": dict(page[-1]["pk"])}
+        return out
+
+
+class Kafka:
+    """rt.output + rt.report: one ordered log of ("sent"|"failed", values) and
+    ("report", key, message); a batch is logged as sent when send_batch returns."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple] = []
+        self.dead: list[tuple] = []
+        self.topics: set[str] = set()
+        self.fail_next = 0
+        self.entered = 0
+        self.gate: asyncio.Event | None = None  # set: send_batch blocks until it is set
+
+    async def send_batch(self, topic: str, messages: list[tuple[bytes, bytes | None]]) -> None:
+        self.entered += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        values = [json.loads(v) for _, v in messages if v is not None]
+        if self.fail_next:
+            self.fail_next -= 1
+            self.log.append(("failed", values))
+            raise ConnectionError("broker unavailable")
+        self.topics.add(topic)
+        self.log.append(("sent", values))
+
+    async def dead_letter(self, table: str, where: str, error: str, keys: Any = None,
+                          size: int | None = None) -> None:
+        self.dead.append((table, where, error, keys, size))
+
+    async def report(self, key: str, message: dict[str, Any], wait: bool = False) -> None:
+        self.log.append(("report", key, message))
+
+    def values(self) -> list[dict]:
+        return [v for e in self.log if e[0] == "sent" for v in e[1]]
+
+    def seqs(self) -> list[str]:
+        return [v["source"]["seq"] for v in self.values()]
+
+    def reports(self, kind: str | None = None) -> list[dict]:
+        return [e[2] for e in self.log if e[0] == "report" and kind in (None, e[2]["type"])]
+
+    def last_pos(self) -> Any:
+        progress = self.reports("progress")
+        return progress[-1]["pos"] if progress else None
+
+
+def assert_checkpoints_after_delivery(kafka: Kafka, must_deliver: list[str]) -> None:
+    """No progress/finish position covers a record Kafka had not acknowledged yet."""
+    acked: set[str] = set()
+    for entry in kafka.log:
+        if entry[0] == "sent":
+            acked.update(v["source"]["seq"] for v in entry[1])
+        elif entry[0] == "report" and entry[2].get("pos") is not None:
+            pos = int(entry[2]["pos"])
+            early = [s for s in must_deliver if int(s) <= pos and s not in acked]
+            assert not early, f"checkpoint {pos} reported before Kafka acked {early}"
+
+
+def metric(rt: Runtime, name: str, **labels: str) -> float:
+    return rt.metrics.registry.get_sample_value(f"dynamodb_replicator_{name}_total", labels) or 0
+
+
+async def until(cond: Callable[[], bool], what: str, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.002)
+
+
+def put(fake: FakeStreams, arn: str, *pks: str, **extra: dict) -> list[str]:
+    """INSERT one record per key; their sequence numbers."""
+    return [fake.write(arn, "INSERT", {"pk": {"S": pk}}, new_image={"pk": {"S": pk}, **extra})
+            for pk in pks]
+
+
+def shard_unit(arn: str, shard: str, *, pos: str | None = None, count: int = 0,
+               cutoff_ms: int = 0, table: str = TABLE, partition: int = 0) -> dict[str, Any]:
+    spec = {"kind": "shard", "table": table, "epoch": 1, "key_names": ["pk"],
+            "stream_arn": arn, "shard_id": shard, "cutoff_ms": cutoff_ms,
+            "snapshot_start_ms": None, "snapshot_end_ms": None, "snapshot_items": None}
+    return {"id": co.shard_id(table, 1, arn, shard), "spec": spec, "status": "active",
+            "pos": pos, "count": count, "partition": partition}
+
+
+def scan_unit(*, pos: dict | None = None, count: int = 0) -> dict[str, Any]:
+    spec = {"kind": "scan", "table": TABLE, "epoch": 1, "key_names": ["pk"], "segment": 0,
+            "total": 1, "rcu": None, "snapshot_start_ms": 1_767_225_600_000}
+    return {"id": co.scan_id(TABLE, 1, 0, 1), "spec": spec, "status": "active",
+            "pos": pos, "count": count, "partition": 0}
+
+
+# ---------------------------------------------------------------- fixtures
+class FastBackoff(Backoff):
+    def __init__(self, base: float = 0.1, cap: float = 20.0) -> None:
+        super().__init__(0.001, 0.004)
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runners, "Backoff", FastBackoff)
+
+
+@pytest.fixture
+def fake() -> RecordingStreams:
+    return RecordingStreams()
+
+
+@pytest.fixture
+def stream(fake: RecordingStreams) -> tuple[str, str]:
+    arn = fake.create_stream(TABLE, ["pk"])
+    return arn, fake.open_shards(arn)[0]
+
+
+@pytest.fixture
+def kafka() -> Kafka:
+    return Kafka()
+
+
+@pytest.fixture
+def dynamo() -> FakeDynamo:
+    return FakeDynamo([{"pk": {"S": f"k{i:02d}"}, "n": {"N": str(i)}} for i in range(8)])
+
+
+@pytest.fixture
+async def rt(fake: RecordingStreams, dynamo: FakeDynamo, kafka: Kafka) -> AsyncIterator[Runtime]:
+    rt = Runtime()  # its own Metrics registry and Supervisor
+    rt.settings = dataclasses.replace(rt.settings, dynamodb_poll_interval=0.005,
+                                      kafka_max_record_bytes=MAX_BYTES,
+                                      dynamodb_scan_page_limit=3)
+
+    async def streams() -> Streams:
+        return Streams(fake)
+
+    async def tables() -> Tables:
+        return Tables(dynamo)
+
+    rt.streams, rt.tables = streams, tables  # type: ignore[method-assign]
+    rt.output, rt.report = kafka, kafka.report  # type: ignore[assignment,method-assign]
+    yield rt
+    await rt.supervisor.stop_all(grace=1.0)
+
+
+@pytest.fixture
+async def launch(rt: Runtime) -> AsyncIterator[Callable[..., asyncio.Task]]:
+    started: list[tuple[asyncio.Task, asyncio.Event]] = []
+
+    def start(runner: Any, unit: dict[str, Any]) -> asyncio.Task:
+        stopping = asyncio.Event()
+        task = asyncio.create_task(runner(rt, unit, stopping))
+        started.append((task, stopping))
+        return task
+
+    yield start
+    for task, stopping in started:
+        stopping.set()
+    for task, _ in started:
+        await asyncio.wait_for(task, 2.0)  # re-raises a runner's crash
+
+
+# ---------------------------------------------------------------- run_shard
+@pytest.mark.parametrize("close", ["split", "rollover"])
+async def test_shard_delivers_in_order_checkpoints_after_ack_and_finishes(
+        fake, stream, kafka, launch, close):
+    arn, shard = stream
+    first = put(fake, arn, *"abcde")
+    task = launch(runners.run_shard, shard_unit(arn, shard))
+    await until(lambda: kafka.last_pos() == first[-1], "progress at the 5th record")
+    rest = put(fake, arn, "f", "g", "h")
+    children = list(fake.split(arn, shard)) if close == "split" else [fake.rollover(arn, shard)]
+    await asyncio.wait_for(task, 3.0)  # the runner ends by itself at the shard end
+
+    assert kafka.seqs() == first + rest and kafka.topics == {f"dynamodb-{TABLE}"}
+    assert [v["op"] for v in kafka.values()] == ["c"] * 8
+    assert_checkpoints_after_delivery(kafka, first + rest)
+    uid = shard_unit(arn, shard)["id"]
+    assert {e[1] for e in kafka.log if e[0] == "report"} == {f"u:{uid}"}
+    assert kafka.reports("progress")[-1]["pos"] == rest[-1]
+    assert kafka.log[-1][0] == "report"
+    finish = kafka.log[-1][2]
+    assert (finish["type"], finish["pos"], finish["count"]) == ("finish", rest[-1], 8)
+    assert [(sid, parent) for sid, parent, *_ in finish["listing"]] == \
+        [(shard, None)] + [(c, shard) for c in children]
+
+
+async def test_expired_iterator_is_reacquired_after_the_checkpoint(
+        fake, stream, kafka, launch, rt):
+    arn, shard = stream
+    first = put(fake, arn, "a", "b", "c")
+    kafka.gate = asyncio.Event()
+    launch(runners.run_shard, shard_unit(arn, shard))
+    await until(lambda: kafka.entered == 1, "the first batch in flight")
+    later = put(fake, arn, "d", "e")
+    fake.expire_iterators()  # the NextShardIterator held for after this batch is dead
+    kafka.gate.set()
+    await until(lambda: kafka.last_pos() == later[-1], "progress at the 5th record")
+    fake.expire_iterators()  # again while polling an idle shard
+    last = put(fake, arn, "f")
+    await until(lambda: kafka.last_pos() == last[-1], "progress at the 6th record")
+
+    assert kafka.seqs() == first + later + last  # none lost, none twice
+    assert_checkpoints_after_delivery(kafka, first + later + last)
+    assert fake.iterator_requests == [("TRIM_HORIZON", None),
+                                      ("AFTER_SEQUENCE_NUMBER", first[-1]),
+                                      ("AFTER_SEQUENCE_NUMBER", later[-1])]
+    assert metric(rt, "retries", table=TABLE, reason="expired_iterator") == 2
+
+
+async def test_throttles_and_server_errors_are_retried_without_loss(
+        fake, stream, kafka, launch, rt):
+    arn, shard = stream
+    first = put(fake, arn, "a", "b")
+    launch(runners.run_shard, shard_unit(arn, shard))
+    await until(lambda: kafka.last_pos() == first[-1], "progress at the 2nd record")
+    for code in ("LimitExceededException", "ProvisionedThroughputExceededException",
+                 "ThrottlingException", "InternalServerError"):
+        fake.inject("get_records", code)
+    later = put(fake, arn, "c", "d")
+    await until(lambda: kafka.last_pos() == later[-1], "progress at the 4th record")
+
+    assert kafka.seqs() == first + later
+    assert metric(rt, "throttles", table=TABLE, operation="GetRecords") == 3
+    assert metric(rt, "retries", table=TABLE, reason="InternalServerError") == 1
+    assert len(fake.iterator_requests) == 1  # retried with the iterator it held
+
+
+@pytest.mark.parametrize("how", ["trimmed", "shard gone"])
+async def test_checkpoint_behind_trim_horizon_asks_for_a_resnapshot(
+        fake, stream, kafka, launch, how):
+    arn, shard = stream
+    old = put(fake, arn, "a", "b", "c")
+    if how == "shard gone":
+        fake.rollover(arn, shard)
+    fake.advance(100)
+    put(fake, arn, "d")
+    fake.trim(arn, fake.now - 50)
+    task = launch(runners.run_shard, shard_unit(arn, shard, pos=old[0], count=1))
+    await asyncio.wait_for(task, 3.0)
+
+    assert [e[:2] for e in kafka.log] == [("report", f"t:{TABLE}")]
+    msg = kafka.log[0][2]
+    assert (msg["type"], msg["epoch"]) == ("resnapshot", 1) and shard in msg["reason"]
+
+
+async def test_records_before_cutoff_are_skipped_but_checkpointed(
+        fake, stream, kafka, launch, rt):
+    arn, shard = stream
+    old = put(fake, arn, "a", "b", "c")  # at START_TIME
+    cutoff_ms = int((START_TIME + 5) * 1000)
+    launch(runners.run_shard, shard_unit(arn, shard, cutoff_ms=cutoff_ms))
+    await until(lambda: kafka.last_pos() == old[-1], "a checkpoint past the skipped records")
+    assert kafka.entered == 0 and metric(rt, "skipped_before_cutoff", table=TABLE) == 3
+    fake.advance(10)
+    new = put(fake, arn, "d", "e")
+    await until(lambda: kafka.last_pos() == new[-1], "progress at the 5th record")
+
+    assert kafka.seqs() == new
+    assert [p["count"] for p in kafka.reports("progress")] == [3, 5]
+    assert metric(rt, "skipped_before_cutoff", table=TABLE) == 3
+
+
+async def test_oversize_and_unrepresentable_records_are_dead_lettered(
+        fake, stream, kafka, launch, rt):
+    arn, shard = stream
+    a, = put(fake, arn, "a")
+    big, = put(fake, arn, "big", blob={"S": "x" * 4000})
+    c, = put(fake, arn, "c")
+    bad, = put(fake, arn, "bad", n={"N": "NaN"})
+    d, = put(fake, arn, "d")
+    launch(runners.run_shard, shard_unit(arn, shard))
+    await until(lambda: kafka.last_pos() == d, "progress past all five records")
+    e, = put(fake, arn, "e")  # the loop goes on
+    await until(lambda: kafka.last_pos() == e, "progress at the 6th record")
+
+    assert kafka.seqs() == [a, c, d, e]
+    (too_large, codec_err) = sorted(kafka.dead, key=lambda x: x[2] != "too large")
+    assert too_large[:4] == (TABLE, f"shard {shard}", "too large", '{"pk":"big"}')
+    assert too_large[4] > MAX_BYTES
+    assert codec_err[:2] == (TABLE, f"shard {shard} seq {bad}") and "NaN" in codec_err[2]
+    assert metric(rt, "dead_letters", table=TABLE, reason="too_large") == 1
+    assert metric(rt, "dead_letters", table=TABLE, reason="codec") == 1
+
+
+async def test_failed_sends_are_retried_and_checkpointed_once_after_success(
+        fake, stream, kafka, launch, rt):
+    arn, shard = stream
+    kafka.fail_next = 2
+    seqs = put(fake, arn, "a", "b", "c")
+    launch(runners.run_shard, shard_unit(arn, shard))
+    await until(lambda: kafka.last_pos() == seqs[-1], "progress after the third attempt")
+
+    kinds = [e[0] if e[0] != "report" else e[2]["type"] for e in kafka.log]
+    assert kinds == ["failed", "failed", "sent", "progress"]
+    assert [v["source"]["seq"] for v in kafka.log[2][1]] == seqs
+    assert metric(rt, "retries", table=TABLE, reason="kafka") == 2
+
+
+# ---------------------------------------------------------------- run_scan
+def keys_sent(kafka: Kafka) -> list[str]:
+    return [v["keys"]["pk"] for v in kafka.values()]
+
+
+async def test_scan_pages_reports_cursor_progress_and_retries(dynamo, kafka, launch, rt):
+    dynamo.faults = {2: "ProvisionedThroughputExceededException", 3: "InternalServerError"}
+    task = launch(runners.run_scan, scan_unit())
+    await asyncio.wait_for(task, 3.0)
+
+    assert keys_sent(kafka) == [f"k{i:02d}" for i in range(8)]
+    assert {v["op"] for v in kafka.values()} == {"r"}
+    kinds = [e[0] if e[0] != "report" else e[2]["type"] for e in kafka.log]
+    assert kinds == ["sent", "progress", "sent", "progress", "sent", "finish"]
+    assert kafka.reports() == [
+        {"type": "progress", "pos": {"pk": {"s": "k02"}}, "count": 3},
+        {"type": "progress", "pos": {"pk": {"s": "k05"}}, "count": 6},
+        {"type": "finish", "count": 8}]
+    # the retries repeat the same page
+    assert [r.get("ExclusiveStartKey") for r in dynamo.requests] == \
+        [None] + [{"pk": {"S": "k02"}}] * 3 + [{"pk": {"S": "k05"}}]
+    assert all(r["Limit"] == 3 and "Segment" not in r for r in dynamo.requests)
+    assert metric(rt, "throttles", table=TABLE, operation="Scan") == 1
+    assert metric(rt, "retries", table=TABLE, reason="InternalServerError") == 1
+
+
+async def test_scan_resumes_after_a_saved_cursor(dynamo, kafka, launch):
+    task = launch(runners.run_scan, scan_unit(pos={"pk": {"s": "k04"}}, count=5))
+    await asyncio.wait_for(task, 3.0)
+
+    assert keys_sent(kafka) == ["k05", "k06", "k07"]
+    assert dynamo.requests[0]["ExclusiveStartKey"] == {"pk": {"S": "k04"}}
+    assert kafka.reports() == [{"type": "finish", "count": 8}]
+
+
+async def test_scan_permanent_error_reports_failed(dynamo, kafka, launch):
+    dynamo.faults = {1: "AccessDeniedException"}
+    task = launch(runners.run_scan, scan_unit())
+    await asyncio.wait_for(task, 3.0)
+
+    assert [e[:2] for e in kafka.log] == [("report", f"u:{scan_unit()['id']}")]
+    assert kafka.log[0][2]["type"] == "failed"
+    assert "AccessDeniedException" in kafka.log[0][2]["error"]
+    assert len(dynamo.requests) == 1
+
+
+# ---------------------------------------------------------------- Supervisor
+async def test_ensure_twice_starts_one_runner(fake, stream, kafka, rt, monkeypatch):
+    arn, shard = stream
+    calls = []
+
+    async def counting(rt_: Runtime, unit: dict, stopping: asyncio.Event) -> None:
+        calls.append(unit["id"])
+        await runners.run_shard(rt_, unit, stopping)
+
+    monkeypatch.setitem(runners.RUNNERS, "shard", counting)
+    unit = shard_unit(arn, shard)
+    rt.supervisor.ensure(unit)
+    task = rt.supervisor.tasks[unit["id"]][0]
+    rt.supervisor.ensure(unit)
+    seqs = put(fake, arn, "a")
+    await until(lambda: kafka.last_pos() == seqs[-1], "progress")
+
+    assert rt.supervisor.tasks[unit["id"]][0] is task and calls == [unit["id"]]
+    assert rt.supervisor.running() == [unit["id"]] and kafka.seqs() == seqs
+
+
+async def test_stop_lets_the_current_batch_complete(fake, stream, kafka, rt, caplog):
+    arn, shard = stream
+    unit = shard_unit(arn, shard)
+    kafka.gate = asyncio.Event()
+    seqs = put(fake, arn, "a", "b")
+    rt.supervisor.ensure(unit)
+    task, stopping, _ = rt.supervisor.tasks[unit["id"]]
+    await until(lambda: kafka.entered == 1, "a batch in flight")
+    stopper = asyncio.create_task(rt.supervisor.stop([unit["id"]], grace=2.0))
+    await until(stopping.is_set, "the stopping event")
+    assert not task.done()
+    reads = fake.calls["get_records"]
+    kafka.gate.set()
+    await asyncio.wait_for(stopper, 3.0)
+
+    assert task.done() and not task.cancelled() and "crashed" not in caplog.text
+    assert kafka.seqs() == seqs and kafka.last_pos() == seqs[-1]
+    assert fake.calls["get_records"] == reads  # no further read once stopping
+    assert rt.supervisor.running() == []
+
+
+async def test_stop_partitions_stops_only_their_units(fake, stream, kafka, rt):
+    arn, shard = stream
+    other_arn = fake.create_stream("users", ["pk"])
+    mine = shard_unit(arn, shard, partition=0)
+    other = shard_unit(other_arn, fake.open_shards(other_arn)[0], table="users", partition=1)
+    rt.supervisor.ensure(mine)
+    rt.supervisor.ensure(other)
+    tasks = {uid: t for uid, (t, _, _) in rt.supervisor.tasks.items()}
+    await until(lambda: fake.calls["get_records"] >= 2, "both runners reading")
+    await rt.supervisor.stop_partitions({0}, grace=2.0)
+
+    assert tasks[mine["id"]].done() and not tasks[other["id"]].done()
+    assert rt.supervisor.running() == [other["id"]]
+    seqs = put(fake, other_arn, "u1")  # the other one still replicates
+    await until(lambda: kafka.last_pos() == seqs[-1], "progress of the remaining unit")
