@@ -97,17 +97,26 @@ class Supervisor:
         return sorted(uid for uid, (t, _, _) in self.tasks.items() if not t.done())
 
     def ensure(self, unit: dict[str, Any]) -> None:
+        """Run the unit unless it runs already; a unit still stopping is restarted only
+        after its old runner ended (never two readers on one shard)."""
         from agents.runners import RUNNERS
 
         uid = unit["id"]
         current = self.tasks.get(uid)
+        previous = None
         if current and not current[0].done():
-            return
+            if not current[1].is_set():
+                return
+            previous = current[0]
         stopping = asyncio.Event()
-        task = asyncio.ensure_future(self._guard(RUNNERS[unit["spec"]["kind"]], unit, stopping))
+        task = asyncio.ensure_future(
+            self._guard(RUNNERS[unit["spec"]["kind"]], unit, stopping, previous))
         self.tasks[uid] = (task, stopping, int(unit.get("partition", -1)))
 
-    async def _guard(self, runner: Runner, unit: dict[str, Any], stopping: asyncio.Event) -> None:
+    async def _guard(self, runner: Runner, unit: dict[str, Any], stopping: asyncio.Event,
+                     previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
         try:
             await runner(self.rt, unit, stopping)
         except asyncio.CancelledError:
@@ -116,16 +125,19 @@ class Supervisor:
             log.exception("runner %s crashed; it will be restarted by the next sync", unit["id"])
 
     async def stop(self, uids: list[str], grace: float = 5.0) -> None:
-        entries = [(uid, self.tasks.pop(uid)) for uid in uids if uid in self.tasks]
+        entries = [(uid, self.tasks[uid]) for uid in uids if uid in self.tasks]
         for _, (_, stopping, _) in entries:
             stopping.set()
         pending = [t for _, (t, _, _) in entries if not t.done()]
         if pending:
-            done, still = await asyncio.wait(pending, timeout=grace)
+            _, still = await asyncio.wait(pending, timeout=grace)
             for t in still:
                 t.cancel()
             if still:
                 await asyncio.wait(still, timeout=2.0)
+        for uid, entry in entries:
+            if self.tasks.get(uid) is entry:  # not replaced by an ensure() meanwhile
+                del self.tasks[uid]
 
     async def stop_partitions(self, partitions: set[int], grace: float = 5.0) -> None:
         await self.stop([uid for uid, (_, _, p) in self.tasks.items() if p in partitions], grace)

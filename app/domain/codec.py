@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeGuard
 
@@ -282,11 +282,12 @@ def _shape_message(av: Any) -> str:
     return f"attribute value must be a dict, got {type(av).__name__}"
 
 
-def _item_map(item: Any) -> dict[str, Any]:
+def _item_map(item: Any, conv: Callable[[Any], Any] = _conv) -> dict[str, Any]:
+    """Convert every attribute of an item; errors name the attribute path."""
     if type(item) is not dict:
         raise CodecError(f"item must be a map, got {type(item).__name__}")
     try:
-        return {k: _conv(a) for k, a in item.items()}
+        return {k: conv(a) for k, a in item.items()}
     except _Bad as e:
         _locate(item, e.child, e.path)
         raise _codec_error(e) from None
@@ -386,13 +387,7 @@ def item_to_sdk_v1(item: Item) -> dict[str, Any]:
 
     Numbers stay strings (their JSON text), binary becomes base64, set order is kept.
     """
-    if type(item) is not dict:
-        raise CodecError(f"item must be a map, got {type(item).__name__}")
-    try:
-        return {k: _v1(a) for k, a in item.items()}
-    except _Bad as e:
-        _locate(item, e.child, e.path)
-        raise _codec_error(e) from None
+    return _item_map(item, _v1)
 
 
 def _from_v1(doc: Any) -> AttributeValue:

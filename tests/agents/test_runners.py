@@ -386,3 +386,26 @@ async def test_stop_partitions_stops_only_their_units(fake, stream, kafka, rt):
     assert rt.supervisor.running() == [other["id"]]
     seqs = put(fake, other_arn, "u1")  # the other one still replicates
     await until(lambda: kafka.last_pos() == seqs[-1], "progress of the remaining unit")
+
+
+async def test_ensure_while_stopping_waits_for_the_old_runner(fake, stream, kafka, rt):
+    arn, shard = stream
+    unit = shard_unit(arn, shard)
+    kafka.gate = asyncio.Event()
+    put(fake, arn, "a")
+    rt.supervisor.ensure(unit)
+    old, stopping, _ = rt.supervisor.tasks[unit["id"]]
+    await until(lambda: kafka.entered == 1, "a batch in flight")
+    stopper = asyncio.create_task(rt.supervisor.stop([unit["id"]], grace=2.0))
+    await until(stopping.is_set, "the stopping event")
+    rt.supervisor.ensure(unit)  # e.g. stop + create of the same unit in quick succession
+    new, _, _ = rt.supervisor.tasks[unit["id"]]
+    assert new is not old
+    iterators = fake.calls["get_shard_iterator"]
+    await asyncio.sleep(0)  # let the new task run up to its wait on the old one
+    assert fake.calls["get_shard_iterator"] == iterators  # not reading beside the old one
+    kafka.gate.set()
+    await asyncio.wait_for(stopper, 3.0)
+    assert old.done()
+    await until(lambda: fake.calls["get_shard_iterator"] > iterators, "the new runner reading")
+    assert rt.supervisor.running() == [unit["id"]]
