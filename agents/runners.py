@@ -106,11 +106,16 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
     where = f"segment {seg}/{total}"
     tables = await rt.tables()
     backoff = Backoff()
+    limit = rt.settings.dynamodb_scan_page_limit
     log.info("%s: scanning %s from %s", table, where, "a cursor" if cursor else "the start")
     while not stopping.is_set():
         try:
-            page = await tables.scan(table, seg, total, cursor, rt.settings.dynamodb_scan_page_limit)
+            page = await tables.scan(table, seg, total, cursor, limit)
         except AwsError as exc:
+            if exc.code == "ReadTimeoutError":  # pages too slow to serve: ask for smaller ones
+                limit = max(10, (limit or 1000) // 2)
+                log.warning("%s %s: Scan page timed out; Limit lowered to %d", table, where,
+                            limit)
             if exc.retriable:
                 await _aws_retry(rt, table, "Scan", exc, backoff, stopping)
                 continue

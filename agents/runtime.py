@@ -66,6 +66,35 @@ class Runtime:
         if wait:
             await fut
 
+    async def drain(self, timeout: float) -> None:
+        """Stop every runner after its current batch and wait (bounded) until the control
+        agent has stored the positions they reported last."""
+        from app.state import units
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        await self.supervisor.stop_all(grace=timeout / 2)
+        await self.app_producer_flush()
+
+        def behind() -> list[str]:
+            late = []
+            for uid, (pos, count) in self.supervisor.local_pos.items():
+                stored = units.get(uid)
+                if stored and stored.get("status") == "active" and \
+                        int(stored.get("count") or 0) < count:
+                    late.append(uid)
+            return late
+
+        while (late := behind()) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if late:
+            log.warning("shutdown: %d unit checkpoint(s) not yet stored; a restart may "
+                        "repeat their last batch", len(late))
+        else:
+            log.info("shutdown: runners stopped, final checkpoints stored")
+
+    async def app_producer_flush(self) -> None:
+        await app.producer.flush()
+
     async def close(self) -> None:
         await self.supervisor.stop_all()
         if self._aws is not None:

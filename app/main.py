@@ -65,6 +65,15 @@ def _admin_auth(s: Settings) -> dict[str, object]:
 
 
 class ReplicatorApp(faust.App):
+    async def on_stop(self) -> None:
+        """Graceful shutdown (SIGTERM): runners finish their batch and report their last
+        checkpoint while the control agent still runs, so a restart resumes exactly there;
+        only then does Faust drain streams and close the tables."""
+        from agents.runtime import runtime
+
+        await runtime.drain(timeout=20.0)
+        await super().on_stop()
+
     async def on_first_start(self) -> None:
         await super().on_first_start()
         from app.bootstrap import ensure_topics
@@ -94,7 +103,6 @@ app = ReplicatorApp(
     producer_acks=-1,
     producer_max_request_size=max(1_048_576, settings.kafka_max_record_bytes + 65_536),
     producer_linger_ms=5,
-    stream_wait_empty=False,
     table_standby_replicas=0,
     web_enabled=True,
     web_host="127.0.0.1",

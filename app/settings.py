@@ -195,6 +195,8 @@ class Settings:
         metadata=_env("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", None, _http_url))
     aws_endpoint_url_resource_groups_tagging_api: str | None = field(
         metadata=_env("AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API", None, _http_url))
+    aws_read_timeout: float = field(
+        metadata=_env("AWS_READ_TIMEOUT", "60", _float(0, lo_open=True)))
     dynamodb_tag_filters: tuple[TagFilter, ...] = field(
         metadata=_env("DYNAMODB_TAG_FILTERS", "datalake-ingest", _tag_filters, empty_ok=True))
     dynamodb_tables: tuple[str, ...] = field(

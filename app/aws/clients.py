@@ -28,8 +28,8 @@ class AwsClients:
     async def open(self) -> AwsClients:
         session = get_session()
         config = AioConfig(
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=10, read_timeout=30,
+            retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=10, read_timeout=self.settings.aws_read_timeout,
             max_pool_connections=max(50, self.settings.state_partitions * 4),
         )
         made = []

@@ -327,9 +327,14 @@ def key_json(keys: Item) -> bytes:
 
 
 def dumps(obj: Any, option: int = 0) -> bytes:
-    """orjson.dumps (``option``: orjson flags); encoding failures become CodecError."""
+    """orjson.dumps (``option``: orjson flags); encoding failures become CodecError.
+
+    The result is copied into an exactly-sized bytes object: orjson 3.13 hands back its
+    working buffer (>= 4 KiB even for a 40-byte key), and batches of envelopes held
+    until Kafka acknowledges them made a worker with 100 shards peak at 1.2 GB.
+    """
     try:
-        return orjson.dumps(obj, option=option)
+        return bytes(memoryview(orjson.dumps(obj, option=option)))
     except orjson.JSONEncodeError as e:
         raise CodecError(f"cannot encode as JSON: {e}") from None
 

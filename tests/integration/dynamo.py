@@ -24,7 +24,9 @@ def worker_env(stack: dict[str, str], uid: str, **extra: str) -> dict[str, str]:
         "AWS_REGION": "us-east-1", "APP_ID": f"it-{uid}", "KAFKA_TOPIC_PREFIX": f"it-{uid}-",
         "DYNAMODB_TAG_FILTERS": f"itest-{uid}", "DYNAMODB_DISCOVERY_INTERVAL": "2",
         "DYNAMODB_SHARD_REFRESH_INTERVAL": "1", "DYNAMODB_POLL_INTERVAL": "0.1",
-        "STATE_PARTITIONS": "4", "KAFKA_TOPIC_PARTITIONS": "3", **extra,
+        "STATE_PARTITIONS": "4", "KAFKA_TOPIC_PARTITIONS": "3",
+        # moto serialises ~8 ms per large item: 1 MB pages would take a minute each
+        "DYNAMODB_SCAN_PAGE_LIMIT": "500", **extra,
     }
 
 

@@ -124,15 +124,10 @@ def test_snapshot_stream_restart_untag(stack: dict[str, str], uid: str, workdir:
 
         t_w = time.monotonic()
         burst(600)
-        latency_probe = time.time()
-        ddb.put_item(TableName=main, Item={"pk": {"S": "probe"}, "v": {"N": "1"}})
-        ledger.add(b'{"pk":"probe"}', "c")
-        readers[main].read_until(lambda rs: any(r.key == b'{"pk":"probe"}' for r in rs), 60,
-                                 "the latency probe")
-        probe = next(r for r in readers[main].records if r.key == b'{"pk":"probe"}')
-        print(f"write -> Kafka latency (one write, broker timestamp): "
-              f"{probe.timestamp / 1000 - latency_probe:.3f}s")
-        assert worker.stop() < 30  # graceful: final checkpoints written
+        stop_s = worker.stop()
+        print(f"SIGTERM -> exit: {stop_s:.1f}s")
+        assert stop_s < 30  # graceful: final checkpoints written (Heroku allows 30 s)
+        assert "final checkpoints stored" in worker.log()
         burst(300)  # written while no worker runs
         worker.start()
         worker.wait_log(r"reading shard .* from after \d+", timeout=90)
@@ -146,6 +141,17 @@ def test_snapshot_stream_restart_untag(stack: dict[str, str], uid: str, workdir:
               f"duplicates after restart: {result['duplicates']}")
         assert result["lost"] == 0
         assert order_violations(readers[main].records) == 0
+        latencies = []
+        for i in range(10):  # an idle stream: one write at a time, write -> broker timestamp
+            key = f'{{"pk":"probe-{i}"}}'.encode()
+            t_write = time.time()
+            ddb.put_item(TableName=main, Item={"pk": {"S": f"probe-{i}"}, "v": {"N": "1"}})
+            readers[main].read_until(lambda rs, k=key: any(r.key == k for r in rs), 60, "probe")
+            rec = next(r for r in readers[main].records if r.key == key)
+            latencies.append(rec.timestamp / 1000 - t_write)
+        latencies.sort()
+        print(f"write -> Kafka latency over 10 single writes: p50 {latencies[4]:.3f}s "
+              f"max {latencies[-1]:.3f}s")
         assert len(_keys(readers[main].records, "r")) == N_ITEMS  # no re-snapshot
         assert all(c == 1 for c in _keys(readers[main].records, "r").values())
         recs = readers[main].records
