@@ -15,8 +15,9 @@ BROKER = "127.0.0.1:9092"
 MOTO = "http://127.0.0.1:5000"
 KEY_NAMES = ("pk", "sk")
 
-_WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
-          "november oscar papa quebec romeo sierra tango uniform victor whiskey xray").split()
+_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+          "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
+          "sierra", "tango", "uniform", "victor", "whiskey", "xray")
 
 
 def make_item(i: int, version: int = 0, pad: int = 640) -> dict[str, Any]:
@@ -117,7 +118,7 @@ def run_child(module: str, args: dict[str, Any], env: dict[str, str],
 
     proc = subprocess.run([sys.executable, "-m", module, json.dumps(args)], cwd=ROOT,
                           env={**os.environ, **env}, stdout=subprocess.PIPE, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
     lines = [x for x in proc.stdout.splitlines() if x.strip()]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{module} {args.get('mode')} failed (rc={proc.returncode}):\n"
