@@ -144,14 +144,22 @@ class Supervisor:
 
     async def _guard(self, runner: Runner, unit: dict[str, Any], stopping: asyncio.Event,
                      previous: asyncio.Task[None] | None) -> None:
+        """Run the unit; an unexpected error (e.g. Kafka unreachable for the checkpoint
+        report) restarts it from its last acknowledged position after a backoff."""
         if previous is not None:
             await asyncio.wait([previous])
-        try:
-            await runner(self.rt, unit, stopping)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a runner must never die silently
-            log.exception("runner %s crashed; it will be restarted by the next sync", unit["id"])
+        backoff = Backoff(1.0, 30.0)
+        while not stopping.is_set():
+            try:
+                await runner(self.rt, unit, stopping)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a runner must never die silently
+                delay = backoff.next()
+                log.exception("runner %s failed; restarting it in %.1fs", unit["id"], delay)
+                self.rt.metrics.retries.labels(unit["spec"]["table"], "runner_restart").inc()
+                await pause(stopping, delay)
 
     async def stop(self, uids: list[str], grace: float = 5.0) -> None:
         entries = [(uid, self.tasks[uid]) for uid in uids if uid in self.tasks]

@@ -409,3 +409,32 @@ async def test_ensure_while_stopping_waits_for_the_old_runner(fake, stream, kafk
     assert old.done()
     await until(lambda: fake.calls["get_shard_iterator"] > iterators, "the new runner reading")
     assert rt.supervisor.running() == [unit["id"]]
+
+
+async def test_a_runner_that_fails_is_restarted_from_its_position(fake, stream, kafka, rt,
+                                                                   monkeypatch, caplog):
+    import agents.runtime
+
+    monkeypatch.setattr(agents.runtime, "Backoff", lambda *a: FastBackoff())
+    arn, shard = stream
+    unit = shard_unit(arn, shard)
+    real_report = kafka.report
+    failures = []
+
+    async def flaky_report(key, message, wait=False):
+        if message["type"] == "progress" and not failures:
+            failures.append(message)
+            raise ConnectionError("Kafka unreachable")
+        await real_report(key, message, wait)
+
+    rt.report = flaky_report
+    first = put(fake, arn, "a", "b")
+    rt.supervisor.ensure(unit)
+    await until(lambda: failures, "the failed checkpoint report")
+    second = put(fake, arn, "c")
+    await until(lambda: kafka.last_pos() == second[-1], "progress after the restart")
+    assert "restarting it" in caplog.text
+    assert rt.metrics.registry.get_sample_value(
+        "dynamodb_replicator_retries_total", {"table": "orders", "reason": "runner_restart"}) == 1
+    # Kafka had acknowledged the batch, so the restart resumes after it: no gap, no repeat
+    assert kafka.seqs() == first + second
