@@ -225,8 +225,9 @@ def _classpath() -> str:
 
 
 def kafka_up() -> None:
-    if _pid("kafka") and kafka_ready():
-        log(f"kafka: already running on 127.0.0.1:{KAFKA_PORT}")
+    if kafka_ready():
+        who = "" if _pid("kafka") else " (not started by this stack; left alone)"
+        log(f"kafka: already running on 127.0.0.1:{KAFKA_PORT}{who}")
         return
     if _pid("kafka"):
         _stop("kafka")
@@ -257,8 +258,9 @@ def kafka_up() -> None:
 
 
 def moto_up() -> None:
-    if _pid("moto") and moto_ready():
-        log(f"moto: already running on 127.0.0.1:{MOTO_PORT}")
+    if moto_ready():
+        who = "" if _pid("moto") else " (not started by this stack; left alone)"
+        log(f"moto: already running on 127.0.0.1:{MOTO_PORT}{who}")
         return
     if _pid("moto"):
         _stop("moto")

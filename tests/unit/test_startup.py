@@ -1,0 +1,47 @@
+"""A bad setting stops `faust -A app worker` at start, naming the variable; secrets never
+appear in what it prints."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FAUST = str(Path(sys.executable).with_name("faust"))
+SECRET = "s3cr3t-Pa55word"
+
+
+def run_worker(**env: str) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("DYNAMODB_", "KAFKA_"))}
+    full.update(env)
+    return subprocess.run([FAUST, "-A", "app", "worker", "-l", "info"], cwd=ROOT, env=full,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("DYNAMODB_SYNC_MODE", "sometimes"),
+    ("DYNAMODB_TABLES_EXCLUDE", "(unclosed"),
+    ("KAFKA_TOPIC_PARTITIONS", "0"),
+    ("DYNAMODB_TAG_FILTERS", "a:;b"),
+    ("BROKER_URL", "http://nope:9092"),
+])
+def test_bad_setting_stops_the_worker_naming_it(variable: str, value: str) -> None:
+    proc = run_worker(**{variable: value}, KAFKA_SASL_PASSWORD=SECRET)
+    assert proc.returncode == 2
+    assert f"configuration error: {variable}:" in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+
+
+def test_sasl_without_credentials_is_refused() -> None:
+    proc = run_worker(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_PASSWORD=SECRET)
+    assert proc.returncode == 2
+    assert "KAFKA_SASL_USERNAME" in proc.stderr and SECRET not in proc.stderr
+
+
+def test_bad_secret_value_is_not_echoed() -> None:
+    proc = run_worker(KAFKA_SASL_PASSWORD=SECRET + "\n")
+    assert proc.returncode == 2
+    assert "KAFKA_SASL_PASSWORD" in proc.stderr and SECRET not in proc.stderr
