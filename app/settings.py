@@ -244,6 +244,8 @@ class Settings:
         metadata=_env("KAFKA_SASL_USERNAME", None, lambda raw: raw))
     kafka_sasl_password: str | None = field(
         repr=False, metadata=_env("KAFKA_SASL_PASSWORD", None, _password, secret=True))
+    kafka_session_timeout: float = field(  # how soon a killed worker's work moves on
+        metadata=_env("KAFKA_SESSION_TIMEOUT", "30", _float(6)))
     state_partitions: int = field(metadata=_env("STATE_PARTITIONS", "8", _int(1, 1024)))
     state_store: str = field(
         metadata=_env("STATE_STORE", "rocksdb://", _choice("rocksdb://", "memory://")))
