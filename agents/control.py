@@ -88,7 +88,7 @@ async def handle_sweep(msg: dict[str, Any], partition: int) -> None:
     for name, s in list(tables.items()):
         if s.get("partition") == partition:
             out = co.on_sweep(s, present, _now())
-            if out.state is not s:
+            if out.state is not s or out.commands:
                 await _apply_table(name, out, partition)
 
 

@@ -173,6 +173,11 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
         except ExpiredIteratorError:
             iterator = None  # re-acquire from the checkpoint
             rt.metrics.retries.labels(table, "expired_iterator").inc()
+            log.info("%s: shard %s iterator expired; re-acquiring after %s", table, shard, pos)
+            if backoff.attempt:  # expiring again right away: do not spin
+                await pause(stopping, backoff.next())
+            else:
+                backoff.attempt = 1
             continue
         except (TrimmedDataError, ResourceNotFoundError) as exc:
             await _resnapshot(rt, unit, f"shard {shard} position trimmed ({exc.code})")

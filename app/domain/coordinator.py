@@ -166,10 +166,31 @@ def on_discovered(s: State | None, info: Mapping[str, Any], now: int, p: Policy)
         return out
     s = {**s, **_info_fields(info)}
     if s["phase"] in ACTIVE or s["phase"] == "SNAPSHOT_DONE":
-        return Outcome(s)
+        return Outcome(s, _heal(s))
     if s["phase"] == "ERROR" and now - (s.get("updated_ms") or 0) < p.error_retry_ms:
         return Outcome(s)
     return _resume(s, info, now, p)
+
+
+def _heal(s: State) -> list[Command]:
+    """The commands that keep the current phase's work running, re-sent every discovery
+    round.  A control message can be lost around a rebalance (faust may ack events a new
+    owner fetched before seeking to never-committed offsets); every command is idempotent
+    at the unit (a running unit stays as it is, a finished one repeats its unit_done), so
+    repeating them heals a lost create or unit_done within one discovery interval."""
+    if s["phase"] == "INIT_SYNC":
+        return _create_scans(s)
+    if s["phase"] == "STREAMING":
+        running = [sid for sid, e in s.get("shards", {}).items() if e["status"] == "running"]
+        return [_create_watch(s), *_create_shards(s, sorted(running))]
+    return []
+
+
+def _running_units(s: State) -> list[str]:
+    units = _scan_units(s) + _shard_units(s, ("running",))
+    if s.get("stream_arn"):
+        units.append(watch_id(s["name"], s["epoch"]))
+    return units
 
 
 def _resume(s: State, info: Mapping[str, Any], now: int, p: Policy) -> Outcome:
@@ -183,28 +204,18 @@ def _resume(s: State, info: Mapping[str, Any], now: int, p: Policy) -> Outcome:
     phase = s.get("resume_phase") or "STREAMING"
     s = {**s, "phase": phase, "stopped_ms": None, "error": None, "resume_phase": None,
          "updated_ms": now}
-    if phase == "INIT_SYNC":
-        commands = _create_scans(s)
-    elif phase == "SNAPSHOT_DONE":
-        commands = []  # snapshot_only: nothing left to run
-    else:
-        running = [sid for sid, e in s.get("shards", {}).items() if e["status"] == "running"]
-        commands = [_create_watch(s), *_create_shards(s, sorted(running))]
-    return Outcome(s, commands, [f"{s['name']}: resumed {phase} epoch {s['epoch']}"])
+    return Outcome(s, _heal(s), [f"{s['name']}: resumed {phase} epoch {s['epoch']}"])
 
 
 def on_stop(s: State, reason: str, now: int, error: bool = False) -> Outcome:
     """Stop every runner of the table; positions are kept so it can resume."""
-    if s["phase"] in ("STOPPED", "ERROR"):
-        return Outcome(s)
+    if s["phase"] in ("STOPPED", "ERROR"):  # again: repeat the stops (one may be lost)
+        return Outcome(s, [_cmd(u, "stop") for u in _running_units(s)])
     resume = s["phase"] if s["phase"] in (*ACTIVE, "SNAPSHOT_DONE") else None
     s = {**s, "phase": "ERROR" if error else "STOPPED", "resume_phase": resume,
          "stopped_ms": now, "updated_ms": now, "reason": reason,
          "error": reason if error else s.get("error")}
-    running = [u for u in _scan_units(s)] + _shard_units(s, ("running",))
-    if s.get("stream_arn"):
-        running.append(watch_id(s["name"], s["epoch"]))
-    return Outcome(s, [_cmd(u, "stop") for u in running],
+    return Outcome(s, [_cmd(u, "stop") for u in _running_units(s)],
                    [f"{s['name']}: {s['phase']} ({reason})"])
 
 
@@ -317,6 +328,13 @@ def _seq_after(new: Any, old: Any) -> bool:
     return old is None or (new is not None and int(new) > int(old))
 
 
+def _unit_done(u: State, msg: Mapping[str, Any]) -> dict[str, Any]:
+    spec = u["spec"]
+    return {"type": "unit_done", "unit": u["id"], "kind": spec["kind"], "epoch": spec["epoch"],
+            "segment": spec.get("segment"), "shard_id": spec.get("shard_id"),
+            "count": int(msg.get("count", u["count"])), "listing": msg.get("listing")}
+
+
 def on_unit(u: State | None, unit_id: str, msg: Mapping[str, Any], partition: int,
             now: int) -> UnitOutcome:
     kind = msg["type"]
@@ -325,8 +343,8 @@ def on_unit(u: State | None, unit_id: str, msg: Mapping[str, Any], partition: in
         if u is None or u["spec"].get("epoch") != spec.get("epoch"):
             u = {"id": unit_id, "spec": spec, "status": "active", "pos": None, "count": 0,
                  "lag_ms": None, "error": None}
-        elif u["status"] == "finished":
-            return UnitOutcome(u)
+        elif u["status"] == "finished":  # a repeated create: repeat the unit_done
+            return UnitOutcome(u, None, [(table_key(spec["table"]), _unit_done(u, {}))])
         u = {**u, "spec": spec, "status": "active", "partition": partition, "updated_ms": now}
         return UnitOutcome(u, "ensure")
     if u is None:
@@ -343,10 +361,7 @@ def on_unit(u: State | None, unit_id: str, msg: Mapping[str, Any], partition: in
         if u["status"] == "finished":
             return UnitOutcome(u)
         spec = u["spec"]
-        done = {"type": "unit_done", "unit": u["id"], "kind": spec["kind"],
-                "epoch": spec["epoch"], "segment": spec.get("segment"),
-                "shard_id": spec.get("shard_id"), "count": int(msg.get("count", u["count"])),
-                "listing": msg.get("listing")}
+        done = _unit_done(u, msg)
         pos = msg.get("pos") if msg.get("pos") is not None else u.get("pos")
         return UnitOutcome({**u, "status": "finished", "pos": pos,
                             "count": int(msg.get("count", u["count"])), "updated_ms": now},

@@ -141,17 +141,21 @@ class FakeStreams:
         self.now += seconds
 
     def create_stream(self, table_name: str, key_names: Sequence[str],
-                      view_type: str = "NEW_AND_OLD_IMAGES") -> str:
+                      view_type: str = "NEW_AND_OLD_IMAGES", arn: str | None = None) -> str:
+        """A new stream; ``arn`` (e.g. moto's LatestStreamArn) fixes its ARN and label."""
         if view_type not in VIEW_TYPES:
             raise ValueError(f"bad view type {view_type!r}")
+        if arn is not None:
+            if arn in self._streams or "/stream/" not in arn:
+                raise ValueError(f"stream ARN {arn!r} taken or malformed")
+            label = arn.rsplit("/stream/", 1)[1]
         ms = int(self.now * 1000)
-        while True:
+        while arn is None:
             label = (datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
                      + f".{ms % 1000:03d}")
             arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table_name}/stream/{label}"
-            if arn not in self._streams:
-                break
-            ms += 1
+            if arn in self._streams:
+                arn, ms = None, ms + 1
         stream = _Stream(arn, table_name, label, tuple(key_names), view_type, self.now)
         self._streams[arn] = stream
         self._new_shard(stream, None, 0, _HASH_SPACE)

@@ -83,6 +83,13 @@ class Worker:
 
         wait_until(seen, timeout, f"{pattern!r} in {self.name}'s log")
 
+    @staticmethod
+    def wait_any_log(workers: list[Worker], pattern: str, timeout: float = 60.0) -> None:
+        """Until one of the workers logged the pattern (work may land on any of them)."""
+        rx = re.compile(pattern)
+        wait_until(lambda: any(rx.search(w.log()) for w in workers), timeout,
+                   f"{pattern!r} in any worker's log")
+
     def stop(self, timeout: float = 30.0) -> float:
         """SIGTERM; returns seconds until exit (kills after timeout)."""
         if not self.alive:

@@ -135,10 +135,18 @@ def test_new_table_snapshot_only_scans_like_snapshot_and_stream():
 
 # ================================================================ rediscovery
 @pytest.mark.parametrize("build", [new_table, streaming, with_shards])
-def test_rediscovery_with_same_arns_is_a_noop(build):
+def test_rediscovery_keeps_state_and_repeats_only_the_work_in_progress(build):
     s = build()
     out = co.on_discovered(s, info(item_count=99), NOW + HOUR, P)
-    assert out.commands == []
+    # the heal: creates for exactly the units that should be running now (idempotent)
+    assert all(m["type"] == "create" for _, m in out.commands)
+    if s["phase"] == "INIT_SYNC":
+        pending = [i for i in range(s["snapshot"]["total"]) if i not in s["snapshot"]["done"]]
+        assert keys(out.commands) == scan_keys(s["epoch"], pending, total=s["snapshot"]["total"])
+    else:
+        running = sorted(k for k, e in s["shards"].items() if e["status"] == "running")
+        assert keys(out.commands) == [co.unit_key(co.watch_id(s["name"], s["epoch"]))] + [
+            co.unit_key(co.shard_id(s["name"], s["epoch"], s["stream_arn"], k)) for k in running]
     assert out.state["phase"] == s["phase"] and out.state["epoch"] == s["epoch"]
     assert out.state["snapshot"] == s["snapshot"] and out.state["shards"] == s["shards"]
     assert out.state["item_count"] == 99  # the describe fields are refreshed
@@ -332,7 +340,9 @@ def test_stopped_table_is_kept_then_forgotten_after_24h():
     s = with_shards()
     stopped = co.on_sweep(s, set(), NOW).state
     out = co.on_sweep(stopped, set(), NOW + RETENTION_MS - 1)
-    assert out.state is stopped and out.commands == []
+    # unchanged, but the stops are repeated each sweep (one may have been lost)
+    assert out.state is stopped and out.commands
+    assert all(m["type"] == "stop" for _, m in out.commands)
     out = co.on_sweep(stopped, set(), NOW + RETENTION_MS)
     assert out.state is None
     assert sorted(keys(out.commands, "drop")) == sorted(co.unit_key(u) for u in co.all_units(s))
@@ -739,3 +749,24 @@ class Replication(RuleBasedStateMachine):
 TestReplication = Replication.TestCase
 TestReplication.settings = settings(max_examples=200, stateful_step_count=40, deadline=None,
                                     suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_a_repeated_create_of_a_finished_unit_repeats_its_unit_done():
+    """The heal for a lost unit_done: discovery re-sends creates for work in progress."""
+    u = co.on_unit(None, SCAN_UID, create(SCAN_SPEC), 0, NOW).state
+    u = co.on_unit(u, SCAN_UID, {"type": "finish", "count": 9}, 0, NOW).state
+    out = co.on_unit(u, SCAN_UID, create(SCAN_SPEC), 0, NOW + 60_000)
+    assert out.state is u and out.action is None  # no runner starts again
+    assert out.forward == [("t:orders", {
+        "type": "unit_done", "unit": SCAN_UID, "kind": "scan", "epoch": 1, "segment": 2,
+        "shard_id": None, "count": 9, "listing": None})]
+
+
+def test_lost_unit_done_is_healed_by_the_next_discovery():
+    s = new_table()  # INIT_SYNC, 3 segments; segment 1's unit_done was lost
+    s = co.on_unit_done(s, done(0), NOW, P).state
+    s = co.on_unit_done(s, done(2), NOW, P).state
+    heal = co.on_discovered(s, info(), NOW + HOUR, P).commands
+    assert keys(heal) == scan_keys(1, [1])  # only the segment still believed running
+    out = co.on_unit_done(s, done(1), NOW + HOUR, P)  # what the repeated create brings back
+    assert out.state["phase"] == "STREAMING"
