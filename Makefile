@@ -55,7 +55,7 @@ test-integration: deps
 
 chaos: deps
 	$(STACK) up
-	$(VPY) -m pytest tests/chaos -m chaos --chaos-long $(PYTEST_ARGS)
+	$(VPY) -m pytest tests/chaos -m chaos --chaos-long -s $(PYTEST_ARGS)
 
 bench: deps
 	$(STACK) up

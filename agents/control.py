@@ -81,6 +81,8 @@ async def handle_unit(uid: str, msg: dict[str, Any], partition: int) -> None:
         runtime.supervisor.ensure(out.state)
     elif out.action == "stop":
         await runtime.supervisor.stop([uid])
+    if out.state is None:
+        runtime.supervisor.local_pos.pop(uid, None)
 
 
 async def handle_sweep(msg: dict[str, Any], partition: int) -> None:

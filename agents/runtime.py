@@ -73,7 +73,7 @@ class Runtime:
 
         deadline = asyncio.get_running_loop().time() + timeout
         await self.supervisor.stop_all(grace=timeout / 2)
-        await self.app_producer_flush()
+        await app.producer.flush()
 
         def behind() -> list[str]:
             late = []
@@ -91,9 +91,6 @@ class Runtime:
                         "repeat their last batch", len(late))
         else:
             log.info("shutdown: runners stopped, final checkpoints stored")
-
-    async def app_producer_flush(self) -> None:
-        await app.producer.flush()
 
     async def close(self) -> None:
         await self.supervisor.stop_all()
