@@ -63,8 +63,7 @@ def usable(info: TableInfo) -> bool:
 
 
 def info_message(info: TableInfo) -> dict[str, Any]:
-    return {"name": info.name, "table_arn": info.arn,
-            "stream_arn": info.stream_arn if needs_stream() else info.stream_arn,
+    return {"name": info.name, "table_arn": info.arn, "stream_arn": info.stream_arn,
             "key_names": list(info.key_names), "item_count": info.item_count,
             "size_bytes": info.size_bytes, "read_capacity": info.read_capacity,
             "view_type": info.stream_view_type}

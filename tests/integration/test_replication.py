@@ -48,7 +48,7 @@ def _mutate(ddb, table: str, key_attrs: dict, key_json: bytes, ledger: Ledger,
 
 
 def test_snapshot_stream_restart_untag(stack: dict[str, str], uid: str, workdir: Path) -> None:
-    ddb, tagging = client(stack), client(stack, "resourcegroupstaggingapi")
+    ddb = client(stack)
     tag = {f"itest-{uid}": "yes"}
     main, comp, bink, nostream = (f"main-{uid}", f"comp-{uid}", f"bin-{uid}", f"nostr-{uid}")
     create_table(ddb, main, [("pk", "S")], tag)
@@ -165,19 +165,16 @@ def test_snapshot_stream_restart_untag(stack: dict[str, str], uid: str, workdir:
                 assert decode(r.value)["before"] is not None
 
         # ---- untag: the table stops; re-tag: resumes from its checkpoint, no re-snapshot
-        tagging_api = client(stack, "dynamodb")
-        tagging_api.untag_resource(ResourceArn=comp_arn, TagKeys=[f"itest-{uid}"])
+        ddb.untag_resource(ResourceArn=comp_arn, TagKeys=[f"itest-{uid}"])
         worker.wait_log(rf"{comp}: STOPPED", timeout=60)
         ddb.put_item(TableName=comp, Item={"h": {"S": "while-stopped"}, "r": {"N": "1"}})
-        tagging_api.tag_resource(ResourceArn=comp_arn, Tags=[{"Key": f"itest-{uid}",
-                                                              "Value": "yes"}])
+        ddb.tag_resource(ResourceArn=comp_arn, Tags=[{"Key": f"itest-{uid}", "Value": "yes"}])
         worker.wait_log(rf"{comp}: resumed STREAMING", timeout=60)
         readers[comp].read_until(
             lambda rs: any(r.key == b'{"h":"while-stopped","r":1}' for r in rs), 60,
             "the write made while the table was stopped")
         assert len(_keys(readers[comp].records, "r")) == 300
         assert "re-snapshot" not in worker.log()
-        del tagging
     finally:
         worker.kill()
         for r in readers.values():
