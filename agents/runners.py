@@ -42,8 +42,9 @@ def _start_pos(rt: Runtime, unit: dict[str, Any]) -> tuple[Any, int]:
 
 
 async def _deliver(rt: Runtime, table: str, topic: str, messages: list[tuple[bytes, Any]],
-                   where: str, stopping: asyncio.Event) -> None:
-    """Send a batch until Kafka acknowledges it; oversize events go to the DLQ."""
+                   where: str, kind: str) -> None:
+    """Send a batch until Kafka acknowledges it; oversize events go to the DLQ.
+    Counts what was delivered (events, not tombstones; their bytes) as `kind`."""
     limit = rt.settings.kafka_max_record_bytes
     ok: list[tuple[bytes, Any]] = []
     for key, value in messages:
@@ -58,13 +59,22 @@ async def _deliver(rt: Runtime, table: str, topic: str, messages: list[tuple[byt
     while True:
         try:
             await rt.output.send_batch(topic, ok)
-            return
+            break
         except Exception as exc:  # broker down / timeouts: resend (duplicates, no loss)
             rt.metrics.retries.labels(table, "kafka").inc()
             delay = backoff.next()
             log.warning("%s %s: Kafka send failed (%s: %s); retrying in %.1fs", table, where,
                         type(exc).__name__, exc, delay)
             await asyncio.sleep(delay)
+    values = [v for _, v in ok if v is not None]
+    rt.metrics.events_out.labels(table, kind).inc(len(values))
+    rt.metrics.bytes_out.labels(table).inc(sum(map(len, values)))
+
+
+async def _dead_letter_codec(rt: Runtime, table: str, where: str, exc: CodecError) -> None:
+    log.error("%s %s: not representable, dead-lettered: %s", table, where, exc)
+    rt.metrics.dead_letters.labels(table, "codec").inc()
+    await rt.output.dead_letter(table, where, str(exc))
 
 
 async def _aws_retry(rt: Runtime, table: str, op: str, exc: AwsError, backoff: Backoff,
@@ -129,13 +139,10 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
                 messages += rt.encoder.snapshot(table, spec["key_names"], item, seg, total,
                                                 snap_start, snap)
             except CodecError as exc:
-                log.error("%s %s: item not representable, dead-lettered: %s", table, where, exc)
-                rt.metrics.dead_letters.labels(table, "codec").inc()
-                await rt.output.dead_letter(table, where, str(exc))
-        await _deliver(rt, table, topic, messages, where, stopping)
+                await _dead_letter_codec(rt, table, where, exc)
+        await _deliver(rt, table, topic, messages, where, "snapshot")
         count += len(page.items)
         rt.metrics.snapshot_items.labels(table).inc(len(page.items))
-        rt.metrics.events_out.labels(table, "r").inc(len(page.items))
         cursor = page.last_evaluated_key
         if cursor is None:
             await rt.report(coordinator.unit_key(unit["id"]),
@@ -200,14 +207,10 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
             try:
                 messages += rt.encoder.change(table, spec["key_names"], rec, arn, shard, snap)
             except CodecError as exc:
-                log.error("%s shard %s seq %s: record not representable, dead-lettered: %s",
-                          table, shard, rec.sequence_number, exc)
-                rt.metrics.dead_letters.labels(table, "codec").inc()
-                await rt.output.dead_letter(table, f"shard {shard} seq {rec.sequence_number}",
-                                            str(exc))
+                await _dead_letter_codec(rt, table, f"shard {shard} seq {rec.sequence_number}",
+                                         exc)
         if messages:
-            await _deliver(rt, table, topic, messages, f"shard {shard}", stopping)
-            rt.metrics.events_out.labels(table, "stream").inc(len(page.records))
+            await _deliver(rt, table, topic, messages, f"shard {shard}", "stream")
         if last_seq is not None and seq_key(last_seq) > seq_key(pos):
             pos, count = last_seq, count + len(page.records)
             lag_ms = max(0, _now_ms() - last_ts)

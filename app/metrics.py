@@ -27,8 +27,8 @@ class Metrics:
         p = "dynamodb_replicator_"
         return cls(
             registry=r,
-            events_out=Counter(p + "events_out", "Change events written to Kafka",
-                               ["table", "op"], registry=r),
+            events_out=Counter(p + "events_out", "Events written to Kafka (tombstones aside), "
+                               "kind = snapshot | stream", ["table", "kind"], registry=r),
             bytes_out=Counter(p + "bytes_out", "Bytes of event values written", ["table"],
                               registry=r),
             snapshot_items=Counter(p + "snapshot_items", "Items read by INIT_SYNC scans",

@@ -245,6 +245,8 @@ async def test_records_before_cutoff_are_skipped_but_checkpointed(
     assert kafka.seqs() == new
     assert [p["count"] for p in kafka.reports("progress")] == [3, 5]
     assert metric(rt, "skipped_before_cutoff", table=TABLE) == 3
+    # only what reached Kafka counts as delivered
+    assert metric(rt, "events_out", table=TABLE, kind="stream") == 2
 
 
 async def test_oversize_and_unrepresentable_records_are_dead_lettered(
