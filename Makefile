@@ -6,7 +6,7 @@ STACK     := $(VPY) scripts/stack.py
 KAFKA_JARS := kafka/libs/.resolved
 
 .PHONY: help venv kafka-jars deps stack-up stack-down stack-status run test test-unit \
-        test-integration chaos bench lint clean
+        test-integration chaos bench lint clean browser
 
 help:
 	@echo "make run    - local stack + demo table/writer + worker + live tail of the output topic"
@@ -30,6 +30,20 @@ kafka-jars: $(KAFKA_JARS)
 
 deps: venv kafka-jars
 
+# Headless Chromium + its driver for the browser tests (Debian packages). The file target
+# makes this a no-op, and silent, once /usr/bin/chromedriver exists.
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT  := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
+$(CHROMEDRIVER):
+	@echo "installing chromium + chromium-driver (apt)"
+	$(APT) update -qq
+	$(APT) install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+	@test -x /usr/bin/chromium && test -x $@
+
+browser: $(CHROMEDRIVER)
+
 stack-up: deps
 	$(STACK) up
 
@@ -42,11 +56,11 @@ stack-status:
 run: deps
 	$(VPY) scripts/run_demo.py
 
-test: deps
+test: deps browser
 	$(STACK) up
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
-test-unit: venv
+test-unit: venv browser
 	$(VPY) -m pytest tests/unit tests/agents $(PYTEST_ARGS)
 
 test-integration: deps
