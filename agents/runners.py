@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from agents.runtime import Backoff, Runtime, pause
@@ -103,6 +104,61 @@ async def _resnapshot(rt: Runtime, unit: dict[str, Any], reason: str) -> None:
                     {"type": "resnapshot", "reason": reason, "epoch": spec["epoch"]}, wait=True)
 
 
+# ---------------------------------------------------------------- one page in flight
+class InFlight:
+    """Overlap Kafka's acknowledgement of page N with the fetch and encoding of page N+1.
+
+    At most one commit (deliver + checkpoint report) runs in the background; the next
+    one starts only after it completed, so records leave in order and a checkpoint is
+    still reported only after every record before it was acknowledged.  Each page holds
+    one of the worker's ``WORKER_MAX_PAGES`` slots from its request until its commit
+    ended, which bounds memory whatever the number of shards."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self.slots = slots
+        self._task: asyncio.Task[None] | None = None
+        self._held = False
+
+    async def take_slot(self) -> None:
+        await self.slots.acquire()
+        self._held = True
+
+    def free_slot(self) -> None:
+        if self._held:
+            self._held = False
+            self.slots.release()
+
+    async def commit(self, work: Awaitable[None]) -> None:
+        """Wait for the previous commit, then run `work` in the background; the page's
+        slot goes with it."""
+        try:
+            await self.wait()
+        except BaseException:
+            work.close()  # type: ignore[attr-defined]
+            raise
+        held, self._held = self._held, False
+        self._task = asyncio.ensure_future(self._run(work, held))
+
+    async def _run(self, work: Awaitable[None], held: bool) -> None:
+        try:
+            await work
+        finally:
+            if held:
+                self.slots.release()
+
+    async def wait(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+
+    def abandon(self) -> None:
+        """On cancellation or failure: the page in flight will be re-read (duplicates,
+        never loss: its checkpoint was not reported)."""
+        self.free_slot()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
 # ---------------------------------------------------------------- scan segment
 async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -> None:
     spec = unit["spec"]
@@ -117,43 +173,58 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
     tables = await rt.tables()
     backoff = Backoff()
     limit = rt.settings.dynamodb_scan_page_limit
+    flight = InFlight(rt.pages)
     log.info("%s: scanning %s from %s", table, where, "a cursor" if cursor else "the start")
-    while not stopping.is_set():
-        try:
-            page = await tables.scan(table, seg, total, cursor, limit)
-        except AwsError as exc:
-            if exc.code == "ReadTimeoutError":  # pages too slow to serve: ask for smaller ones
-                limit = max(10, (limit or 1000) // 2)
-                log.warning("%s %s: Scan page timed out; Limit lowered to %d", table, where,
-                            limit)
-            if exc.retriable:
-                await _aws_retry(rt, table, "Scan", exc, backoff, stopping)
-                continue
-            await _fail(rt, unit, exc)
-            return
-        backoff.reset()
-        snap = SnapshotInfo(running=True, start_ms=snap_start, end_ms=None, count=count)
-        messages: list[tuple[bytes, Any]] = []
-        for item in page.items:
-            try:
-                messages += rt.encoder.snapshot(table, spec["key_names"], item, seg, total,
-                                                snap_start, snap)
-            except CodecError as exc:
-                await _dead_letter_codec(rt, table, where, exc)
+
+    async def commit(messages: list[tuple[bytes, Any]], items: int, pos: Any,
+                     count: int) -> None:
         await _deliver(rt, table, topic, messages, where, "snapshot")
-        count += len(page.items)
-        rt.metrics.snapshot_items.labels(table).inc(len(page.items))
-        cursor = page.last_evaluated_key
-        if cursor is None:
+        rt.metrics.snapshot_items.labels(table).inc(items)
+        if pos is not None:
+            rt.supervisor.remember(unit["id"], pos, count)
             await rt.report(coordinator.unit_key(unit["id"]),
-                            {"type": "finish", "count": count}, wait=True)
-            log.info("%s: %s done, %d items", table, where, count)
-            return
-        pos = codec.item_to_sdk_v1(cursor)
-        rt.supervisor.remember(unit["id"], pos, count)
-        await rt.report(coordinator.unit_key(unit["id"]),
-                        {"type": "progress", "pos": pos, "count": count})
-        await pause(stopping, bucket.delay_for(page.consumed_capacity, time.monotonic()))
+                            {"type": "progress", "pos": pos, "count": count})
+
+    try:
+        while not stopping.is_set():
+            await flight.take_slot()
+            try:
+                page = await tables.scan(table, seg, total, cursor, limit)
+            except AwsError as exc:
+                flight.free_slot()
+                if exc.code == "ReadTimeoutError":  # pages too slow to serve: smaller ones
+                    limit = max(10, (limit or 1000) // 2)
+                    log.warning("%s %s: Scan page timed out; Limit lowered to %d", table,
+                                where, limit)
+                if exc.retriable:
+                    await _aws_retry(rt, table, "Scan", exc, backoff, stopping)
+                    continue
+                await flight.wait()
+                await _fail(rt, unit, exc)
+                return
+            backoff.reset()
+            snap = SnapshotInfo(running=True, start_ms=snap_start, end_ms=None, count=count)
+            messages: list[tuple[bytes, Any]] = []
+            for item in page.items:
+                try:
+                    messages += rt.encoder.snapshot(table, spec["key_names"], item, seg, total,
+                                                    snap_start, snap)
+                except CodecError as exc:
+                    await _dead_letter_codec(rt, table, where, exc)
+            count += len(page.items)
+            cursor = page.last_evaluated_key
+            pos = None if cursor is None else codec.item_to_sdk_v1(cursor)
+            await flight.commit(commit(messages, len(page.items), pos, count))
+            if cursor is None:
+                await flight.wait()
+                await rt.report(coordinator.unit_key(unit["id"]),
+                                {"type": "finish", "count": count}, wait=True)
+                log.info("%s: %s done, %d items", table, where, count)
+                return
+            await pause(stopping, bucket.delay_for(page.consumed_capacity, time.monotonic()))
+        await flight.wait()
+    finally:
+        flight.abandon()
 
 
 # ---------------------------------------------------------------- shard
@@ -166,72 +237,94 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
     snap = None
     if spec.get("snapshot_start_ms"):
         snap = SnapshotInfo(running=False, start_ms=spec["snapshot_start_ms"],
-                            end_ms=spec.get("snapshot_end_ms"), count=spec.get("snapshot_items") or 0)
+                            end_ms=spec.get("snapshot_end_ms"),
+                            count=spec.get("snapshot_items") or 0)
     streams = await rt.streams()
     backoff = Backoff()
     iterator: str | None = None
     label = f"{table}/{shard}"
-    log.info("%s: reading shard %s from %s", table, shard, f"after {pos}" if pos else "TRIM_HORIZON")
-    while not stopping.is_set():
-        try:
-            if iterator is None:
-                iterator = await streams.iterator(arn, shard, pos)
-            page = await streams.records(iterator, label)
-        except ExpiredIteratorError:
-            iterator = None  # re-acquire from the checkpoint
-            rt.metrics.retries.labels(table, "expired_iterator").inc()
-            log.info("%s: shard %s iterator expired; re-acquiring after %s", table, shard, pos)
-            if backoff.attempt:  # expiring again right away: do not spin
-                await pause(stopping, backoff.next())
-            else:
-                backoff.attempt = 1
-            continue
-        except (TrimmedDataError, ResourceNotFoundError) as exc:
-            await _resnapshot(rt, unit, f"shard {shard} position trimmed ({exc.code})")
-            return
-        except AwsError as exc:
-            if exc.retriable:
-                await _aws_retry(rt, table, "GetRecords", exc, backoff, stopping)
-                continue
-            await _fail(rt, unit, exc)
-            return
-        backoff.reset()
-        messages: list[tuple[bytes, Any]] = []
-        last_seq: str | None = None
-        last_ts = 0
-        for rec in page.records:
-            last_seq, last_ts = rec.sequence_number, rec.approx_ts_ms
-            if rec.approx_ts_ms < cutoff:
-                rt.metrics.skipped_before_cutoff.labels(table).inc()
-                continue
-            try:
-                messages += rt.encoder.change(table, spec["key_names"], rec, arn, shard, snap)
-            except CodecError as exc:
-                await _dead_letter_codec(rt, table, f"shard {shard} seq {rec.sequence_number}",
-                                         exc)
+    flight = InFlight(rt.pages)
+    log.info("%s: reading shard %s from %s", table, shard,
+             f"after {pos}" if pos else "TRIM_HORIZON")
+
+    async def commit(messages: list[tuple[bytes, Any]], pos: str, count: int,
+                     last_ts: int) -> None:
         if messages:
             await _deliver(rt, table, topic, messages, f"shard {shard}", "stream")
-        if last_seq is not None and seq_key(last_seq) > seq_key(pos):
-            pos, count = last_seq, count + len(page.records)
-            lag_ms = max(0, _now_ms() - last_ts)
-            rt.metrics.lag_seconds.labels(table, shard).set(lag_ms / 1000)
-            rt.supervisor.remember(unit["id"], pos, count)
-            await rt.report(coordinator.unit_key(unit["id"]),
-                            {"type": "progress", "pos": pos, "count": count, "lag_ms": lag_ms})
-        iterator = page.next_iterator
-        if iterator is None:  # closed and fully read: children may start
-            listing = None
+        lag_ms = max(0, _now_ms() - last_ts)
+        rt.metrics.lag_seconds.labels(table, shard).set(lag_ms / 1000)
+        rt.supervisor.remember(unit["id"], pos, count)
+        await rt.report(coordinator.unit_key(unit["id"]),
+                        {"type": "progress", "pos": pos, "count": count, "lag_ms": lag_ms})
+
+    try:
+        while not stopping.is_set():
+            await flight.take_slot()
             try:
-                listing = coordinator.encode_listing((await streams.describe(arn)).shards)
+                if iterator is None:
+                    iterator = await streams.iterator(arn, shard, pos)
+                page = await streams.records(iterator, label)
+            except ExpiredIteratorError:
+                flight.free_slot()
+                iterator = None  # re-acquire after the last record read
+                rt.metrics.retries.labels(table, "expired_iterator").inc()
+                log.info("%s: shard %s iterator expired; re-acquiring after %s", table, shard,
+                         pos)
+                if backoff.attempt:  # expiring again right away: do not spin
+                    await pause(stopping, backoff.next())
+                else:
+                    backoff.attempt = 1
+                continue
+            except (TrimmedDataError, ResourceNotFoundError) as exc:
+                flight.free_slot()
+                await flight.wait()
+                await _resnapshot(rt, unit, f"shard {shard} position trimmed ({exc.code})")
+                return
             except AwsError as exc:
-                log.warning("%s: DescribeStream after shard end failed: %s", table, exc)
-            await rt.report(coordinator.unit_key(unit["id"]),
-                            {"type": "finish", "pos": pos, "count": count, "listing": listing},
-                            wait=True)
-            log.info("%s: shard %s finished (%d records)", table, shard, count)
-            return
-        if not page.records:
-            await pause(stopping, rt.settings.dynamodb_poll_interval)
+                flight.free_slot()
+                if exc.retriable:
+                    await _aws_retry(rt, table, "GetRecords", exc, backoff, stopping)
+                    continue
+                await flight.wait()
+                await _fail(rt, unit, exc)
+                return
+            backoff.reset()
+            messages: list[tuple[bytes, Any]] = []
+            last_seq: str | None = None
+            last_ts = 0
+            for rec in page.records:
+                last_seq, last_ts = rec.sequence_number, rec.approx_ts_ms
+                if rec.approx_ts_ms < cutoff:
+                    rt.metrics.skipped_before_cutoff.labels(table).inc()
+                    continue
+                try:
+                    messages += rt.encoder.change(table, spec["key_names"], rec, arn, shard, snap)
+                except CodecError as exc:
+                    await _dead_letter_codec(rt, table, f"shard {shard} seq {rec.sequence_number}",
+                                             exc)
+            if last_seq is not None and seq_key(last_seq) > seq_key(pos):
+                pos, count = last_seq, count + len(page.records)
+                await flight.commit(commit(messages, pos, count, last_ts))
+            else:
+                flight.free_slot()
+            iterator = page.next_iterator
+            if iterator is None:  # closed and fully read: children may start
+                await flight.wait()
+                listing = None
+                try:
+                    listing = coordinator.encode_listing((await streams.describe(arn)).shards)
+                except AwsError as exc:
+                    log.warning("%s: DescribeStream after shard end failed: %s", table, exc)
+                await rt.report(coordinator.unit_key(unit["id"]),
+                                {"type": "finish", "pos": pos, "count": count,
+                                 "listing": listing}, wait=True)
+                log.info("%s: shard %s finished (%d records)", table, shard, count)
+                return
+            if not page.records:
+                await pause(stopping, rt.settings.dynamodb_poll_interval)
+        await flight.wait()
+    finally:
+        flight.abandon()
 
 
 # ---------------------------------------------------------------- stream watcher

@@ -43,6 +43,8 @@ class Runtime:
         self.encoder = Encoder(settings.kafka_output_format, settings.kafka_tombstones)
         self._aws: AwsClients | None = None
         self._aws_lock = asyncio.Lock()
+        # AWS pages held at once by all runners of this worker (see runners.InFlight)
+        self.pages = asyncio.Semaphore(settings.worker_max_pages)
         self.supervisor = Supervisor(self)
 
     async def aws(self) -> AwsClients:

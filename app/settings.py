@@ -246,6 +246,9 @@ class Settings:
         repr=False, metadata=_env("KAFKA_SASL_PASSWORD", None, _password, secret=True))
     kafka_session_timeout: float = field(  # how soon a killed worker's work moves on
         metadata=_env("KAFKA_SESSION_TIMEOUT", "30", _float(6)))
+    # How many AWS pages (GetRecords / Scan) one worker holds at once, from the request
+    # until Kafka acknowledged their events: bounds memory, whatever the shard count.
+    worker_max_pages: int = field(metadata=_env("WORKER_MAX_PAGES", "16", _int(1, 10_000)))
     state_partitions: int = field(metadata=_env("STATE_PARTITIONS", "8", _int(1, 1024)))
     state_store: str = field(
         metadata=_env("STATE_STORE", "rocksdb://", _choice("rocksdb://", "memory://")))

@@ -285,6 +285,52 @@ async def test_failed_sends_are_retried_and_checkpointed_once_after_success(
     assert metric(rt, "retries", table=TABLE, reason="kafka") == 2
 
 
+def held_pages(rt: Runtime) -> int:
+    return rt.settings.worker_max_pages - rt.pages._value  # slots taken right now
+
+
+async def test_next_page_is_read_while_kafka_acks_the_previous_but_sent_after_it(
+        fake, stream, kafka, launch, rt):
+    arn, shard = stream
+    kafka.gate = asyncio.Event()
+    first = put(fake, arn, "a", "b")
+    launch(runners.run_shard, shard_unit(arn, shard))
+    await until(lambda: kafka.entered == 1, "page 1 in flight")
+    second = put(fake, arn, "c", "d")
+    # page 2 read and encoded while page 1 waits for Kafka: both hold a page slot
+    await until(lambda: held_pages(rt) == 2, "page 2 read beside page 1 in flight")
+    assert kafka.entered == 1 and kafka.reports() == []  # nothing of page 2 sent yet
+    kafka.fail_next = 1  # page 1's first attempt fails: it is resent before page 2
+    kafka.gate.set()
+    await until(lambda: kafka.last_pos() == second[-1], "progress after page 2")
+
+    kinds = [(e[0], [v["source"]["seq"] for v in e[1]]) if e[0] != "report"
+             else (e[2]["type"], e[2]["pos"]) for e in kafka.log]
+    assert kinds == [("failed", first), ("sent", first), ("progress", first[-1]),
+                     ("sent", second), ("progress", second[-1])]
+    await until(lambda: held_pages(rt) == 0, "slots given back")
+
+
+async def test_one_page_slot_is_shared_by_all_shards_without_deadlock(fake, kafka, rt):
+    rt.pages = asyncio.Semaphore(1)
+    rt.settings = dataclasses.replace(rt.settings, worker_max_pages=1)
+    units, expected = [], []
+    for name in ("tab1", "tab2", "tab3"):
+        arn = fake.create_stream(name, ["pk"])
+        units.append(shard_unit(arn, fake.open_shards(arn)[0], table=name))
+        expected.append(put(fake, arn, f"{name}-a", f"{name}-b"))
+    for unit in units:
+        rt.supervisor.ensure(unit)
+    await until(lambda: set(expected[0] + expected[1] + expected[2]) <= set(kafka.seqs()),
+                "every shard's first records")
+    more = [put(fake, u["spec"]["stream_arn"], f"{u['spec']['table']}-c") for u in units]
+    await until(lambda: {m[0] for m in more} <= set(kafka.seqs()), "every shard's next record")
+    for unit, first, nxt in zip(units, expected, more, strict=True):
+        arn = unit["spec"]["stream_arn"]
+        mine = [v["source"]["seq"] for v in kafka.values() if v["source"]["stream_arn"] == arn]
+        assert mine == first + nxt  # each shard in order, nothing twice
+
+
 # ---------------------------------------------------------------- run_scan
 def keys_sent(kafka: Kafka) -> list[str]:
     return [v["keys"]["pk"] for v in kafka.values()]

@@ -1,0 +1,35 @@
+"""Our murmur2 partitioner must agree with Kafka's (Java client) and aiokafka's."""
+from __future__ import annotations
+
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.domain.partition import murmur2, partition_for
+
+# org.apache.kafka.common.utils.UtilsTest#testMurmur2 (signed 32-bit results)
+JAVA_VECTORS = {
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"a-little-bit-longer-string": -1486304829,
+    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    b"abc": 479470107,
+}
+
+
+def signed(v: int) -> int:
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def test_java_client_vectors() -> None:
+    assert {k: signed(murmur2(k)) for k in JAVA_VECTORS} == JAVA_VECTORS
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=300), st.integers(min_value=1, max_value=1000))
+def test_same_hash_and_partition_as_aiokafka(key: bytes, n: int) -> None:
+    assert murmur2(key) == aiokafka_murmur2(key) & 0xFFFFFFFF
+    parts = list(range(n))
+    assert partition_for(key, n) == DefaultPartitioner()(key, parts, parts)
