@@ -31,7 +31,12 @@ _SERVICES = {
     "dynamodb": "aws_endpoint_url_dynamodb",
     "dynamodbstreams": "aws_endpoint_url_dynamodb_streams",
     "resourcegroupstaggingapi": "aws_endpoint_url_resource_groups_tagging_api",
+    "sts": "aws_endpoint_url_sts",
 }
+# IAM role ARN: partition aws / aws-cn / aws-us-gov / ..., 12-digit account, optional path.
+_ROLE_ARN = re.compile(r"arn:aws[-a-z]*:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}")
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")  # STS RoleSessionName
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")  # STS ExternalId
 
 
 # ---- parsers: raw text -> value; ValueError says what is accepted ------------------------
@@ -163,6 +168,24 @@ def _regex(raw: str) -> re.Pattern[str] | None:
         raise ValueError(f"a Python regular expression ({exc})") from None
 
 
+def _role_arn(raw: str) -> str:
+    if not _ROLE_ARN.fullmatch(raw) or len(raw) > 2048:
+        raise ValueError("an IAM role ARN such as arn:aws:iam::123456789012:role/path/name")
+    return raw
+
+
+def _session_name(raw: str) -> str:
+    if not _SESSION_NAME.fullmatch(raw):
+        raise ValueError("2-64 letters, digits or any of _+=,.@-")
+    return raw
+
+
+def _external_id(raw: str) -> str:
+    if not _EXTERNAL_ID.fullmatch(raw):
+        raise ValueError("2-1224 letters, digits or any of _+=,.@:/-")
+    return raw
+
+
 def _password(raw: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in raw):
         raise ValueError("a password without control characters such as a newline")
@@ -195,6 +218,16 @@ class Settings:
         metadata=_env("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", None, _http_url))
     aws_endpoint_url_resource_groups_tagging_api: str | None = field(
         metadata=_env("AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API", None, _http_url))
+    aws_endpoint_url_sts: str | None = field(
+        metadata=_env("AWS_ENDPOINT_URL_STS", None, _http_url))
+    # Cross-account tables: credentials from sts:AssumeRole, refreshed before they expire.
+    aws_role_arn: str | None = field(metadata=_env("AWS_ROLE_ARN", None, _role_arn))
+    aws_role_session_name: str = field(
+        metadata=_env("AWS_ROLE_SESSION_NAME", "dynamodb-replicator", _session_name))
+    aws_role_external_id: str | None = field(
+        repr=False, metadata=_env("AWS_ROLE_EXTERNAL_ID", None, _external_id, secret=True))
+    aws_role_duration: int = field(  # seconds; STS allows 900 up to the role's maximum
+        metadata=_env("AWS_ROLE_DURATION", "3600", _int(900, 43200)))
     aws_read_timeout: float = field(
         metadata=_env("AWS_READ_TIMEOUT", "60", _float(0, lo_open=True)))
     dynamodb_tag_filters: tuple[TagFilter, ...] = field(
@@ -255,6 +288,9 @@ class Settings:
     log_level: str = field(
         metadata=_env("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error")))
     log_format: str = field(metadata=_env("LOG_FORMAT", "text", _choice("text", "json")))
+    # INIT_SYNC progress (% done, rate, ETA) is logged by the leader at this interval.
+    progress_log_interval: float = field(
+        metadata=_env("PROGRESS_LOG_INTERVAL", "30", _float(1)))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -279,11 +315,15 @@ class Settings:
             except ValueError as exc:
                 shown = "the given value is not shown" if meta["secret"] else f"got {raw!r}"
                 raise ConfigError(name, f"expected {exc}; {shown}") from None
+        if values["aws_role_external_id"] is not None and values["aws_role_arn"] is None:
+            raise ConfigError("AWS_ROLE_EXTERNAL_ID", "expected only together with AWS_ROLE_ARN "
+                                                      "(the role to assume); AWS_ROLE_ARN is unset")
         return cls(**values)
 
     def endpoint_for(self, service: str) -> str | None:
-        """Endpoint override for ``dynamodb``, ``dynamodbstreams`` or
-        ``resourcegroupstaggingapi``: the service's own variable, else AWS_ENDPOINT_URL."""
+        """Endpoint override for ``dynamodb``, ``dynamodbstreams``,
+        ``resourcegroupstaggingapi`` or ``sts``: the service's own variable, else
+        AWS_ENDPOINT_URL."""
         try:
             specific = getattr(self, _SERVICES[service])
         except KeyError:

@@ -99,12 +99,12 @@ def _pid(name: str) -> int | None:
     return pid
 
 
-def _spawn(name: str, argv: list[str], logfile: Path) -> int:
+def _spawn(name: str, argv: list[str], logfile: Path, env: dict[str, str] | None = None) -> int:
     STACK_DIR.mkdir(parents=True, exist_ok=True)
     out = open(logfile, "ab")
     proc = subprocess.Popen(
         argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, cwd=STACK_DIR,
+        start_new_session=True, cwd=STACK_DIR, env=env,
     )
     _pid_file(name).write_text(str(proc.pid))
     return proc.pid
@@ -268,8 +268,14 @@ def moto_up() -> None:
     if not moto_bin.exists():
         raise SystemExit("[stack] moto_server missing: run `make venv` (installs the test extra)")
     t0 = time.monotonic()
+    # moto records every request (GET /moto-api/recorder/download-recording):
+    # tests/integration/test_zz_iam_policy.py checks the product's calls against the IAM policy.
+    STACK_DIR.mkdir(parents=True, exist_ok=True)
+    (STACK_DIR / "moto-recording.jsonl").write_bytes(b"")  # moto's state starts empty too
+    env = {**os.environ, "MOTO_ENABLE_RECORDING": "true",
+           "MOTO_RECORDER_FILEPATH": str(STACK_DIR / "moto-recording.jsonl")}
     pid = _spawn("moto", [str(moto_bin), "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
-                 STACK_DIR / "moto.log")
+                 STACK_DIR / "moto.log", env)
     _wait("moto", moto_ready, "moto")
     log(f"moto: ready on 127.0.0.1:{MOTO_PORT} (pid {pid}) in {time.monotonic() - t0:.1f}s")
 

@@ -79,6 +79,19 @@ def test_blank_means_default_except_where_empty_is_meaningful() -> None:
         ("AWS_DEFAULT_REGION", "eu_west!", "region"),
         ("AWS_ENDPOINT_URL", "localhost:4566", "http"),
         ("AWS_ENDPOINT_URL_DYNAMODB", "ftp://x", "http"),
+        ("AWS_ENDPOINT_URL_STS", "sts.local", "http"),
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:user/bob", "IAM role ARN"),
+        ("AWS_ROLE_ARN", "arn:aws:iam::12345678901:role/r", "IAM role ARN"),
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/", "IAM role ARN"),
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/a b", "IAM role ARN"),
+        ("AWS_ROLE_ARN", "arn:aws:sts::123456789012:role/r", "IAM role ARN"),
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/" + "r" * 65, "IAM role ARN"),
+        ("AWS_ROLE_SESSION_NAME", "x", "2-64"),
+        ("AWS_ROLE_SESSION_NAME", "my session", "2-64"),
+        ("AWS_ROLE_SESSION_NAME", "s" * 65, "2-64"),
+        ("AWS_ROLE_DURATION", "899", "900 to 43200"),
+        ("AWS_ROLE_DURATION", "43201", "900 to 43200"),
+        ("AWS_ROLE_DURATION", "1h", "900 to 43200"),
         ("DYNAMODB_TAG_FILTERS", "a;a", "twice"),
         ("DYNAMODB_TAG_FILTERS", "k:", "empty value"),
         ("DYNAMODB_TABLES", "orders,x", "table names"),
@@ -118,6 +131,43 @@ def test_invalid_value_names_variable_accepted_and_given(
     assert message.startswith(f"{variable}: ") and accepted in message and repr(value) in message
 
 
+def test_assume_role_settings() -> None:
+    s = Settings.from_env({})
+    assert (s.aws_role_arn, s.aws_role_session_name, s.aws_role_external_id,
+            s.aws_role_duration) == (None, "dynamodb-replicator", None, 3600)
+    s = Settings.from_env({
+        "AWS_ROLE_ARN": " arn:aws:iam::123456789012:role/team/data/replicator-Reader_1 ",
+        "AWS_ROLE_SESSION_NAME": "worker-1@eu.west=1,a+b",
+        "AWS_ROLE_EXTERNAL_ID": "a1:b/c=d,e@f.g-h_i+j",
+        "AWS_ROLE_DURATION": "43200",
+    })
+    assert s.aws_role_arn == "arn:aws:iam::123456789012:role/team/data/replicator-Reader_1"
+    assert s.aws_role_session_name == "worker-1@eu.west=1,a+b"
+    assert s.aws_role_external_id == "a1:b/c=d,e@f.g-h_i+j"
+    assert s.aws_role_duration == 43200
+    for arn in ("arn:aws-cn:iam::123456789012:role/r", "arn:aws-us-gov:iam::123456789012:role/r"):
+        assert Settings.from_env({"AWS_ROLE_ARN": arn}).aws_role_arn == arn
+
+
+def test_external_id_is_a_secret() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/r",
+                           "AWS_ROLE_EXTERNAL_ID": "s3cr3t id"})
+    assert info.value.setting == "AWS_ROLE_EXTERNAL_ID"
+    assert "s3cr3t" not in str(info.value) and "not shown" in str(info.value)
+    s = Settings.from_env({"AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/r",
+                           "AWS_ROLE_EXTERNAL_ID": "s3cr3t-id"})
+    assert s.masked()["aws_role_external_id"] == "***" and "s3cr3t" not in repr(s)
+    assert s.masked()["aws_role_arn"] == "arn:aws:iam::123456789012:role/r"
+
+
+def test_external_id_needs_a_role() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"AWS_ROLE_EXTERNAL_ID": "s3cr3t-id"})
+    assert info.value.setting == "AWS_ROLE_EXTERNAL_ID"
+    assert "AWS_ROLE_ARN" in str(info.value) and "s3cr3t" not in str(info.value)
+
+
 def test_aws_region_falls_back_to_default_region() -> None:
     assert Settings.from_env({"AWS_DEFAULT_REGION": "eu-west-1"}).aws_region == "eu-west-1"
     env = {"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "eu-west-1"}
@@ -135,6 +185,11 @@ def test_endpoint_fallback() -> None:
     only = Settings.from_env({"AWS_ENDPOINT_URL_DYNAMODB": "http://ddb:8000"})
     assert only.endpoint_for("dynamodb") == "http://ddb:8000"
     assert only.endpoint_for("dynamodbstreams") is None
+    assert s.endpoint_for("sts") == "http://localhost:4566"
+    sts = Settings.from_env({"AWS_ENDPOINT_URL": "http://localhost:4566",
+                             "AWS_ENDPOINT_URL_STS": "https://sts.eu-west-1.amazonaws.com"})
+    assert sts.endpoint_for("sts") == "https://sts.eu-west-1.amazonaws.com"
+    assert sts.endpoint_for("dynamodb") == "http://localhost:4566"
     with pytest.raises(ValueError, match="unknown service"):
         s.endpoint_for("s3")
 
@@ -163,7 +218,7 @@ def test_secret_masked_and_hidden_from_repr() -> None:
     assert not any("s3cr3t" in v for v in masked.values())
     assert "s3cr3t" not in repr(s)
     secret_fields = [f.name for f in dataclasses.fields(s) if f.metadata["secret"]]
-    assert secret_fields == ["kafka_sasl_password"]
+    assert secret_fields == ["aws_role_external_id", "kafka_sasl_password"]
 
 
 def test_masked_lists_every_setting_as_text() -> None:
@@ -180,6 +235,7 @@ def test_masked_lists_every_setting_as_text() -> None:
     assert masked["dynamodb_tables_exclude"] == "^tmp-"
     assert masked["kafka_tombstones"] == "true"
     assert masked["kafka_sasl_password"] == ""
+    assert masked["aws_role_external_id"] == ""
 
 
 def test_topic_for_rejects_names_kafka_cannot_take() -> None:
