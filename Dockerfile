@@ -5,4 +5,7 @@ COPY app app
 COPY agents agents
 COPY scripts scripts
 RUN pip install --no-cache-dir .
-CMD ["faust", "-A", "app", "worker", "-l", "info"]
+EXPOSE 6066
+# the status page, /status.json and /metrics on port 6066 (the web server binds 127.0.0.1
+# unless told otherwise)
+CMD ["faust", "-A", "app", "worker", "-l", "info", "--web-host=0.0.0.0", "--web-port=6066"]

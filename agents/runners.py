@@ -255,7 +255,8 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
         rt.metrics.lag_seconds.labels(table, shard).set(lag_ms / 1000)
         rt.supervisor.remember(unit["id"], pos, count)
         await rt.report(coordinator.unit_key(unit["id"]),
-                        {"type": "progress", "pos": pos, "count": count, "lag_ms": lag_ms})
+                        {"type": "progress", "pos": pos, "count": count, "lag_ms": lag_ms,
+                         "ts_ms": last_ts})
 
     try:
         while not stopping.is_set():

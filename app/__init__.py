@@ -11,7 +11,9 @@ def __getattr__(name: str) -> Any:
     if name == "app":
         # explicit, so that an import error stops the worker instead of being a warning
         import agents.control
-        import agents.discovery  # noqa: F401
+        import agents.discovery
+        import agents.status
+        import app.cli  # noqa: F401
         from app.main import app
 
         return app

@@ -67,7 +67,9 @@ def main() -> int:
          "worker", "-l", "info", "--web-port=6066"],
         cwd=ROOT, env={**os.environ, **ENV}, stdout=worker_log, stderr=subprocess.STDOUT,
         start_new_session=True)
-    print(f"[demo] worker pid {worker.pid}, log {stack.STACK_DIR / 'demo-worker.log'}", flush=True)
+    print(f"[demo] worker pid {worker.pid}, log {stack.STACK_DIR / 'demo-worker.log'}; "
+          "status page http://127.0.0.1:6066/status, metrics http://127.0.0.1:6066/metrics",
+          flush=True)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
         asyncio.run(tail(stop))

@@ -356,7 +356,8 @@ def on_unit(u: State | None, unit_id: str, msg: Mapping[str, Any], partition: in
         elif int(msg.get("count", 0)) <= int(u.get("count", 0)):
             return UnitOutcome(u)
         return UnitOutcome({**u, "pos": msg.get("pos"), "count": int(msg.get("count", 0)),
-                            "lag_ms": msg.get("lag_ms"), "updated_ms": now})
+                            "lag_ms": msg.get("lag_ms"), "ts_ms": msg.get("ts_ms"),
+                            "updated_ms": now})
     if kind == "finish":
         if u["status"] == "finished":
             return UnitOutcome(u)

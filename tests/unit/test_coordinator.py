@@ -450,8 +450,8 @@ def test_create_new_unit_is_active_and_ensured():
 def test_shard_progress_compares_sequence_numbers_as_integers():
     u = co.on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
     u = co.on_unit(u, SHARD_UID, {"type": "progress", "pos": SEQ21_HI, "count": 5,
-                                  "lag_ms": 7}, 0, NOW).state
-    assert (u["pos"], u["count"], u["lag_ms"]) == (SEQ21_HI, 5, 7)
+                                  "lag_ms": 7, "ts_ms": NOW - 7}, 0, NOW).state
+    assert (u["pos"], u["count"], u["lag_ms"], u["ts_ms"]) == (SEQ21_HI, 5, 7, NOW - 7)
     u = co.on_unit(u, SHARD_UID, {"type": "progress", "pos": SEQ40, "count": 6}, 0, NOW).state
     assert u["pos"] == SEQ40  # "1000…" (40 digits) > "999…" (21 digits) as numbers
     for older in (SEQ21_HI, SEQ21, SEQ40):  # lower or equal: never moves back

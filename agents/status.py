@@ -1,0 +1,72 @@
+"""What operators see: the status page and its JSON, Prometheus /metrics, and the
+leader's INIT_SYNC progress log — all from one ClusterView every worker follows, so
+any worker answers for the whole cluster."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agents.runtime import runtime
+from app.domain.status import progress_line
+from app.main import _admin_auth, app, settings
+from app.view import ClusterView
+
+log = logging.getLogger(__name__)
+PAGE = (Path(__file__).resolve().parents[1] / "app" / "static" / "status.html").read_text()
+view = ClusterView(settings, _admin_auth(settings))
+
+
+@app.task
+async def follow_cluster_view() -> None:
+    while True:  # a broker outage must not end the view for the worker's lifetime
+        try:
+            await view.follow()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("cluster view: %s: %s; re-reading in 5s", type(exc).__name__, exc)
+            await asyncio.sleep(5)
+
+
+@app.timer(interval=settings.progress_log_interval, on_leader=True)
+async def log_progress() -> None:
+    if not view.caught_up.is_set():
+        return
+    for row in view.rows():
+        line = progress_line(row)
+        if line:
+            log.info("%s", line)
+
+
+def status() -> dict[str, Any]:
+    return {"app_id": settings.app_id, "worker": f"{socket.gethostname()}:{app.conf.web_port}",
+            "caught_up": view.caught_up.is_set(), "generated_ms": int(time.time() * 1000),
+            "tables": view.rows()}
+
+
+@app.page("/status")
+class StatusPage(View):
+    async def get(self, request: Request) -> Response:
+        return self.html(PAGE)
+
+
+@app.page("/status.json")
+class StatusJson(View):
+    async def get(self, request: Request) -> Response:
+        return self.json(status())
+
+
+@app.page("/metrics")
+class Metrics(View):
+    async def get(self, request: Request) -> Response:
+        # the header as given: aiohttp refuses a charset inside content_type=
+        return self.bytes(generate_latest(runtime.metrics.registry),
+                          headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,133 @@
+"""Operator commands, run against a live cluster (`faust -A app <command>`):
+
+    status [--json]          every table: phase, snapshot progress, shards, rate, lag, error
+    checkpoints TABLE        the positions of the table's scan segments and shards
+    resync TABLE [--no-wait] force a new snapshot of TABLE (then streaming, as for a new table)
+
+They read the cluster's state from the changelog topics (app.view.ClusterView) and
+act only through the control topic, like the workers do: no worker needs to be asked.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import click
+from faust.cli import AppCommand, argument, option
+
+from app.domain.status import duration
+from app.main import _admin_auth, app, settings
+from app.view import ClusterView
+
+
+def _view() -> ClusterView:
+    return ClusterView(settings, _admin_auth(settings))
+
+
+def _print_json(cmd: AppCommand, value: Any) -> None:
+    cmd.say(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _row_text(r: dict[str, Any]) -> list[str]:
+    snap = r["snapshot"]
+    if snap and r["phase"] == "INIT_SYNC":
+        progress = (f"{snap['percent']:.1f}% ({snap['items']:,} items, "
+                    f"{snap['segments_done']}/{snap['segments_total']} seg, ETA "
+                    f"{duration(snap['eta_s'])})")
+    elif snap:
+        progress = f"done ({snap['items']:,} items)"
+    else:
+        progress = "-"
+    sh = r["shards"]
+    return [r["table"], str(r["phase"]), progress, f"{sh['open']}/{sh['finished']}",
+            f"{r['events_per_s']:,.0f}", "-" if r["lag_s"] is None else f"{r['lag_s']:.1f}s",
+            (r["error"] or "")[:60]]
+
+
+def _table(rows: list[list[str]], head: list[str]) -> str:
+    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+    line = "  ".join
+    return "\n".join([line(h.ljust(w) for h, w in zip(head, widths, strict=True)),
+                      *(line(c.ljust(w) for c, w in zip(row, widths, strict=True))
+                        for row in rows)])
+
+
+@app.command(option("--json", "as_json", is_flag=True, help="JSON instead of a table"))
+async def status(self: AppCommand, as_json: bool) -> None:
+    """List replicated tables and their state."""
+    view = _view()
+    await view.load()
+    rows = view.rows()
+    if as_json:
+        _print_json(self, rows)
+    elif not rows:
+        self.say("no tables replicated yet")
+    else:
+        self.say(_table([_row_text(r) for r in rows],
+                        ["TABLE", "PHASE", "SNAPSHOT", "SHARDS open/done", "EVENTS/S", "LAG",
+                         "ERROR"]))
+
+
+@app.command(argument("table"), option("--json", "as_json", is_flag=True))
+async def checkpoints(self: AppCommand, table: str, as_json: bool) -> None:
+    """Show the checkpoints (scan cursors, shard sequence numbers) of TABLE."""
+    view = _view()
+    await view.load()
+    if table not in view.tables:
+        raise click.ClickException(f"unknown table {table!r}; replicated: "
+                                   f"{', '.join(sorted(view.tables)) or 'none'}")
+    rows = view.checkpoints(table)
+    if as_json:
+        _print_json(self, rows)
+        return
+    s = view.tables[table]
+    self.say(f"{table}: {s.get('phase')}, epoch {s.get('epoch')}")
+    self.say(_table([[r["unit"], str(r["where"]), str(r["status"]), f"{r['count']:,}",
+                      json.dumps(r["position"]) if r["position"] is not None else "-"]
+                     for r in rows], ["UNIT", "WHERE", "STATUS", "COUNT", "POSITION"]))
+
+
+@app.command(argument("table"),
+             option("--wait/--no-wait", default=True, help="wait until the new epoch started"),
+             option("--timeout", type=float, default=60.0, help="seconds to wait"))
+async def resync(self: AppCommand, table: str, wait: bool, timeout: float) -> None:
+    """Force a new snapshot of TABLE (INIT_SYNC, then streaming)."""
+    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+
+    view = _view()
+    await view.load()
+    state = view.tables.get(table)
+    if state is None:
+        raise click.ClickException(f"unknown table {table!r}; replicated: "
+                                   f"{', '.join(sorted(view.tables)) or 'none'}")
+    if state.get("phase") == "STOPPED":
+        raise click.ClickException(f"{table} is STOPPED (not discovered any more); "
+                                   "tag it again to resume it")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=[u.removeprefix("kafka://") for u in settings.broker_url],
+        acks="all", **_admin_auth(settings))
+    await producer.start()
+    try:  # the control topic's key is the raw text, its value JSON (app.state)
+        await producer.send_and_wait(
+            f"{settings.app_id}-control", json.dumps(
+                {"type": "resnapshot", "reason": "requested by an operator (resync)"}).encode(),
+            key=f"t:{table}".encode(), partition=state.get("partition"))
+    finally:
+        await producer.stop()
+    epoch = int(state.get("epoch") or 0)
+    self.say(f"{table}: re-snapshot requested (epoch {epoch})")
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        view = _view()
+        await view.load()
+        now = view.tables.get(table) or {}
+        if int(now.get("epoch") or 0) > epoch:
+            self.say(f"{table}: epoch {now['epoch']} started, {now.get('phase')}")
+            return
+    raise click.ClickException(f"no worker started the re-snapshot within {timeout:.0f}s "
+                               "(are workers running?)")
