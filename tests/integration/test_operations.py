@@ -123,11 +123,12 @@ def test_status_page_metrics_progress_and_cli(stack, uid, workdir: Path, tmp_pat
         # ---- Prometheus
         ctype, body = get(workers[0], "/metrics")
         assert ctype.startswith("text/plain") and b"# TYPE dynamodb_replicator_events_out" in body
+        # >=: a segment moved by a rebalance while the two workers start may repeat a page
         wait_until(lambda: metric_sum(workers, "dynamodb_replicator_events_out_total",
-                                      table=table, kind="snapshot") == N_ITEMS, 30,
+                                      table=table, kind="snapshot") >= N_ITEMS, 30,
                    "snapshot events counted on /metrics")
         assert metric_sum(workers, "dynamodb_replicator_snapshot_items_total",
-                          table=table) == N_ITEMS
+                          table=table) >= N_ITEMS
         assert metric_sum(workers, "dynamodb_replicator_lag_seconds", table=table) >= 0
 
         # ---- CLI against the running cluster
