@@ -441,3 +441,76 @@ def test_sdk_v1_to_item_rejects_bad_documents(doc: Any) -> None:
 def test_dumps_wraps_encode_errors() -> None:
     with pytest.raises(CodecError):
         codec.dumps({"x": object()})
+
+
+# --------------------------------------------------------------------------- fast walk
+
+
+def _reference_plain(item: Any) -> Any:
+    try:
+        return ("ok", codec.dumps(codec._item_map(item)))
+    except CodecError as e:
+        return ("error", str(e), e.resource)
+
+
+def _reference_v1(item: Any) -> Any:
+    try:
+        return ("ok", codec.dumps(codec._item_map(item, codec._v1)))
+    except CodecError as e:
+        return ("error", str(e), e.resource)
+
+
+def _outcome(fn: Any, item: Any) -> Any:
+    try:
+        return ("ok", codec.dumps(fn(item)))
+    except CodecError as e:
+        return ("error", str(e), e.resource)
+
+
+MALFORMED: list[Any] = [
+    {"S": "a", "N": "1"}, {}, "S", None, ["S"], {"S": 1}, {"BOOL": "true"}, {"NULL": False},
+    {"M": []}, {"L": {}}, {"SS": "abc"}, {"SS": ["a", 1]}, {"BS": [b"a", 3]}, {"B": 5},
+    {"B": "not base64!"}, {"Q": 1}, {"N": "NaN"}, {"N": 1.5}, {"N": True}, {"N": "١٢"},
+    {"NS": ["1", "x"]}, {"L": [{"S": "a"}, {"N": "x"}]},
+]
+
+
+@settings(deadline=None, max_examples=200)
+@given(items(), st.lists(st.tuples(st.sampled_from(MALFORMED), st.integers(0, 3)), max_size=2))
+def test_fast_walk_matches_the_reference_walk(item: dict[str, Any], bad: Any) -> None:
+    """item_to_plain / item_to_sdk_v1 take a faster walk; output and errors are the
+    reference walk's, also for malformed values at the top level or nested."""
+    item = dict(item)
+    for n, (av, where) in enumerate(bad):
+        if where == 0:
+            item[f"bad{n}"] = av
+        elif where == 1:
+            item[f"bad{n}"] = {"M": {"ok": {"S": "x"}, "in": av}}
+        elif where == 2:
+            item[f"bad{n}"] = {"L": [{"N": "1"}, av]}
+        else:
+            item = {f"bad{n}": av, **item}
+    assert _outcome(codec.item_to_plain, item) == _reference_plain(item)
+    assert _outcome(codec.item_to_sdk_v1, item) == _reference_v1(item)
+
+
+@pytest.mark.parametrize(
+    "av",
+    [
+        {"N": "007"},  # loose numbers are normalised, not rejected
+        {"N": 12},
+        {"N": Decimal("1.50")},
+        {"B": bytearray(b"\x00\xff")},
+        {"B": memoryview(b"\x00\xff")},
+        {"B": "AP8="},
+        {"L": ({"S": "tuple"},)},
+        {"SS": ("b", "a")},
+        {"NS": ["10", "9", "-1e3", "007"]},
+        {"M": {"deep": {"L": [{"M": {"x": {"NULL": True}}}, {"BOOL": False}]}}},
+    ],
+)
+def test_fast_walk_unusual_but_valid_values(av: Any) -> None:
+    item = {"x": av, "y": {"S": "after"}}
+    assert _outcome(codec.item_to_plain, item) == _reference_plain(item)
+    assert _outcome(codec.item_to_sdk_v1, item) == _reference_v1(item)
+    assert _outcome(codec.item_to_plain, item)[0] == "ok"

@@ -337,3 +337,73 @@ def test_native_and_seed_agree_on_keys(keys: dict[str, Any], event: str, tomb: b
     sk = json.loads(seed[0][0])
     assert list(nk) == sorted(keys) == list(sk)
     assert {k: str(v) for k, v in nk.items()} == sk
+
+
+# --------------------------------------------------------------------------- Encoder fast path
+
+
+@pytest.mark.parametrize("fmt", ["native", "seed"])
+def test_encoder_snapshot_error_is_the_reference_one(fmt: str) -> None:
+    """snapshot converts the item once (keys reused from it); when both a key and an
+    earlier attribute are bad, the key's error is still the one reported, as when the
+    keys were converted first."""
+    item = {"bad": {"N": "NaN"}, "pk": {"S": 1}, "sk": {"N": "1"}}
+    with pytest.raises(CodecError, match=r"table orders snapshot segment 0/1: attribute pk"):
+        Encoder(fmt, True).snapshot("orders", ("pk", "sk"), item, 0, 1, 1, None)  # type: ignore[arg-type]
+
+
+@settings(deadline=None, max_examples=100)
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=5),
+        st.one_of(
+            st.builds(lambda s: {"S": s}, st.text(max_size=10)),
+            st.builds(lambda i: {"N": str(i)}, st.integers(-(10**38) + 1, 10**38 - 1)),
+            st.builds(lambda b: {"B": b}, st.binary(max_size=10)),
+            st.builds(lambda b: {"BOOL": b}, st.booleans()),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from(["INSERT", "MODIFY", "REMOVE"]),
+    st.booleans(),
+    st.sampled_from([None, SnapshotInfo(running=False, start_ms=1, end_ms=2, count=3)]),
+)
+def test_encoder_matches_native_and_seed(
+    item: dict[str, Any], event: str, tomb: bool, snap: SnapshotInfo | None
+) -> None:
+    """Encoder.change/snapshot build envelopes directly; the bytes (or the error) are
+    native()/seed()'s."""
+
+    def outcome(fn: Any, *args: Any, prefix: str = "") -> Any:
+        try:
+            return fn(*args)
+        except CodecError as e:
+            return prefix + str(e)
+
+    key_names = tuple(item)[:2]
+    keys = {k: item[k] for k in key_names}
+    old = None if event == "INSERT" else item
+    new = None if event == "REMOVE" else item
+    rec = StreamRecord(event, "42", 7, keys, new, old, ttl_delete=tomb)  # type: ignore[arg-type]
+    op = envelope.op_for(event)
+    src = SourceInfo("t", stream_arn=ARN, shard_id="s", seq="42", ttl_delete=tomb)
+    snap_src = SourceInfo("t", snapshot=True, segment=1, total_segments=2)
+    ch, sn = "table t seq 42: ", "table t snapshot segment 1/2: "
+    expected = {
+        "native": (
+            outcome(envelope.native, op, keys, old, new, 7, src, tomb, prefix=ch),
+            outcome(envelope.native, "r", keys, None, item, 9, snap_src, tomb, prefix=sn),
+        ),
+        "seed": (
+            outcome(envelope.seed, op, keys, old, new, 7, "t", snap, tomb, prefix=ch),
+            outcome(envelope.seed, "r", keys, None, item, 9, "t", snap, tomb, prefix=sn),
+        ),
+    }
+    for fmt in ("native", "seed"):
+        enc = Encoder(fmt, tomb)  # type: ignore[arg-type]
+        got = (
+            outcome(enc.change, "t", key_names, rec, ARN, "s", snap),
+            outcome(enc.snapshot, "t", key_names, item, 1, 2, 9, snap),
+        )
+        assert got == expected[fmt]
