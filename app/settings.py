@@ -272,11 +272,18 @@ class Settings:
         lambda raw: _choice("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")(raw).upper()))
     kafka_sasl_mechanism: str = field(metadata=_env(
         "KAFKA_SASL_MECHANISM", "PLAIN",
-        lambda raw: _choice("plain", "scram-sha-256", "scram-sha-512")(raw).upper()))
+        lambda raw: _choice("plain", "scram-sha-256", "scram-sha-512", "aws_msk_iam")(raw).upper()))
     kafka_sasl_username: str | None = field(
         metadata=_env("KAFKA_SASL_USERNAME", None, lambda raw: raw))
     kafka_sasl_password: str | None = field(
         repr=False, metadata=_env("KAFKA_SASL_PASSWORD", None, _password, secret=True))
+    # Amazon MSK IAM (KAFKA_SASL_MECHANISM=AWS_MSK_IAM): the region the cluster is in (default
+    # AWS_REGION) and an optional role to sign with.  Kafka auth does NOT use AWS_ROLE_ARN (the
+    # tables' role, often in another account): MSK is usually in the worker's own account.
+    kafka_msk_iam_region: str | None = field(
+        metadata=_env("KAFKA_MSK_IAM_REGION", None, _region))
+    kafka_msk_iam_role_arn: str | None = field(
+        metadata=_env("KAFKA_MSK_IAM_ROLE_ARN", None, _role_arn))
     kafka_session_timeout: float = field(  # how soon a killed worker's work moves on
         metadata=_env("KAFKA_SESSION_TIMEOUT", "30", _float(6)))
     # How many AWS pages (GetRecords / Scan) one worker holds at once, from the request
@@ -318,6 +325,18 @@ class Settings:
         if values["aws_role_external_id"] is not None and values["aws_role_arn"] is None:
             raise ConfigError("AWS_ROLE_EXTERNAL_ID", "expected only together with AWS_ROLE_ARN "
                                                       "(the role to assume); AWS_ROLE_ARN is unset")
+        if values["kafka_sasl_mechanism"] == "AWS_MSK_IAM":
+            if values["kafka_security_protocol"] != "SASL_SSL":
+                raise ConfigError(
+                    "KAFKA_SASL_MECHANISM", "expected AWS_MSK_IAM only with "
+                    "KAFKA_SECURITY_PROTOCOL=SASL_SSL (MSK IAM listens on TLS, port 9098); "
+                    f"KAFKA_SECURITY_PROTOCOL is {values['kafka_security_protocol']}")
+        else:
+            for name in ("KAFKA_MSK_IAM_REGION", "KAFKA_MSK_IAM_ROLE_ARN"):
+                if values[name.lower()] is not None:
+                    raise ConfigError(name, "expected only together with "
+                                            "KAFKA_SASL_MECHANISM=AWS_MSK_IAM; it is "
+                                            f"{values['kafka_sasl_mechanism']}")
         return cls(**values)
 
     def endpoint_for(self, service: str) -> str | None:
@@ -329,6 +348,11 @@ class Settings:
         except KeyError:
             raise ValueError(f"unknown service {service!r}; one of {sorted(_SERVICES)}") from None
         return specific or self.aws_endpoint_url
+
+    @property
+    def msk_iam_region(self) -> str:
+        """Region of the MSK cluster: KAFKA_MSK_IAM_REGION, else AWS_REGION."""
+        return self.kafka_msk_iam_region or self.aws_region
 
     def topic_for(self, table: str) -> str:
         """The output topic of ``table``: KAFKA_TOPIC_PREFIX + table name."""

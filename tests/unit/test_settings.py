@@ -28,6 +28,9 @@ def test_defaults() -> None:
     assert (s.kafka_output_format, s.kafka_tombstones, s.kafka_max_record_bytes) == (
         "native", True, 1_000_000)
     assert s.kafka_sasl_password is None
+    assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("PLAINTEXT", "PLAIN")
+    assert (s.kafka_msk_iam_region, s.kafka_msk_iam_role_arn) == (None, None)
+    assert s.msk_iam_region == "us-east-1"  # AWS_REGION's default
     assert (s.state_partitions, s.state_store, s.log_level, s.log_format) == (
         8, "rocksdb://", "info", "text")
     assert s.topic_for("orders") == "dynamodb-orders"
@@ -115,6 +118,10 @@ def test_blank_means_default_except_where_empty_is_meaningful() -> None:
         ("KAFKA_OUTPUT_FORMAT", "avro", "native, seed"),
         ("KAFKA_TOMBSTONES", "maybe", "true/false"),
         ("KAFKA_MAX_RECORD_BYTES", "1023", ">= 1024"),
+        ("KAFKA_SECURITY_PROTOCOL", "TLS", "sasl_ssl"),
+        ("KAFKA_SASL_MECHANISM", "GSSAPI", "aws_msk_iam"),
+        ("KAFKA_MSK_IAM_REGION", "eu_west!", "region"),
+        ("KAFKA_MSK_IAM_ROLE_ARN", "arn:aws:iam::123456789012:user/bob", "IAM role ARN"),
         ("STATE_PARTITIONS", "1025", "1 to 1024"),
         ("STATE_STORE", "redis://", "rocksdb://"),
         ("LOG_LEVEL", "trace", "warning"),
