@@ -215,13 +215,15 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
             cursor = page.last_evaluated_key
             pos = None if cursor is None else codec.item_to_sdk_v1(cursor)
             await flight.commit(commit(messages, len(page.items), pos, count))
+            cost = page.consumed_capacity
+            page = messages = None  # type: ignore[assignment]  # held by the commit only
             if cursor is None:
                 await flight.wait()
                 await rt.report(coordinator.unit_key(unit["id"]),
                                 {"type": "finish", "count": count}, wait=True)
                 log.info("%s: %s done, %d items", table, where, count)
                 return
-            await pause(stopping, bucket.delay_for(page.consumed_capacity, time.monotonic()))
+            await pause(stopping, bucket.delay_for(cost, time.monotonic()))
         await flight.wait()
     finally:
         flight.abandon()
@@ -308,7 +310,9 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
                 await flight.commit(commit(messages, pos, count, last_ts))
             else:
                 flight.free_slot()
-            iterator = page.next_iterator
+            iterator, idle = page.next_iterator, not page.records
+            # a runner waiting for its next page slot must not keep this page alive
+            page = messages = None  # type: ignore[assignment]
             if iterator is None:  # closed and fully read: children may start
                 await flight.wait()
                 listing = None
@@ -321,7 +325,7 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
                                  "listing": listing}, wait=True)
                 log.info("%s: shard %s finished (%d records)", table, shard, count)
                 return
-            if not page.records:
+            if idle:
                 await pause(stopping, rt.settings.dynamodb_poll_interval)
         await flight.wait()
     finally:
