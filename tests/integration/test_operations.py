@@ -18,6 +18,19 @@ from tests.integration.dynamo import batch_put, client, create_table, decode, wo
 from tests.integration.helpers import FAUST, ROOT, TopicReader, Worker, wait_until
 
 N_ITEMS = 600
+SECRET = "pw-9f8e7d6c5b4a"
+
+
+def assert_json_log(text: str) -> None:
+    """From our first line on (Faust's start-up banner precedes it), one JSON object per
+    line; the settings dump masks the password."""
+    lines = text.splitlines()
+    first = next(i for i, ln in enumerate(lines) if ln.startswith("{"))
+    objs = [json.loads(ln) for ln in lines[first:] if ln.strip()]
+    assert len(objs) > 20 and all({"ts", "level", "logger", "message"} <= o.keys()
+                                  for o in objs)
+    (dump,) = [o["message"] for o in objs if o["message"].startswith("settings: ")]
+    assert "'kafka_sasl_password': '***'" in dump
 
 
 def get(worker: Worker, path: str) -> tuple[str, bytes]:
@@ -71,7 +84,10 @@ def test_status_page_metrics_progress_and_cli(stack, uid, workdir: Path, tmp_pat
     # snapshot takes ~10 s, the progress log (every second) and the page can show it
     env = worker_env(stack, uid, DYNAMODB_SCAN_PAGE_LIMIT="25", DYNAMODB_SCAN_SEGMENTS="2",
                      DYNAMODB_SCAN_MAX_RCU="1", PROGRESS_LOG_INTERVAL="1")
-    workers = [Worker("app", env, workdir, f"w{i}").start() for i in range(2)]
+    # w1 logs JSON lines; the password it is given must never show in a log
+    json_env = {**env, "LOG_FORMAT": "json", "KAFKA_SASL_PASSWORD": SECRET}
+    workers = [Worker("app", env, workdir, "w0").start(),
+               Worker("app", json_env, workdir, "w1").start()]
     reader = TopicReader(stack, f"it-{uid}-{table}")
     try:
         with chromium(tmp_path) as driver:
@@ -159,6 +175,8 @@ def test_status_page_metrics_progress_and_cli(stack, uid, workdir: Path, tmp_pat
                    and r["phase"] == "STREAMING" and r["resnapshots"] == 1, 120,
                    "epoch 2 streaming")
         assert all(w.alive for w in workers)
+        assert_json_log(workers[1].log())
+        assert all(SECRET not in w.log() for w in workers)
     finally:
         reader.close()
         for w in workers:
