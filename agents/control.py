@@ -82,7 +82,7 @@ async def handle_unit(uid: str, msg: dict[str, Any], partition: int) -> None:
     elif out.action == "stop":
         await runtime.supervisor.stop([uid])
     if out.state is None:
-        runtime.supervisor.local_pos.pop(uid, None)
+        runtime.supervisor.forget(uid)
 
 
 async def handle_sweep(msg: dict[str, Any], partition: int) -> None:

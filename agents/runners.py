@@ -97,6 +97,13 @@ async def _fail(rt: Runtime, unit: dict[str, Any], exc: BaseException) -> None:
                     {"type": "failed", "error": str(exc)[:500]}, wait=True)
 
 
+async def _finish(rt: Runtime, unit: dict[str, Any], message: dict[str, Any]) -> None:
+    """The unit's work is complete: remember it in this worker (a repeated create must not
+    re-run it) and report it."""
+    rt.supervisor.finished[unit["id"]] = message
+    await rt.report(coordinator.unit_key(unit["id"]), message, wait=True)
+
+
 async def _resnapshot(rt: Runtime, unit: dict[str, Any], reason: str) -> None:
     spec = unit["spec"]
     log.warning("%s: %s -> automatic re-snapshot of table %s", unit["id"], reason, spec["table"])
@@ -219,8 +226,7 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
             page = messages = None  # type: ignore[assignment]  # held by the commit only
             if cursor is None:
                 await flight.wait()
-                await rt.report(coordinator.unit_key(unit["id"]),
-                                {"type": "finish", "count": count}, wait=True)
+                await _finish(rt, unit, {"type": "finish", "count": count})
                 log.info("%s: %s done, %d items", table, where, count)
                 return
             await pause(stopping, bucket.delay_for(cost, time.monotonic()))
@@ -320,9 +326,8 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
                     listing = coordinator.encode_listing((await streams.describe(arn)).shards)
                 except AwsError as exc:
                     log.warning("%s: DescribeStream after shard end failed: %s", table, exc)
-                await rt.report(coordinator.unit_key(unit["id"]),
-                                {"type": "finish", "pos": pos, "count": count,
-                                 "listing": listing}, wait=True)
+                await _finish(rt, unit, {"type": "finish", "pos": pos, "count": count,
+                                         "listing": listing})
                 log.info("%s: shard %s finished (%d records)", table, shard, count)
                 return
             if idle:

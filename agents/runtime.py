@@ -10,6 +10,7 @@ from typing import Any
 
 from app.aws.clients import AwsClients
 from app.aws.dynamodb import Streams, Tables, Tagging
+from app.domain.coordinator import unit_key
 from app.domain.envelope import Encoder
 from app.main import app, settings
 from app.metrics import Metrics
@@ -120,6 +121,9 @@ class Supervisor:
         self.tasks: dict[str, tuple[asyncio.Task[None], asyncio.Event, int]] = {}
         # positions this worker itself got acknowledged: never restart behind them
         self.local_pos: dict[str, tuple[Any, int]] = {}
+        # units whose runner completed here, with their finish report
+        self.finished: dict[str, dict[str, Any]] = {}
+        self._reports: set[asyncio.Task[None]] = set()
 
     def running(self) -> list[str]:
         return sorted(uid for uid, (t, _, _) in self.tasks.items() if not t.done())
@@ -130,6 +134,13 @@ class Supervisor:
         from agents.runners import RUNNERS
 
         uid = unit["id"]
+        if uid in self.finished:
+            # created again before the agent stored our finish (e.g. a discovery heal): the
+            # work is done; repeating the report also heals a finish that got lost
+            task = asyncio.ensure_future(self.rt.report(unit_key(uid), self.finished[uid]))
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
+            return
         current = self.tasks.get(uid)
         previous = None
         if current and not current[0].done():
@@ -183,6 +194,11 @@ class Supervisor:
 
     def remember(self, uid: str, pos: Any, count: int) -> None:
         self.local_pos[uid] = (pos, count)
+
+    def forget(self, uid: str) -> None:
+        """The unit was dropped (its epoch is over)."""
+        self.local_pos.pop(uid, None)
+        self.finished.pop(uid, None)
 
 
 runtime = Runtime()

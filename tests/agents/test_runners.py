@@ -486,3 +486,24 @@ async def test_a_runner_that_fails_is_restarted_from_its_position(fake, stream, 
         "dynamodb_replicator_retries_total", {"table": "orders", "reason": "runner_restart"}) == 1
     # Kafka had acknowledged the batch, so the restart resumes after it: no gap, no repeat
     assert kafka.seqs() == first + second
+
+
+async def test_a_unit_finished_here_is_not_rerun_when_created_again(fake, stream, kafka, rt):
+    arn, shard = stream
+    unit = shard_unit(arn, shard)
+    seqs = put(fake, arn, "a", "b")
+    fake.rollover(arn, shard)
+    rt.supervisor.ensure(unit)
+    await until(lambda: kafka.reports("finish"), "the finish report")
+    await asyncio.wait_for(rt.supervisor.tasks[unit["id"]][0], 3.0)
+    reads = fake.calls["get_records"]
+    # a create that overtook the finish (a discovery heal): no second runner, the finish
+    # report is repeated instead (which also heals a finish the agent never got)
+    rt.supervisor.ensure(unit)
+    await until(lambda: len(kafka.reports("finish")) == 2, "the repeated finish report")
+    assert fake.calls["get_records"] == reads and rt.supervisor.running() == []
+    assert kafka.reports("finish")[0] == kafka.reports("finish")[1]
+    assert kafka.seqs() == seqs  # nothing delivered twice
+    rt.supervisor.forget(unit["id"])  # dropped: a later create of the same id runs again
+    rt.supervisor.ensure(unit)
+    await until(lambda: fake.calls["get_records"] > reads, "a new runner after forget")
