@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -11,8 +12,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
-BROKER = "127.0.0.1:9092"
-MOTO = "http://127.0.0.1:5000"
+# the ports scripts/stack.py uses (STACK_KAFKA_PORT / STACK_MOTO_PORT, same defaults)
+BROKER = f"127.0.0.1:{os.environ.get('STACK_KAFKA_PORT', '9092')}"
+MOTO = f"http://127.0.0.1:{os.environ.get('STACK_MOTO_PORT', '5000')}"
 KEY_NAMES = ("pk", "sk")
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
