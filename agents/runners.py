@@ -145,6 +145,9 @@ class InFlight:
             raise
         held, self._held = self._held, False
         self._task = asyncio.ensure_future(self._run(work, held))
+        # let it hand its batches to the producer now, so the broker works on page N
+        # while this runner fetches and encodes page N+1
+        await asyncio.sleep(0)
 
     async def _run(self, work: Awaitable[None], held: bool) -> None:
         try:
