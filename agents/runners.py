@@ -169,6 +169,19 @@ class InFlight:
             self._task.cancel()
 
 
+async def _after_aws_error(rt: Runtime, unit: dict[str, Any], op: str, exc: AwsError,
+                           backoff: Backoff, stopping: asyncio.Event, flight: InFlight) -> bool:
+    """A failed page request: True to request it again (retriable, after a backoff); False
+    when the unit stopped on a permanent error (after the page in flight was delivered)."""
+    flight.free_slot()
+    if exc.retriable:
+        await _aws_retry(rt, unit["spec"]["table"], op, exc, backoff, stopping)
+        return True
+    await flight.wait()
+    await _fail(rt, unit, exc)
+    return False
+
+
 # ---------------------------------------------------------------- scan segment
 async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -> None:
     spec = unit["spec"]
@@ -201,16 +214,12 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
             try:
                 page = await tables.scan(table, seg, total, cursor, limit)
             except AwsError as exc:
-                flight.free_slot()
                 if exc.code == "ReadTimeoutError":  # pages too slow to serve: smaller ones
                     limit = max(10, (limit or 1000) // 2)
                     log.warning("%s %s: Scan page timed out; Limit lowered to %d", table,
                                 where, limit)
-                if exc.retriable:
-                    await _aws_retry(rt, table, "Scan", exc, backoff, stopping)
+                if await _after_aws_error(rt, unit, "Scan", exc, backoff, stopping, flight):
                     continue
-                await flight.wait()
-                await _fail(rt, unit, exc)
                 return
             backoff.reset()
             snap = SnapshotInfo(running=True, start_ms=snap_start, end_ms=None, count=count)
@@ -293,12 +302,9 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
                 await _resnapshot(rt, unit, f"shard {shard} position trimmed ({exc.code})")
                 return
             except AwsError as exc:
-                flight.free_slot()
-                if exc.retriable:
-                    await _aws_retry(rt, table, "GetRecords", exc, backoff, stopping)
+                if await _after_aws_error(rt, unit, "GetRecords", exc, backoff, stopping,
+                                          flight):
                     continue
-                await flight.wait()
-                await _fail(rt, unit, exc)
                 return
             backoff.reset()
             messages: list[tuple[bytes, Any]] = []
