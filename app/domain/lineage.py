@@ -6,7 +6,9 @@ once its parent is finished (fully read).  A parent id that DescribeStream no
 longer lists was trimmed (older than 24h): there is nothing left to wait for.
 
 ``plan`` is a pure function over the persisted lineage state
-``{shard_id: {"parent": str | None, "status": ShardStatus}}``.
+``{shard_id: {"parent": str | None, "status": ShardStatus, "start": seq}}`` (``start``:
+the shard's starting sequence number, to tell a trimmed shard from one a stale listing
+does not know yet).
 """
 from __future__ import annotations
 
@@ -40,7 +42,9 @@ def plan(
     state = {sid: dict(entry) for sid, entry in known.items()}
     listed = None if listing is None else {s.shard_id: s for s in listing}
     for s in listing or ():
-        state.setdefault(s.shard_id, {"parent": s.parent_shard_id, "status": "pending"})
+        entry = state.setdefault(s.shard_id, {"parent": s.parent_shard_id, "status": "pending"})
+        if s.starting_sequence_number is not None:
+            entry.setdefault("start", s.starting_sequence_number)
     for sid in finished:
         if sid in state:
             state[sid]["status"] = "finished"
@@ -48,7 +52,13 @@ def plan(
     lost: list[str] = []
     prune: list[str] = []
     if listed is not None:
-        gone = sorted(sid for sid in state if sid not in listed)
+        # A listing can be older than what we know (a DescribeStream answer that waited in
+        # the control topic behind a newer one): shards that started after its newest shard
+        # are missing because they did not exist yet, not because they were trimmed.
+        newest = max((seq_key(s.starting_sequence_number) for s in listed.values()),
+                     default=-1)
+        gone = sorted(sid for sid in state if sid not in listed
+                      and seq_key(state[sid].get("start")) <= newest)
         lost = [sid for sid in gone if state[sid]["status"] != "finished"]
         for sid in lost:
             del state[sid]

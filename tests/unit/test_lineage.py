@@ -30,7 +30,29 @@ def test_root_starts_children_wait_for_parent():
     assert plan(p.known, listing).start == []
     p = plan(p.known, listing, finished=["a"])
     assert p.start == ["b", "c"] and status(p)["a"] == "finished"
-    assert p.known["b"] == {"parent": "a", "status": "running"}
+    assert p.known["b"] == {"parent": "a", "status": "running", "start": str(10**20 + 11)}
+
+
+def test_a_stale_listing_neither_loses_nor_prunes_shards_it_does_not_know_yet():
+    known = plan({}, [sh("a", end=10), sh("b", "a", 11, 20), sh("c", "b", 21)],
+                 finished=["a"]).known
+    known = plan(known, [sh("a", end=10), sh("b", "a", 11, 20), sh("c", "b", 21)],
+                 finished=["b"]).known
+    assert status(known_plan := plan(known, [sh("a", end=10), sh("b", "a", 11, 20),
+                                             sh("c", "b", 21)])) == \
+        {"a": "finished", "b": "finished", "c": "running"}
+    # a listing taken before b and c existed (it waited behind newer ones): nothing is
+    # lost (no re-snapshot) and the finished b is not forgotten (it would be re-read)
+    stale = plan(known_plan.known, [sh("a", end=None)])
+    assert stale.lost == [] and stale.prune == [] and stale.start == []
+    assert status(stale) == {"a": "finished", "b": "finished", "c": "running"}
+    # a fresh listing without an older unfinished shard: that one was trimmed
+    fresh = plan({"x": {"parent": None, "status": "running", "start": str(10**20 + 1)}},
+                 [sh("y", None, 50)])
+    assert fresh.lost == ["x"] and fresh.start == ["y"]
+    # states written before "start" was kept: missing still means trimmed
+    legacy = plan({"x": {"parent": None, "status": "running"}}, [sh("y", None, 50)])
+    assert legacy.lost == ["x"]
 
 
 def test_parent_listed_but_unknown_counts_as_unfinished():
