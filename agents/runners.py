@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Any
 
 from agents.runtime import Backoff, Runtime, pause
@@ -135,13 +135,13 @@ class InFlight:
             self._held = False
             self.slots.release()
 
-    async def commit(self, work: Awaitable[None]) -> None:
+    async def commit(self, work: Coroutine[Any, Any, None]) -> None:
         """Wait for the previous commit, then run `work` in the background; the page's
         slot goes with it."""
         try:
             await self.wait()
         except BaseException:
-            work.close()  # type: ignore[attr-defined]
+            work.close()  # never started: no 'never awaited' warning
             raise
         held, self._held = self._held, False
         self._task = asyncio.ensure_future(self._run(work, held))
@@ -149,7 +149,7 @@ class InFlight:
         # while this runner fetches and encodes page N+1
         await asyncio.sleep(0)
 
-    async def _run(self, work: Awaitable[None], held: bool) -> None:
+    async def _run(self, work: Coroutine[Any, Any, None], held: bool) -> None:
         try:
             await work
         finally:
