@@ -309,17 +309,19 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
             backoff.reset()
             messages: list[tuple[bytes, Any]] = []
             last_seq: str | None = None
-            last_ts = 0
+            last_ts = skipped = 0
             for rec in page.records:
                 last_seq, last_ts = rec.sequence_number, rec.approx_ts_ms
                 if rec.approx_ts_ms < cutoff:
-                    rt.metrics.skipped_before_cutoff.labels(table).inc()
+                    skipped += 1
                     continue
                 try:
                     messages += rt.encoder.change(table, spec["key_names"], rec, arn, shard, snap)
                 except CodecError as exc:
                     await _dead_letter_codec(rt, table, f"shard {shard} seq {rec.sequence_number}",
                                              exc)
+            if skipped:
+                rt.metrics.skipped_before_cutoff.labels(table).inc(skipped)
             if last_seq is not None and seq_key(last_seq) > seq_key(pos):
                 pos, count = last_seq, count + len(page.records)
                 await flight.commit(commit(messages, pos, count, last_ts))

@@ -10,9 +10,10 @@ from typing import Any
 def __getattr__(name: str) -> Any:
     if name == "app":
         # explicit, so that an import error stops the worker instead of being a warning
+        # imported for what they register on the app (agents, timers, pages, commands)
         import agents.control
         import agents.discovery
-        import agents.status
+        import agents.status  # noqa: F401
         import app.cli  # noqa: F401
         from app.main import app
 

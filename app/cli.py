@@ -26,6 +26,13 @@ def _view() -> ClusterView:
     return ClusterView(settings, _admin_auth(settings))
 
 
+def _state(view: ClusterView, table: str) -> dict[str, Any]:
+    if table not in view.tables:
+        raise click.ClickException(f"unknown table {table!r}; replicated: "
+                                   f"{', '.join(sorted(view.tables)) or 'none'}")
+    return view.tables[table]
+
+
 def _print_json(cmd: AppCommand, value: Any) -> None:
     cmd.say(json.dumps(value, indent=2, sort_keys=True))
 
@@ -75,14 +82,11 @@ async def checkpoints(self: AppCommand, table: str, as_json: bool) -> None:
     """Show the checkpoints (scan cursors, shard sequence numbers) of TABLE."""
     view = _view()
     await view.load()
-    if table not in view.tables:
-        raise click.ClickException(f"unknown table {table!r}; replicated: "
-                                   f"{', '.join(sorted(view.tables)) or 'none'}")
+    s = _state(view, table)
     rows = view.checkpoints(table)
     if as_json:
         _print_json(self, rows)
         return
-    s = view.tables[table]
     self.say(f"{table}: {s.get('phase')}, epoch {s.get('epoch')}")
     self.say(_table([[r["unit"], str(r["where"]), str(r["status"]), f"{r['count']:,}",
                       json.dumps(r["position"]) if r["position"] is not None else "-"]
@@ -98,16 +102,12 @@ async def resync(self: AppCommand, table: str, wait: bool, timeout: float) -> No
 
     view = _view()
     await view.load()
-    state = view.tables.get(table)
-    if state is None:
-        raise click.ClickException(f"unknown table {table!r}; replicated: "
-                                   f"{', '.join(sorted(view.tables)) or 'none'}")
+    state = _state(view, table)
     if state.get("phase") == "STOPPED":
         raise click.ClickException(f"{table} is STOPPED (not discovered any more); "
                                    "tag it again to resume it")
     producer = AIOKafkaProducer(
-        bootstrap_servers=[u.removeprefix("kafka://") for u in settings.broker_url],
-        acks="all", **_admin_auth(settings))
+        bootstrap_servers=settings.bootstrap_servers(), acks="all", **_admin_auth(settings))
     await producer.start()
     try:  # the control topic's key is the raw text, its value JSON (app.state)
         await producer.send_and_wait(
@@ -120,14 +120,19 @@ async def resync(self: AppCommand, table: str, wait: bool, timeout: float) -> No
     self.say(f"{table}: re-snapshot requested (epoch {epoch})")
     if not wait:
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await asyncio.sleep(1.0)
-        view = _view()
-        await view.load()
-        now = view.tables.get(table) or {}
-        if int(now.get("epoch") or 0) > epoch:
-            self.say(f"{table}: epoch {now['epoch']} started, {now.get('phase')}")
-            return
+    # one consumer following the changelogs until the table's next epoch shows up
+    view, stop = _view(), asyncio.Event()
+    following = asyncio.ensure_future(view.follow(stop))
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not following.done():
+            now = view.tables.get(table) or {}
+            if int(now.get("epoch") or 0) > epoch:
+                self.say(f"{table}: epoch {now['epoch']} started, {now.get('phase')}")
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await following  # raises what stopped it early (e.g. the broker is unreachable)
     raise click.ClickException(f"no worker started the re-snapshot within {timeout:.0f}s "
                                "(are workers running?)")

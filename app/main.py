@@ -187,7 +187,7 @@ class ReplicatorApp(faust.App):
         p, r = settings.state_partitions, settings.kafka_topic_replication
         compact = {"cleanup.policy": "compact"}
         await ensure_topics(
-            [u.removeprefix("kafka://") for u in settings.broker_url],
+            settings.bootstrap_servers(),
             {f"{settings.app_id}-control": (p, r, {}),
              f"{settings.app_id}-tables-changelog": (p, r, compact),
              f"{settings.app_id}-units-changelog": (p, r, compact)},

@@ -19,6 +19,27 @@ log = logging.getLogger(__name__)
 Message = tuple[bytes, bytes | None]
 
 
+async def send_records(kafka: Any, topic: str, messages: Sequence[Message],
+                       timestamp_ms: int | None = None) -> None:
+    """Append the messages to one record batch per partition of an aiokafka producer
+    (Kafka's default partitioner), ship each batch when full, then await every ack."""
+    n = len(await kafka.partitions_for(topic))
+    open_batches: dict[int, Any] = {}
+    futures = []
+    for key, value in messages:
+        part = partition_for(key, n)
+        batch = open_batches.get(part)
+        if batch is None:
+            batch = open_batches[part] = kafka.create_batch()
+        if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:  # full: ship it
+            futures.append(await kafka.send_batch(batch, topic, partition=part))
+            batch = open_batches[part] = kafka.create_batch()
+            batch.append(key=key, value=value, timestamp=timestamp_ms)  # a first one always fits
+    for part, batch in open_batches.items():
+        futures.append(await kafka.send_batch(batch, topic, partition=part))
+    await asyncio.gather(*futures)
+
+
 class Output:
     def __init__(self, app: Any, settings: Any) -> None:
         self.app = app
@@ -45,23 +66,8 @@ class Output:
             return
         await self.ensure_topic(topic)
         # aiokafka's producer inside Faust's (faust-streaming 0.15's driver keeps it there)
-        kafka = self.app.producer._ensure_producer()
-        n = len(await kafka.partitions_for(topic))
-        ts = None if timestamp is None else int(timestamp * 1000)
-        open_batches: dict[int, Any] = {}
-        futures = []
-        for key, value in messages:
-            part = partition_for(key, n)
-            batch = open_batches.get(part)
-            if batch is None:
-                batch = open_batches[part] = kafka.create_batch()
-            if batch.append(key=key, value=value, timestamp=ts) is None:  # full: ship it
-                futures.append(await kafka.send_batch(batch, topic, partition=part))
-                batch = open_batches[part] = kafka.create_batch()
-                batch.append(key=key, value=value, timestamp=ts)  # a first record always fits
-        for part, batch in open_batches.items():
-            futures.append(await kafka.send_batch(batch, topic, partition=part))
-        await asyncio.gather(*futures)
+        await send_records(self.app.producer._ensure_producer(), topic, messages,
+                           None if timestamp is None else int(timestamp * 1000))
 
     async def dead_letter(self, table: str, where: str, error: str, keys: Any = None,
                           size: int | None = None) -> None:

@@ -354,6 +354,10 @@ class Settings:
         """Region of the MSK cluster: KAFKA_MSK_IAM_REGION, else AWS_REGION."""
         return self.kafka_msk_iam_region or self.aws_region
 
+    def bootstrap_servers(self) -> list[str]:
+        """BROKER_URL as ``host:port`` pairs, for plain aiokafka clients."""
+        return [u.removeprefix("kafka://") for u in self.broker_url]
+
     def topic_for(self, table: str) -> str:
         """The output topic of ``table``: KAFKA_TOPIC_PREFIX + table name."""
         topic = self.kafka_topic_prefix + table

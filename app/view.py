@@ -68,7 +68,7 @@ class ClusterView:
         from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 
         return AIOKafkaConsumer(
-            bootstrap_servers=[u.removeprefix("kafka://") for u in self.settings.broker_url],
+            bootstrap_servers=self.settings.bootstrap_servers(),
             group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
             client_id=f"{self.settings.app_id}-view", **self.auth)
 
@@ -76,7 +76,7 @@ class ClusterView:
         from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=[u.removeprefix("kafka://") for u in self.settings.broker_url],
+            bootstrap_servers=self.settings.bootstrap_servers(),
             client_id=f"{self.settings.app_id}-view", **self.auth)
         await admin.start()
         try:

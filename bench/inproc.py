@@ -120,27 +120,13 @@ async def _prepare(topics: list[str]) -> tuple[Any, Any]:
 
 # ---------------------------------------------------------------- figure 1 + 2
 async def _raw_send(raw: Any, topic: str, batches: list[list[tuple[bytes, Any]]]) -> float:
-    """The floor of the send path: what Output.send_batch does (one record batch per
-    partition, the same partitioner), with nothing else around it."""
-    from app.domain.partition import partition_for
+    """The floor of the send path: the product's own record-batch sender
+    (``app.output.send_records``) on a bare producer, with nothing else around it."""
+    from app.output import send_records
 
-    n = len(await raw.partitions_for(topic))
     t0 = time.perf_counter()
     for msgs in batches:
-        open_batches: dict[int, Any] = {}
-        futs = []
-        for k, v in msgs:
-            part = partition_for(k, n)
-            b = open_batches.get(part)
-            if b is None:
-                b = open_batches[part] = raw.create_batch()
-            if b.append(key=k, value=v, timestamp=None) is None:
-                futs.append(await raw.send_batch(b, topic, partition=part))
-                b = open_batches[part] = raw.create_batch()
-                b.append(key=k, value=v, timestamp=None)
-        for part, b in open_batches.items():
-            futs.append(await raw.send_batch(b, topic, partition=part))
-        await asyncio.gather(*futs)
+        await send_records(raw, topic, msgs)
     return time.perf_counter() - t0
 
 

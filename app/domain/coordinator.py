@@ -93,7 +93,8 @@ def _scan_units(s: State) -> list[str]:
     return [scan_id(s["name"], s["epoch"], i, snap["total"]) for i in range(snap["total"])]
 
 
-def _shard_units(s: State, statuses: Sequence[str] = ("running", "finished", "pending")) -> list[str]:
+def _shard_units(s: State,
+                 statuses: Sequence[str] = ("running", "finished", "pending")) -> list[str]:
     return [shard_id(s["name"], s["epoch"], s["stream_arn"], sid)
             for sid, e in sorted(s.get("shards", {}).items()) if e["status"] in statuses]
 
