@@ -256,8 +256,14 @@ class Settings:
         metadata=_env("DYNAMODB_SHARD_REFRESH_INTERVAL", "30", _float(0, lo_open=True)))
     dynamodb_poll_interval: float = field(
         metadata=_env("DYNAMODB_POLL_INTERVAL", "0.25", _float(0)))
+    # >= 1 s: ApproximateCreationDateTime is rounded down to the second
     dynamodb_snapshot_overlap: float = field(
-        metadata=_env("DYNAMODB_SNAPSHOT_OVERLAP", "60", _float(0)))
+        metadata=_env("DYNAMODB_SNAPSHOT_OVERLAP", "60", _float(1)))
+    # How long the table's stream keeps records (DynamoDB Streams: 24 h).  A position
+    # older than this minus 1/24 is never resumed from: the table re-snapshots, loudly.
+    # Lower it only to test (it compresses time); never above what AWS keeps.
+    dynamodb_stream_retention: float = field(
+        metadata=_env("DYNAMODB_STREAM_RETENTION", "86400", _float(24, hi=86400)))
     kafka_topic_prefix: str = field(
         metadata=_env("KAFKA_TOPIC_PREFIX", "dynamodb-", _topic_prefix, empty_ok=True))
     kafka_topic_partitions: int = field(metadata=_env("KAFKA_TOPIC_PARTITIONS", "8", _int(1)))

@@ -30,4 +30,5 @@ policy = Policy(
     segments=settings.dynamodb_scan_segments,
     rcu_percent=settings.dynamodb_scan_rcu_percent,
     max_rcu=settings.dynamodb_scan_max_rcu,
+    retention_ms=int(settings.dynamodb_stream_retention * 1000),
 )

@@ -41,7 +41,7 @@ class ClusterView:
         name = json.loads(key)
         row = None if value is None else json.loads(value)
         if self.topics[topic] == "tables":
-            if row is None:
+            if row is None or row.get("phase") == "FORGOTTEN":  # only its epoch is kept
                 self.tables.pop(name, None)
                 self.rates.forget(name)
             else:

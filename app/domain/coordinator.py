@@ -5,12 +5,19 @@ these functions with the message it is processing, writes back the new state and
 the commands returned.  Nothing here does I/O, so every transition is unit-tested.
 
 Table state (JSON-able dict):
-    name, phase (INIT_SYNC | STREAMING | SNAPSHOT_DONE | STOPPED | ERROR), epoch,
+    name, phase (INIT_SYNC | STREAMING | SNAPSHOT_DONE | STOPPED | ERROR | FORGOTTEN), epoch,
     table_arn, stream_arn, key_names, item_count, read_capacity,
     snapshot {start_ms, end_ms, total, done[], items, rcu} | None,
     cutoff_ms (stream records older than this are covered by the snapshot),
     shards {shard_id: {parent, status}} (lineage, app.domain.lineage),
-    resume_phase, stopped_ms, error, reason, resnapshots, updated_ms.
+    shard_floor (starting seq of the newest shard pruned: a stale listing never revives it),
+    resume_phase, stopped_ms, halted_ms (since when the stream positions have not provably
+    advanced), resumed_ms, retired {epoch, units, heals} (drops of the superseded epoch,
+    repeated by the sweep), error, reason, resnapshots, updated_ms.
+
+A table forgotten after STOPPED for longer than the retention keeps a tiny FORGOTTEN row
+(name, epoch): a table of the same name that comes back continues the epoch count, so
+unit ids (which carry the epoch) never repeat across lives.
 
 Work units are named so that the table state can enumerate them:
     scan|<table>|<epoch>|<segment>|<total>
@@ -29,6 +36,7 @@ from app.domain.segments import plan_segments, rcu_budget
 
 RETENTION_MS = 24 * 3600 * 1000
 ACTIVE = ("INIT_SYNC", "STREAMING")
+RETIRED_HEALS = 5  # sweeps that repeat the drops of a superseded epoch
 
 State = dict[str, Any]
 Command = tuple[str, dict[str, Any]]  # (control-topic key, message)
@@ -43,6 +51,13 @@ class Policy:
     rcu_percent: float = 50.0
     max_rcu: float = 0.0
     error_retry_ms: int = 300_000
+    retention_ms: int = RETENTION_MS  # DynamoDB Streams keep records 24 h
+
+    @property
+    def resume_limit_ms(self) -> int:
+        """How old a position the stream must resume from may be: the retention minus a
+        safety margin (1 h of 24; trimming is not to the second)."""
+        return self.retention_ms - self.retention_ms // 24
 
 
 @dataclass
@@ -129,8 +144,9 @@ def _create_shards(s: State, ids: Sequence[str]) -> list[Command]:
 
 def _begin(s: State, info: Mapping[str, Any], now: int, p: Policy, reason: str) -> Outcome:
     """Start a fresh epoch: a snapshot, or (stream_only) streaming from the start point."""
-    s = {**s, "epoch": s.get("epoch", 0) + 1, "shards": {}, "error": None, "stopped_ms": None,
-         "resume_phase": None, "reason": reason, "updated_ms": now}
+    s = {**s, "epoch": s.get("epoch", 0) + 1, "shards": {}, "shard_floor": None, "error": None,
+         "stopped_ms": None, "halted_ms": None, "resumed_ms": None, "resume_phase": None,
+         "reason": reason, "updated_ms": now}
     commands: list[Command] = []
     if p.mode == "stream_only":
         s.update(phase="STREAMING", snapshot=None,
@@ -153,18 +169,39 @@ def _info_fields(info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- table transitions
+def _retire(old: State, out: Outcome) -> Outcome:
+    """`out` starts a new epoch: drop every unit of the old one now, and remember them so
+    that the sweeps repeat the drops (a control message can be lost around a rebalance,
+    and an undropped unit of a superseded epoch would run again at every rebalance)."""
+    units = all_units(old)
+    out.commands[:0] = [_cmd(u, "drop") for u in units]
+    if out.state is not None:
+        out.state = {**out.state, "retired": {"epoch": old.get("epoch"), "units": units,
+                                              "heals": RETIRED_HEALS} if units else None}
+    return out
+
+
+def _heal_retired(s: State) -> Outcome:
+    """Repeat the drops of the superseded epoch, a few sweeps long."""
+    retired = s.get("retired")
+    if not retired:
+        return Outcome(s)
+    heals = int(retired.get("heals", 0)) - 1
+    s = {**s, "retired": {**retired, "heals": heals} if heals > 0 else None}
+    return Outcome(s, [_cmd(u, "drop") for u in retired["units"]])
+
+
 def on_discovered(s: State | None, info: Mapping[str, Any], now: int, p: Policy) -> Outcome:
     """Discovery saw the table (idempotent: it says so every interval)."""
     fresh = {"name": info["name"], **_info_fields(info)}
-    if s is None:
-        return _begin({**fresh, "resnapshots": 0}, info, now, p, "new")
+    if s is None or s["phase"] == "FORGOTTEN":
+        # a forgotten table's row keeps its epoch: the new life continues the count
+        return _begin({**(s or {}), **fresh, "resnapshots": 0}, info, now, p, "new")
     same_stream = s.get("stream_arn") == info.get("stream_arn")
     same_table = s.get("table_arn") == info.get("table_arn")
     if not (same_stream and same_table):
         # table re-created or its stream replaced: the old positions mean nothing
-        out = _begin({**s, **fresh}, info, now, p, "table or stream replaced")
-        out.commands[:0] = [_cmd(u, "drop") for u in all_units(s)]
-        return out
+        return _retire(s, _begin({**s, **fresh}, info, now, p, "table or stream replaced"))
     s = {**s, **_info_fields(info)}
     if s["phase"] in ACTIVE or s["phase"] == "SNAPSHOT_DONE":
         return Outcome(s, _heal(s))
@@ -196,25 +233,37 @@ def _running_units(s: State) -> list[str]:
 
 def _resume(s: State, info: Mapping[str, Any], now: int, p: Policy) -> Outcome:
     """A stopped (untagged) or failed table is back: continue if the stream still holds
-    our positions, else start over."""
-    stopped = s.get("stopped_ms") or s.get("updated_ms") or now
-    if now - stopped >= RETENTION_MS - p.overlap_ms:
-        out = _begin(s, info, now, p, "stopped longer than stream retention")
-        out.commands[:0] = [_cmd(u, "drop") for u in all_units(s)]
-        return out
+    our positions, else start over, loudly."""
     phase = s.get("resume_phase") or "STREAMING"
+    halted = s.get("halted_ms") or s.get("stopped_ms") or s.get("updated_ms") or now
+    if phase != "SNAPSHOT_DONE" and now - halted >= p.resume_limit_ms:
+        what = "STOPPED" if s["phase"] == "STOPPED" else "in ERROR"
+        return on_resnapshot(
+            {**s, "phase": phase},
+            f"the table was {what} (positions frozen) for {_hours(now - halted)}, longer than "
+            f"the stream retention allows ({_hours(p.resume_limit_ms)} of "
+            f"{_hours(p.retention_ms)}): changes may have been trimmed unread", info, now, p)
     s = {**s, "phase": phase, "stopped_ms": None, "error": None, "resume_phase": None,
-         "updated_ms": now}
+         "resumed_ms": now, "updated_ms": now}
     return Outcome(s, _heal(s), [f"{s['name']}: resumed {phase} epoch {s['epoch']}"])
+
+
+def _hours(ms: int) -> str:
+    return f"{ms / 3_600_000:.1f} h"
 
 
 def on_stop(s: State, reason: str, now: int, error: bool = False) -> Outcome:
     """Stop every runner of the table; positions are kept so it can resume."""
+    if s["phase"] == "FORGOTTEN":
+        return Outcome(s)
     if s["phase"] in ("STOPPED", "ERROR"):  # again: repeat the stops (one may be lost)
         return Outcome(s, [_cmd(u, "stop") for u in _running_units(s)])
     resume = s["phase"] if s["phase"] in (*ACTIVE, "SNAPSHOT_DONE") else None
+    # the positions stop advancing now, or stopped already: a table that failed again
+    # right after its retry never advanced in between, so the first halt still counts
+    halted = s.get("halted_ms") or now
     s = {**s, "phase": "ERROR" if error else "STOPPED", "resume_phase": resume,
-         "stopped_ms": now, "updated_ms": now, "reason": reason,
+         "stopped_ms": now, "halted_ms": halted, "updated_ms": now, "reason": reason,
          "error": reason if error else s.get("error")}
     return Outcome(s, [_cmd(u, "stop") for u in _running_units(s)],
                    [f"{s['name']}: {s['phase']} ({reason})"])
@@ -223,22 +272,33 @@ def on_stop(s: State, reason: str, now: int, error: bool = False) -> Outcome:
 def on_sweep(s: State, present: set[str], now: int) -> Outcome:
     """Broadcast after a complete discovery: tables no longer desired stop; tables
     stopped for longer than the stream retention are forgotten."""
+    if s["phase"] == "FORGOTTEN":
+        return _heal_retired(s)
     if s["name"] not in present:
         if s["phase"] == "STOPPED" and now - (s.get("stopped_ms") or now) >= RETENTION_MS:
-            return Outcome(None, [_cmd(u, "drop") for u in all_units(s)],
-                           [f"{s['name']}: forgotten (stopped for more than 24 h)"])
-        return on_stop(s, "no longer discovered (tag removed, excluded or table deleted)", now)
-    return Outcome(s)
+            # keep the epoch (only): unit ids of a later life must never repeat these
+            row = {"name": s["name"], "phase": "FORGOTTEN", "epoch": s["epoch"],
+                   "updated_ms": now}
+            return _retire(s, Outcome(row, [], [f"{s['name']}: forgotten (stopped for more "
+                                                "than 24 h)"]))
+        out = on_stop(s, "no longer discovered (tag removed, excluded or table deleted)", now)
+    else:
+        out = Outcome(s)
+    healed = _heal_retired(out.state) if out.state is not None else Outcome(None)
+    if healed.commands:
+        out = Outcome(healed.state, [*out.commands, *healed.commands], out.notes, out.events)
+    return out
 
 
 def on_resnapshot(s: State, reason: str, info: Mapping[str, Any] | None, now: int,
                   p: Policy) -> Outcome:
     """Positions are unusable (trimmed) or an operator asked: start a new epoch."""
-    if s["phase"] == "STOPPED":
+    if s["phase"] in ("STOPPED", "FORGOTTEN"):
         return Outcome(s)
-    out = _begin({**s, "resnapshots": s.get("resnapshots", 0) + 1},
-                 info or {**s, "name": s["name"]}, now, p, reason)
-    out.commands[:0] = [_cmd(u, "drop") for u in all_units(s)]
+    out = _retire(s, _begin({**s, "resnapshots": s.get("resnapshots", 0) + 1},
+                            info or {**s, "name": s["name"]}, now, p, reason))
+    assert out.state is not None
+    out.state["error"] = f"re-snapshot (epoch {out.state['epoch']}): {reason}"  # on the page
     out.events.append("resnapshot")
     return out
 
@@ -264,17 +324,28 @@ def on_unit_done(s: State, msg: Mapping[str, Any], now: int, p: Policy) -> Outco
         if p.mode == "snapshot_only":
             return Outcome({**s, "phase": "SNAPSHOT_DONE"}, drops,
                            [f"{s['name']}: snapshot done, {snap['items']} items"])
-        s = {**s, "phase": "STREAMING", "cutoff_ms": max(0, snap["start_ms"] - p.overlap_ms)}
+        cutoff = max(0, snap["start_ms"] - p.overlap_ms)
+        if now - cutoff >= p.resume_limit_ms:
+            # the stream must be read from the cutoff on, but may have trimmed it already:
+            # a shard without a checkpoint would start at TRIM_HORIZON and skip the gap
+            return on_resnapshot(
+                s, f"the snapshot took {_hours(now - snap['start_ms'])}: the stream no longer "
+                f"holds every change since its start ({_hours(p.resume_limit_ms)} of "
+                f"{_hours(p.retention_ms)} retention usable)", None, now, p)
+        s = {**s, "phase": "STREAMING", "cutoff_ms": cutoff, "halted_ms": None}
         return Outcome(s, [*drops, _create_watch(s)],
                        [f"{s['name']}: snapshot done, {snap['items']} items; streaming"])
-    if msg["kind"] == "shard":
-        return _replan(s, msg.get("listing"), [msg["shard_id"]], now, p)
+    if msg["kind"] == "shard":  # a shard read to its end: the positions do advance
+        return _replan({**s, "halted_ms": None}, msg.get("listing"), [msg["shard_id"]], now, p)
     return Outcome(s)
 
 
 def on_shards(s: State, msg: Mapping[str, Any], now: int, p: Policy) -> Outcome:
     if _stale(s, msg) or s["phase"] != "STREAMING":
         return Outcome(s)
+    if s.get("halted_ms") and now - (s.get("resumed_ms") or now) >= 2 * p.error_retry_ms:
+        # running for a while since the resume without failing: the runners advance
+        s = {**s, "halted_ms": None}
     return _replan(s, msg["listing"], [], now, p)
 
 
@@ -299,7 +370,8 @@ def encode_listing(shards: Sequence[Shard]) -> list[list[Any]]:
 
 def _replan(s: State, listing: Sequence[Sequence[Any]] | None, finished: list[str], now: int,
             p: Policy) -> Outcome:
-    result = lineage.plan(s.get("shards", {}), decode_listing(listing), finished)
+    result = lineage.plan(s.get("shards", {}), decode_listing(listing), finished,
+                          s.get("shard_floor"))
     if result.lost:
         # our unread position fell behind the 24 h trim horizon: data is gone.  Drop the
         # units of the lineage as it was: result.known no longer names the lost shards.
@@ -308,7 +380,7 @@ def _replan(s: State, listing: Sequence[Sequence[Any]] | None, finished: list[st
                             None, now, p)
         out.events.append("lost_shard")
         return out
-    s = {**s, "shards": result.known, "updated_ms": now}
+    s = {**s, "shards": result.known, "shard_floor": result.floor, "updated_ms": now}
     drops = [_cmd(shard_id(s["name"], s["epoch"], s["stream_arn"], sid), "drop")
              for sid in result.prune]
     return Outcome(s, [*_create_shards(s, result.start), *drops])

@@ -8,7 +8,9 @@ longer lists was trimmed (older than 24h): there is nothing left to wait for.
 ``plan`` is a pure function over the persisted lineage state
 ``{shard_id: {"parent": str | None, "status": ShardStatus, "start": seq}}`` (``start``:
 the shard's starting sequence number, to tell a trimmed shard from one a stale listing
-does not know yet).
+does not know yet), plus a *floor*: the starting sequence number of the newest shard ever
+pruned.  A listing older than a prune still names the pruned shard; one whose start is at
+or below the floor is that kind of ghost and is never added again.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class Plan:
     lost: list[str]  # unread data trimmed away: the caller re-snapshots
     prune: list[str]  # finished and no longer listed: forget them
     known: dict[str, dict]  # the new lineage state
+    floor: str | None = None  # starting seq of the newest shard pruned so far
 
 
 def seq_key(seq: str | None) -> int:
@@ -38,10 +41,14 @@ def plan(
     known: Mapping[str, Mapping],
     listing: Sequence[Shard] | None,
     finished: Iterable[str] = (),
+    floor: str | None = None,
 ) -> Plan:
     state = {sid: dict(entry) for sid, entry in known.items()}
     listed = None if listing is None else {s.shard_id: s for s in listing}
     for s in listing or ():
+        if s.shard_id not in state and floor is not None and \
+                seq_key(s.starting_sequence_number) <= seq_key(floor):
+            continue  # pruned already (finished): a stale listing must not revive it
         entry = state.setdefault(s.shard_id, {"parent": s.parent_shard_id, "status": "pending"})
         if s.starting_sequence_number is not None:
             entry.setdefault("start", s.starting_sequence_number)
@@ -65,7 +72,9 @@ def plan(
         needed = {e.get("parent") for e in state.values() if e["status"] != "finished"}
         prune = [sid for sid in gone if sid in state and sid not in needed]
         for sid in prune:
-            del state[sid]
+            start = state.pop(sid).get("start")
+            if start is not None and seq_key(start) > seq_key(floor):
+                floor = start
 
     def ready(entry: Mapping) -> bool:
         parent = entry.get("parent")
@@ -86,4 +95,4 @@ def plan(
                    key=order)
     for sid in start:
         state[sid]["status"] = "running"
-    return Plan(start=start, lost=lost, prune=prune, known=state)
+    return Plan(start=start, lost=lost, prune=prune, known=state, floor=floor)

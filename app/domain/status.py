@@ -93,6 +93,8 @@ def table_rows(tables: Mapping[str, Mapping[str, Any]], units: Mapping[str, Mapp
     rows = []
     for name in sorted(tables):
         s = tables[name]
+        if s.get("phase") == "FORGOTTEN":  # a former table's epoch record, not a table
+            continue
         mine = by_table.get(name, [])
         scans = [u for u in mine if u["spec"]["kind"] == "scan"]
         shard_units = [u for u in mine if u["spec"]["kind"] == "shard"]

@@ -342,7 +342,10 @@ def test_stopped_table_is_kept_then_forgotten_after_24h():
     assert out.state is stopped and out.commands
     assert all(m["type"] == "stop" for _, m in out.commands)
     out = co.on_sweep(stopped, set(), NOW + RETENTION_MS)
-    assert out.state is None
+    # forgotten: only the epoch is kept (unit ids of a later life must not repeat)
+    assert {k: out.state[k] for k in ("name", "phase", "epoch")} == {
+        "name": "orders", "phase": "FORGOTTEN", "epoch": 1}
+    assert co.all_units(out.state) == []
     assert sorted(keys(out.commands, "drop")) == sorted(co.unit_key(u) for u in co.all_units(s))
     assert len(out.commands) == len(co.all_units(s))
 
@@ -363,7 +366,7 @@ def test_stopped_init_sync_resumes_only_pending_segments():
 def test_stopped_streaming_resumes_watch_and_running_shards():
     s = with_shards()
     stopped = co.on_sweep(s, set(), NOW).state
-    out = co.on_discovered(stopped, info(), NOW + 23 * HOUR, P)
+    out = co.on_discovered(stopped, info(), NOW + 22 * HOUR, P)
     assert out.state["phase"] == "STREAMING" and out.state["epoch"] == 1
     assert out.state["shards"] == s["shards"]
     assert keys(out.commands) == ["u:watch|orders|1", shard_key("b"), shard_key("c")]
@@ -383,12 +386,15 @@ def test_stopped_snapshot_done_resumes_to_snapshot_done_not_streaming():
 def test_stopped_longer_than_retention_starts_a_fresh_epoch():
     s = with_shards()
     stopped = co.on_sweep(s, set(), NOW).state
-    # still resumable just before (24 h - overlap) ...
-    assert co.on_discovered(stopped, info(), NOW + RETENTION_MS - 60_001, P).state["epoch"] == 1
-    # ... not at it: the stream no longer holds our positions
-    out = co.on_discovered(stopped, info(), NOW + RETENTION_MS - 60_000, P)
+    # still resumable just before (24 h - 1 h safety margin) ...
+    assert P.resume_limit_ms == 23 * HOUR
+    assert co.on_discovered(stopped, info(), NOW + 23 * HOUR - 1, P).state["epoch"] == 1
+    # ... not at it: the stream may no longer hold our positions; loudly
+    out = co.on_discovered(stopped, info(), NOW + 23 * HOUR, P)
     assert out.state["epoch"] == 2 and out.state["phase"] == "INIT_SYNC"
     assert out.state["shards"] == {} and out.state["resume_phase"] is None
+    assert out.events == ["resnapshot"] and out.state["resnapshots"] == 1
+    assert "STOPPED" in out.state["error"] and "retention" in out.state["error"]
     assert sorted(keys(out.commands, "drop")) == sorted(co.unit_key(u) for u in co.all_units(s))
     assert keys(out.commands, "create") == scan_keys(2, range(3))
 
@@ -768,3 +774,135 @@ def test_lost_unit_done_is_healed_by_the_next_discovery():
     assert keys(heal) == scan_keys(1, [1])  # only the segment still believed running
     out = co.on_unit_done(s, done(1), NOW + HOUR, P)  # what the repeated create brings back
     assert out.state["phase"] == "STREAMING"
+
+
+# ================================================================ zero loss on the edges (issue 10)
+def finish_snapshot(s: co.State, now: int, p: Policy = P) -> co.Outcome:
+    out = co.Outcome(s)
+    for i in range(3):
+        out = co.on_unit_done(out.state, done(i, epoch=s["epoch"], count=10), now, p)
+    return out
+
+
+def test_a_snapshot_longer_than_the_retention_resnapshots_loudly():
+    """Item 1: the cutoff was snapshot start - overlap however long the scan took; shards
+    without a checkpoint then started at TRIM_HORIZON and skipped what was trimmed."""
+    ok = finish_snapshot(new_table(), NOW + 23 * HOUR - 60_001)
+    assert ok.state["phase"] == "STREAMING" and ok.events == []
+    out = finish_snapshot(new_table(), NOW + 23 * HOUR - 60_000)  # cutoff 23 h old
+    s = out.state
+    assert (s["phase"], s["epoch"], s["resnapshots"]) == ("INIT_SYNC", 2, 1)
+    assert out.events == ["resnapshot"]
+    assert "snapshot took 23.0 h" in s["error"] and "retention" in s["error"]
+    assert set(scan_keys(1, range(3))) <= set(keys(out.commands, "drop"))
+    assert keys(out.commands, "create") == scan_keys(2, range(3))
+    assert s["cutoff_ms"] == NOW + 23 * HOUR - 60_000 - P.overlap_ms
+
+
+def test_the_retention_is_a_setting_so_tests_can_compress_time():
+    p = Policy(segments=3, overlap_ms=1000, retention_ms=48_000)  # limit 46 s
+    assert p.resume_limit_ms == 46_000
+    assert finish_snapshot(new_table(p), NOW + 44_999, p).state["phase"] == "STREAMING"
+    assert finish_snapshot(new_table(p), NOW + 45_000, p).events == ["resnapshot"]
+
+
+def test_snapshot_only_tables_never_resnapshot_for_the_retention():
+    p = Policy(mode="snapshot_only", segments=3)
+    out = finish_snapshot(new_table(p), NOW + 30 * HOUR, p)
+    assert out.state["phase"] == "SNAPSHOT_DONE" and out.events == []
+
+
+def test_repeated_errors_do_not_reset_the_retention_clock():
+    """Item 1: stopped_ms was reset on every ERROR entry; a table failing again at each
+    retry (every 5 min) resumed after 24 h from trimmed positions without a word."""
+    s = with_shards()
+    t = NOW
+    s = co.on_unit_failed(s, {"epoch": 1, "unit": "shard|x", "error": "AccessDenied"}, t).state
+    while t < NOW + 23 * HOUR - P.error_retry_ms:
+        t += P.error_retry_ms
+        out = co.on_discovered(s, info(), t, P)
+        assert out.state["phase"] == "STREAMING" and out.events == [], t - NOW
+        t += 1000  # fails again right away
+        s = co.on_unit_failed(out.state, {"epoch": 1, "unit": "shard|x", "error": "denied"},
+                              t).state
+    out = co.on_discovered(s, info(), t + P.error_retry_ms, P)  # >= 23 h after the 1st
+    assert out.events == ["resnapshot"] and out.state["epoch"] == 2
+    assert "in ERROR" in out.state["error"]
+
+
+def test_a_table_that_streams_again_restarts_its_retention_clock():
+    s = with_shards()
+    s = co.on_sweep(s, set(), NOW).state  # STOPPED for 20 h
+    s = co.on_discovered(s, info(), NOW + 20 * HOUR, P).state
+    assert s["phase"] == "STREAMING" and s["halted_ms"] == NOW
+    # a shard read to its end proves the positions advance
+    s = co.on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "b", "listing": None},
+                        NOW + 21 * HOUR, P).state
+    assert s["halted_ms"] is None
+    s = co.on_sweep(s, set(), NOW + 22 * HOUR).state  # stopped again for 5 h: resumable
+    out = co.on_discovered(s, info(), NOW + 27 * HOUR, P)
+    assert out.state["phase"] == "STREAMING" and out.events == []
+
+
+def test_a_table_running_without_error_for_a_while_restarts_its_retention_clock():
+    s = co.on_sweep(with_shards(), set(), NOW).state
+    s = co.on_discovered(s, info(), NOW + 20 * HOUR, P).state
+    listing_ = listing(("a", None, 0, 10), ("b", "a", 11, None), ("c", None, 5, 20),
+                       ("d", "c", 21, None))
+    t = NOW + 20 * HOUR + P.error_retry_ms
+    assert co.on_shards(s, {"epoch": 1, "listing": listing_}, t, P).state["halted_ms"] == NOW
+    t = NOW + 20 * HOUR + 2 * P.error_retry_ms
+    assert co.on_shards(s, {"epoch": 1, "listing": listing_}, t, P).state["halted_ms"] is None
+
+
+def test_a_forgotten_table_comes_back_with_new_unit_ids():
+    """Item 2: forgotten after 24 h STOPPED, the table came back at epoch 1 and reused old
+    unit ids; a worker's memory of them then repeated an old finish or resumed a cursor."""
+    first = new_table()
+    old_units = set(co.all_units(first))
+    stopped = co.on_sweep(first, set(), NOW).state
+    forgotten = co.on_sweep(stopped, set(), NOW + RETENTION_MS).state
+    back = co.on_discovered(forgotten, info(), NOW + RETENTION_MS + HOUR, P)
+    assert back.state["phase"] == "INIT_SYNC" and back.state["epoch"] == 2
+    assert back.state["resnapshots"] == 0 and back.state["reason"] == "new"
+    assert not old_units & set(co.all_units(back.state))
+    assert not old_units & {k[2:] for k in keys(back.commands)}
+    # a forgotten row ignores everything but a discovery
+    assert co.on_stop(forgotten, "x", NOW).state is forgotten
+    assert co.on_resnapshot(forgotten, "x", None, NOW, P).state is forgotten
+    assert co.on_unit_done(forgotten, done(0), NOW, P).state is forgotten
+
+
+def test_drops_of_a_superseded_epoch_are_repeated_by_the_sweeps():
+    """Item 6: drops were sent once; a lost one left a unit of an old epoch that restarted
+    at every rebalance."""
+    s = with_shards()
+    out = co.on_resnapshot(s, "requested", None, NOW, P)
+    old = sorted(co.unit_key(u) for u in co.all_units(s))
+    assert sorted(keys(out.commands, "drop")) == old
+    state, repeats = out.state, []
+    for n in range(co.RETIRED_HEALS + 2):
+        swept = co.on_sweep(state, {"orders"}, NOW + n)
+        repeats.append(sorted(keys(swept.commands, "drop")))
+        state = swept.state
+    assert repeats == [old] * co.RETIRED_HEALS + [[], []]
+    assert state["retired"] is None
+    # also for a forgotten table, and beside the repeated stops of a stopped one
+    stopped = co.on_sweep(with_shards(), set(), NOW).state
+    forgotten = co.on_sweep(stopped, set(), NOW + RETENTION_MS).state
+    assert sorted(keys(co.on_sweep(forgotten, set(), NOW + RETENTION_MS + 1).commands,
+                       "drop")) == old
+
+
+def test_a_stale_listing_never_revives_a_pruned_shard_in_the_table_state():
+    """Item 4 at the table level: the pruned shard is not created again."""
+    s = with_shards()  # a finished, b (child of a) running
+    # b is read to its end, and a was trimmed meanwhile: a is pruned
+    fresh = listing(("b", "a", 11, 30), ("c", None, 5, 20), ("d", "c", 21, None))
+    s = co.on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "b", "listing": fresh},
+                        NOW, P).state
+    assert "a" not in s["shards"] and s["shards"]["b"]["status"] == "finished"
+    stale = listing(("a", None, 0, 10), ("b", "a", 11, None), ("c", None, 5, 20))
+    out = co.on_shards(s, {"epoch": 1, "listing": stale}, NOW + 1, P)
+    assert "a" not in out.state["shards"] and keys(out.commands) == []
+    assert out.events == [] and out.state["epoch"] == 1

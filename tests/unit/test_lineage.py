@@ -207,3 +207,26 @@ def test_every_shard_read_exactly_once_after_its_parent(steps, rnd: random.Rando
 
     assert started == Counter({s: 1 for s in h.shards}), "each shard started exactly once"
     assert done == set(h.shards)
+
+
+def test_a_stale_listing_never_revives_a_pruned_shard():
+    """Issue 10 item 4: `setdefault` re-added a pruned shard named by a listing older than
+    the prune; it was started again, its iterator failed (ResourceNotFound) and the whole
+    table re-snapshotted."""
+    old_listing = [sh("a", end=10), sh("b", "a", 11, 20), sh("c", "b", 21)]
+    p = plan({}, old_listing)
+    p = plan(p.known, old_listing, finished=["a"])
+    p = plan(p.known, old_listing, finished=["b"])
+    assert status(p) == {"a": "finished", "b": "finished", "c": "running"}
+    # a is trimmed: a fresh listing prunes it and raises the floor to a's start
+    pruned = plan(p.known, old_listing[1:], floor=p.floor)
+    assert pruned.prune == ["a"] and "a" not in pruned.known
+    assert pruned.floor == str(10**20 + 0)
+    # a DescribeStream answer taken before the trim, delivered late
+    stale = plan(pruned.known, old_listing, floor=pruned.floor)
+    assert "a" not in stale.known and stale.start == [] and stale.lost == []
+    assert status(stale) == {"b": "finished", "c": "running"}
+    assert stale.floor == pruned.floor
+    # a genuinely new shard (newer than the floor) is still added
+    new = plan(stale.known, [*old_listing[1:], sh("d", None, 40)], floor=stale.floor)
+    assert new.start == ["d"]

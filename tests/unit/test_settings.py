@@ -111,7 +111,11 @@ def test_blank_means_default_except_where_empty_is_meaningful() -> None:
         ("DYNAMODB_SCAN_PAGE_LIMIT", "-1", ">= 0"),
         ("DYNAMODB_SHARD_REFRESH_INTERVAL", "nan", "> 0"),
         ("DYNAMODB_POLL_INTERVAL", "soon", ">= 0"),
-        ("DYNAMODB_SNAPSHOT_OVERLAP", "-0.5", ">= 0"),
+        ("DYNAMODB_SNAPSHOT_OVERLAP", "-0.5", ">= 1"),
+        # stream timestamps are rounded down to the second: 0 would skip changes
+        ("DYNAMODB_SNAPSHOT_OVERLAP", "0", ">= 1"),
+        ("DYNAMODB_STREAM_RETENTION", "90000", "<= 86400"),
+        ("DYNAMODB_STREAM_RETENTION", "10", ">= 24"),
         ("KAFKA_TOPIC_PREFIX", "dyn/", "letters, digits"),
         ("KAFKA_TOPIC_PARTITIONS", "0", ">= 1"),
         ("KAFKA_TOPIC_REPLICATION", "three", ">= 1"),

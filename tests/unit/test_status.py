@@ -101,6 +101,12 @@ def test_error_and_stopped_rows():
     assert row["snapshot"] is None and row["shards"]["total"] == 0
 
 
+def test_a_forgotten_tables_epoch_record_is_not_a_row():
+    rows = table_rows({"gone": {"name": "gone", "phase": "FORGOTTEN", "epoch": 3},
+                       "orders": table("STOPPED", snapshot=None)}, {}, Rates(), NOW)
+    assert [r["table"] for r in rows] == ["orders"]
+
+
 def test_checkpoints_lists_the_current_epoch_units():
     units = dict([scan(0, 5), scan(2, 9, epoch=1), shard("s9", 4, 10, NOW)])
     cps = checkpoints("orders", {"orders": table()}, units)
