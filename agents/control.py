@@ -117,6 +117,28 @@ def _control_partitions(tps: Any) -> set[int]:
     return {tp.partition for tp in tps if tp.topic == control_topic.get_topic_name()}
 
 
+def _superseded_epoch(spec: dict[str, Any]) -> bool:
+    """The unit's table has moved to another epoch, as far as this worker can tell (the
+    table's row is here when its partition is)."""
+    table = tables.get(spec["table"])
+    return table is not None and table.get("epoch") != spec["epoch"]
+
+
+def is_current(unit: dict[str, Any]) -> bool:
+    """The fence a runner passes before each page it sends: its unit is still stored as
+    active in the same epoch, on a control partition this worker actively owns."""
+    stored = units.get(unit["id"])
+    if stored is None or stored.get("status") != "active" or \
+            stored["spec"].get("epoch") != unit["spec"]["epoch"]:
+        return False
+    if stored.get("partition") not in _control_partitions(app.assignor.assigned_actives()):
+        return False
+    return not _superseded_epoch(unit["spec"])
+
+
+runtime.fence = is_current
+
+
 @app.on_partitions_revoked.connect
 async def _revoked(app: Any, revoked: set[TP], **kwargs: Any) -> None:
     runtime.metrics.rebalances.inc()
@@ -128,9 +150,11 @@ async def _rebalanced(app: Any, **kwargs: Any) -> None:
     """After table recovery: run exactly the active units of the partitions we own."""
     owned = _control_partitions(app.assignor.assigned_actives())
     wanted = {uid: u for uid, u in units.items()
-              if u.get("status") == "active" and u.get("partition") in owned}
+              if u.get("status") == "active" and u.get("partition") in owned
+              and not _superseded_epoch(u["spec"])}  # its drop may be on its way
     stale = [uid for uid in runtime.supervisor.running() if uid not in wanted]
     await runtime.supervisor.stop(stale)
+    runtime.supervisor.retain(set(wanted))
     for u in wanted.values():
         runtime.supervisor.ensure(u)
     log.info("rebalance complete: %d control partitions owned, %d units running",

@@ -104,6 +104,18 @@ async def _finish(rt: Runtime, unit: dict[str, Any], message: dict[str, Any]) ->
     await rt.report(coordinator.unit_key(unit["id"]), message, wait=True)
 
 
+def _superseded(rt: Runtime, unit: dict[str, Any]) -> bool:
+    """True when this runner may no longer send for the unit (dropped, stopped, another
+    epoch, or its partition is no longer ours): its page is not sent and not
+    checkpointed; the unit's current owner reads it again."""
+    if rt.fence(unit):
+        return False
+    rt.metrics.retries.labels(unit["spec"]["table"], "superseded").inc()
+    log.info("%s: no longer current here (dropped, stopped, other epoch or owner); "
+             "its page is left to the current owner", unit["id"])
+    return True
+
+
 async def _resnapshot(rt: Runtime, unit: dict[str, Any], reason: str) -> None:
     spec = unit["spec"]
     log.warning("%s: %s -> automatic re-snapshot of table %s", unit["id"], reason, spec["table"])
@@ -156,6 +168,10 @@ class InFlight:
             if held:
                 self.slots.release()
 
+    def settled(self) -> bool:
+        """No commit in flight (or the last one completed)."""
+        return self._task is None or self._task.done()
+
     async def wait(self) -> None:
         task, self._task = self._task, None
         if task is not None:
@@ -197,10 +213,14 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
     backoff = Backoff()
     limit = rt.settings.dynamodb_scan_page_limit
     flight = InFlight(rt.pages)
+    fenced = asyncio.Event()  # set by a commit that found the unit no longer ours
     log.info("%s: scanning %s from %s", table, where, "a cursor" if cursor else "the start")
 
     async def commit(messages: list[tuple[bytes, Any]], items: int, pos: Any,
                      count: int) -> None:
+        if _superseded(rt, unit):
+            fenced.set()
+            return
         await _deliver(rt, table, topic, messages, where, "snapshot")
         rt.metrics.snapshot_items.labels(table).inc(items)
         if pos is not None:
@@ -209,7 +229,7 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
                             {"type": "progress", "pos": pos, "count": count})
 
     try:
-        while not stopping.is_set():
+        while not (stopping.is_set() or fenced.is_set()):
             await flight.take_slot()
             try:
                 page = await tables.scan(table, seg, total, cursor, limit)
@@ -234,10 +254,14 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
             cursor = page.last_evaluated_key
             pos = None if cursor is None else codec.item_to_sdk_v1(cursor)
             await flight.commit(commit(messages, len(page.items), pos, count))
+            if fenced.is_set():  # superseded: the page was not sent
+                break
             cost = page.consumed_capacity
             page = messages = None  # type: ignore[assignment]  # held by the commit only
             if cursor is None:
                 await flight.wait()
+                if fenced.is_set():
+                    break
                 await _finish(rt, unit, {"type": "finish", "count": count})
                 log.info("%s: %s done, %d items", table, where, count)
                 return
@@ -264,11 +288,16 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
     iterator: str | None = None
     label = f"{table}/{shard}"
     flight = InFlight(rt.pages)
+    fenced = asyncio.Event()  # set by a commit that found the unit no longer ours
+    caught_up = False
     log.info("%s: reading shard %s from %s", table, shard,
              f"after {pos}" if pos else "TRIM_HORIZON")
 
     async def commit(messages: list[tuple[bytes, Any]], pos: str, count: int,
                      last_ts: int) -> None:
+        if _superseded(rt, unit):
+            fenced.set()
+            return
         if messages:
             await _deliver(rt, table, topic, messages, f"shard {shard}", "stream")
         lag_ms = max(0, _now_ms() - last_ts)
@@ -279,7 +308,7 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
                          "ts_ms": last_ts})
 
     try:
-        while not stopping.is_set():
+        while not (stopping.is_set() or fenced.is_set()):
             await flight.take_slot()
             try:
                 if iterator is None:
@@ -325,13 +354,25 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
             if last_seq is not None and seq_key(last_seq) > seq_key(pos):
                 pos, count = last_seq, count + len(page.records)
                 await flight.commit(commit(messages, pos, count, last_ts))
+                caught_up = False
             else:
                 flight.free_slot()
             iterator, idle = page.next_iterator, not page.records
+            if fenced.is_set():  # superseded: the page was not sent
+                break
+            if idle and iterator is not None and not caught_up and flight.settled():
+                # an empty page of an open shard, every page before it delivered: nothing
+                # is waiting, so the lag is 0 (not the last batch's, which would keep lag
+                # alerts firing on quiet tables)
+                caught_up = True
+                rt.metrics.lag_seconds.labels(table, shard).set(0)
+                await rt.report(coordinator.unit_key(unit["id"]), {"type": "caught_up"})
             # a runner waiting for its next page slot must not keep this page alive
             page = messages = None  # type: ignore[assignment]
             if iterator is None:  # closed and fully read: children may start
                 await flight.wait()
+                if fenced.is_set():
+                    break
                 listing = None
                 try:
                     listing = coordinator.encode_listing((await streams.describe(arn)).shards)
@@ -346,6 +387,12 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
         await flight.wait()
     finally:
         flight.abandon()
+        # the shard's lag series ends with its runner here: finished, or moved to another
+        # worker (which exports its own), or dropped; never a stale value for ever
+        try:
+            rt.metrics.lag_seconds.remove(table, shard)
+        except KeyError:
+            pass
 
 
 # ---------------------------------------------------------------- stream watcher

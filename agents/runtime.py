@@ -47,6 +47,9 @@ class Runtime:
         # AWS pages held at once by all runners of this worker (see runners.InFlight)
         self.pages = asyncio.Semaphore(settings.worker_max_pages)
         self.supervisor = Supervisor(self)
+        # May a runner of this unit still send?  (ownership, epoch; see agents/control.py,
+        # which installs the real check; tests hand in their own)
+        self.fence: Callable[[dict[str, Any]], bool] = lambda unit: True
 
     async def aws(self) -> AwsClients:
         if self._aws is None:
@@ -199,6 +202,15 @@ class Supervisor:
         """The unit was dropped (its epoch is over)."""
         self.local_pos.pop(uid, None)
         self.finished.pop(uid, None)
+
+    def retain(self, uids: set[str]) -> None:
+        """After a rebalance: keep the memory of these units only (the active units this
+        worker owns).  A unit that moved away, finished in the stored state or was dropped
+        on another worker is forgotten here too: memory never outlives its unit."""
+        keep = uids | set(self.running())
+        for memory in (self.local_pos, self.finished):
+            for uid in [u for u in memory if u not in keep]:
+                del memory[uid]
 
 
 runtime = Runtime()

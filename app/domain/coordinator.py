@@ -431,6 +431,10 @@ def on_unit(u: State | None, unit_id: str, msg: Mapping[str, Any], partition: in
         return UnitOutcome({**u, "pos": msg.get("pos"), "count": int(msg.get("count", 0)),
                             "lag_ms": msg.get("lag_ms"), "ts_ms": msg.get("ts_ms"),
                             "updated_ms": now})
+    if kind == "caught_up":  # an open shard's read came back empty: nothing waits
+        if u["status"] != "active" or u.get("lag_ms") == 0:
+            return UnitOutcome(u)
+        return UnitOutcome({**u, "lag_ms": 0, "updated_ms": now})
     if kind == "finish":
         if u["status"] == "finished":
             return UnitOutcome(u)

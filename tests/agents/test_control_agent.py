@@ -272,3 +272,24 @@ async def test_flow_on_rocksdb(rocksdb: Any, rec: Recorder, tmp_path: Path):
         await c.deliver()
         assert units[WATCH]["status"] == "stopped"
     assert any(p.name.startswith("tables-0") for p in tmp_path.rglob("*"))
+
+
+# ---------------------------------------------------------------- the fence (issue 10 item 6)
+async def test_a_unit_is_current_only_while_active_in_its_epoch_on_an_owned_partition(
+        control: Control, monkeypatch: pytest.MonkeyPatch):
+    owned = {TP(ctl.control_topic.get_topic_name(), 0)}
+    monkeypatch.setattr(app.assignor, "assigned_actives", lambda: owned)
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    await control.deliver()
+    unit = units[SCANS[0]]
+    assert ctl.is_current(unit)
+    owned.clear()  # the partition went to another worker
+    assert not ctl.is_current(unit)
+    owned.add(TP(ctl.control_topic.get_topic_name(), 0))
+    # a resync: epoch 2; the epoch-1 unit is superseded even before its drop arrives
+    await control.put("t:orders", {"type": "resnapshot", "reason": "requested"})
+    assert row("orders")["epoch"] == 2 and SCANS[0] in units
+    assert not ctl.is_current(unit)
+    await control.deliver()
+    assert SCANS[0] not in units and not ctl.is_current(unit)
+    assert ctl.is_current(units["scan|orders|2|0|3"])

@@ -279,7 +279,8 @@ async def test_failed_sends_are_retried_and_checkpointed_once_after_success(
     launch(runners.run_shard, shard_unit(arn, shard))
     await until(lambda: kafka.last_pos() == seqs[-1], "progress after the third attempt")
 
-    kinds = [e[0] if e[0] != "report" else e[2]["type"] for e in kafka.log]
+    kinds = [e[0] if e[0] != "report" else e[2]["type"] for e in kafka.log
+             if e[0] != "report" or e[2]["type"] != "caught_up"]
     assert kinds == ["failed", "failed", "sent", "progress"]
     assert [v["source"]["seq"] for v in kafka.log[2][1]] == seqs
     assert metric(rt, "retries", table=TABLE, reason="kafka") == 2
@@ -305,7 +306,8 @@ async def test_next_page_is_read_while_kafka_acks_the_previous_but_sent_after_it
     await until(lambda: kafka.last_pos() == second[-1], "progress after page 2")
 
     kinds = [(e[0], [v["source"]["seq"] for v in e[1]]) if e[0] != "report"
-             else (e[2]["type"], e[2]["pos"]) for e in kafka.log]
+             else (e[2]["type"], e[2]["pos"]) for e in kafka.log
+             if e[0] != "report" or e[2]["type"] != "caught_up"]
     assert kinds == [("failed", first), ("sent", first), ("progress", first[-1]),
                      ("sent", second), ("progress", second[-1])]
     await until(lambda: held_pages(rt) == 0, "slots given back")
@@ -507,3 +509,78 @@ async def test_a_unit_finished_here_is_not_rerun_when_created_again(fake, stream
     rt.supervisor.forget(unit["id"])  # dropped: a later create of the same id runs again
     rt.supervisor.ensure(unit)
     await until(lambda: fake.calls["get_records"] > reads, "a new runner after forget")
+
+
+# ---------------------------------------------------------------- issue 10: fencing, lag, memory
+def lag(rt: Runtime, shard: str) -> float | None:
+    return rt.metrics.registry.get_sample_value("dynamodb_replicator_lag_seconds",
+                                                {"table": TABLE, "shard": shard})
+
+
+async def test_a_runner_no_longer_current_sends_nothing_more(fake, stream, kafka, launch, rt):
+    """Item 6: nothing fenced a runner whose unit was dropped, stopped, moved to another
+    epoch or another worker; its pages could land after the current owner's."""
+    arn, shard = stream
+    current = {"yes": True}
+    rt.fence = lambda unit: current["yes"]
+    first = put(fake, arn, "a", "b")
+    task = launch(runners.run_shard, shard_unit(arn, shard))
+    await until(lambda: kafka.last_pos() == first[-1], "the first page")
+    current["yes"] = False  # e.g. a resync: the unit of the old epoch was dropped
+    put(fake, arn, "c", "d")
+    await asyncio.wait_for(task, 3.0)  # it ends by itself
+    assert kafka.seqs() == first and kafka.last_pos() == first[-1]
+    assert kafka.reports("finish") == []
+    assert metric(rt, "retries", table=TABLE, reason="superseded") == 1
+    assert held_pages(rt) == 0
+
+
+async def test_a_scan_no_longer_current_neither_sends_nor_finishes(dynamo, kafka, launch, rt):
+    rt.fence = lambda unit: False
+    await asyncio.wait_for(launch(runners.run_scan, scan_unit()), 3.0)
+    assert kafka.values() == [] and kafka.reports() == []
+    assert metric(rt, "retries", table=TABLE, reason="superseded") == 1
+
+
+async def test_an_idle_caught_up_shard_has_no_lag(fake, stream, kafka, launch, rt):
+    """Item 8: an idle shard kept its last batch's lag (a quiet table showed 14.3 s)."""
+    arn, shard = stream
+    seqs = put(fake, arn, "a")  # written at the fake's START_TIME: long ago
+    launch(runners.run_shard, shard_unit(arn, shard))
+    await until(lambda: kafka.reports("caught_up"), "the caught-up report")
+    progress = kafka.reports("progress")
+    assert progress[-1]["pos"] == seqs[-1] and progress[-1]["lag_ms"] > 60_000
+    assert lag(rt, shard) == 0
+    assert len(kafka.reports("caught_up")) == 1  # once, not at every empty page
+    # and the unit state shows it
+    u = co.on_unit(None, "u", {"type": "create", "unit": {"epoch": 1, "kind": "shard"}},
+                   0, 0).state
+    u = co.on_unit(u, "u", progress[-1], 0, 1).state
+    assert co.on_unit(u, "u", {"type": "caught_up"}, 0, 2).state["lag_ms"] == 0
+
+
+async def test_a_shards_lag_series_ends_with_its_runner(fake, stream, kafka, launch, rt):
+    """Item 8: lag_seconds{table,shard} of finished shards stayed for ever (unbounded with
+    shard churn, stale values exported)."""
+    arn, shard = stream
+    put(fake, arn, "a")
+    task = launch(runners.run_shard, shard_unit(arn, shard))
+    await until(lambda: lag(rt, shard) is not None, "the lag series")
+    (child,) = [fake.rollover(arn, shard)]
+    await asyncio.wait_for(task, 3.0)
+    assert lag(rt, shard) is None
+    put(fake, arn, "b")
+    rt.supervisor.ensure(shard_unit(arn, child))
+    await until(lambda: lag(rt, child) is not None, "the child's lag series")
+    await rt.supervisor.stop_all(grace=1.0)  # e.g. its partition moved to another worker
+    assert lag(rt, child) is None
+
+
+async def test_worker_memory_of_units_does_not_outlive_them(rt):
+    """Items 2 and 8: Supervisor.finished/local_pos kept every unit ever run here; after a
+    rebalance only the units this worker still runs are remembered."""
+    for uid in ("kept", "moved", "dropped-elsewhere"):
+        rt.supervisor.remember(uid, "1", 1)
+        rt.supervisor.finished[uid] = {"type": "finish"}
+    rt.supervisor.retain({"kept"})
+    assert set(rt.supervisor.local_pos) == {"kept"} and set(rt.supervisor.finished) == {"kept"}
