@@ -184,14 +184,24 @@ class ReplicatorApp(faust.App):
         configure(settings.log_level, settings.log_format)
         log.info("settings: %s", settings.masked())
 
-        p, r = settings.state_partitions, settings.kafka_topic_replication
-        compact = {"cleanup.policy": "compact"}
-        await ensure_topics(
-            settings.bootstrap_servers(),
-            {f"{settings.app_id}-control": (p, r, {}),
-             f"{settings.app_id}-tables-changelog": (p, r, compact),
-             f"{settings.app_id}-units-changelog": (p, r, compact)},
-            **_admin_auth(settings))
+        await ensure_topics(settings.bootstrap_servers(), internal_topics(settings),
+                            **_admin_auth(settings))
+
+
+# A table's state and a shard listing grow with its stream's shards (~120 bytes each in
+# both): a ~7,000-shard stream passes 1 MB, Kafka's default record limit.  The internal
+# topics accept records up to this size, and the producer sends them.
+STATE_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def internal_topics(s: Settings) -> dict[str, tuple[int, int, dict[str, str]]]:
+    """The app's own topics: name -> (partitions, replication, topic config)."""
+    p, r = s.state_partitions, s.kafka_topic_replication
+    big = {"max.message.bytes": str(STATE_MAX_MESSAGE_BYTES)}
+    compact = {"cleanup.policy": "compact", **big}
+    return {f"{s.app_id}-control": (p, r, big),
+            f"{s.app_id}-tables-changelog": (p, r, compact),
+            f"{s.app_id}-units-changelog": (p, r, compact)}
 
 
 app = ReplicatorApp(
@@ -203,7 +213,8 @@ app = ReplicatorApp(
     topic_partitions=settings.state_partitions,
     topic_replication_factor=settings.kafka_topic_replication,
     producer_acks=-1,
-    producer_max_request_size=max(1_048_576, settings.kafka_max_record_bytes + 65_536),
+    producer_max_request_size=max(STATE_MAX_MESSAGE_BYTES,
+                                  settings.kafka_max_record_bytes) + 65_536,
     producer_linger_ms=5,
     producer_max_batch_size=1_048_576,  # per partition; 16 KiB halved the ack rate (bench/)
     broker_commit_interval=1.0,
