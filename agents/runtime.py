@@ -78,6 +78,7 @@ class Runtime:
         from app.state import units
 
         deadline = asyncio.get_running_loop().time() + timeout
+        self.supervisor.closing = True  # a rebalance completing meanwhile starts nothing
         await self.supervisor.stop_all(grace=timeout / 2)
         await app.producer.flush()
 
@@ -127,6 +128,7 @@ class Supervisor:
         # units whose runner completed here, with their finish report
         self.finished: dict[str, dict[str, Any]] = {}
         self._reports: set[asyncio.Task[None]] = set()
+        self.closing = False  # the worker shuts down: no new runner
 
     def running(self) -> list[str]:
         return sorted(uid for uid, (t, _, _) in self.tasks.items() if not t.done())
@@ -137,6 +139,8 @@ class Supervisor:
         from agents.runners import RUNNERS
 
         uid = unit["id"]
+        if self.closing:
+            return
         if uid in self.finished:
             # created again before the agent stored our finish (e.g. a discovery heal): the
             # work is done; repeating the report also heals a finish that got lost

@@ -584,3 +584,18 @@ async def test_worker_memory_of_units_does_not_outlive_them(rt):
         rt.supervisor.finished[uid] = {"type": "finish"}
     rt.supervisor.retain({"kept"})
     assert set(rt.supervisor.local_pos) == {"kept"} and set(rt.supervisor.finished) == {"kept"}
+
+
+async def test_no_runner_starts_once_the_worker_drains(fake, stream, kafka, rt, monkeypatch):
+    """A rebalance completing during the graceful shutdown started a runner after the
+    drain had stopped them all (seen in a worker log: it read on after 'runners stopped')."""
+    import agents.runtime
+
+    async def flushed() -> None:
+        return None
+
+    monkeypatch.setattr(agents.runtime.app.producer, "flush", flushed)  # no broker here
+    arn, shard = stream
+    await rt.drain(timeout=0.2)
+    rt.supervisor.ensure(shard_unit(arn, shard))
+    assert rt.supervisor.running() == []
