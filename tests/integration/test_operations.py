@@ -14,7 +14,14 @@ from typing import Any
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser import chromium, screenshot, wait_for
-from tests.integration.dynamo import batch_put, client, create_table, decode, worker_env
+from tests.integration.dynamo import (
+    batch_put,
+    client,
+    create_table,
+    decode,
+    snapshot_keys,
+    worker_env,
+)
 from tests.integration.helpers import FAUST, ROOT, TopicReader, Worker, wait_until
 
 N_ITEMS = 600
@@ -72,17 +79,6 @@ def metric_sum(workers: list[Worker], name: str, **labels: str) -> float:
                                                    for k, v in labels.items()):
                 total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-def snapshot_keys(records: list[Any]) -> dict[int, set[bytes]]:
-    """The keys of the snapshot ("r") records, per snapshot (its start, the records'
-    ts_ms).  Distinct keys: a segment moved by a rebalance may repeat a page, which the
-    at-least-once contract allows."""
-    snaps: dict[int, set[bytes]] = {}
-    for x in records:
-        if x.value and (v := decode(x.value))["op"] == "r":
-            snaps.setdefault(int(v["ts_ms"]), set()).add(x.key)
-    return snaps
 
 
 def test_status_page_metrics_progress_and_cli(stack, uid, workdir: Path, tmp_path: Path):
