@@ -50,6 +50,10 @@ async def handle_table(name: str, msg: dict[str, Any], partition: int) -> None:
     kind, now = msg["type"], _now()
     if kind == "discovered":
         out = co.on_discovered(s, msg["info"], now, policy)
+    elif kind == "refused":  # before the None check: a new table may be refused
+        out = co.on_refused(s, msg["info"], msg.get("reason") or "refused", now)
+        if "refused" in out.events:  # once per reason, not every discovery round
+            log.warning("%s: REFUSED: %s", name, msg.get("reason"))
     elif s is None:
         return  # a late report for a forgotten table
     elif kind == "unit_done":

@@ -8,7 +8,7 @@ from typing import Any
 
 from agents.runtime import runtime
 from app.domain import coordinator as co
-from app.domain.discovery import matches, select, table_name_from_arn
+from app.domain.discovery import matches, refusal, select, table_name_from_arn
 from app.domain.model import TableInfo
 from app.errors import AwsError
 from app.main import app, settings
@@ -49,15 +49,10 @@ def needs_stream() -> bool:
 
 
 def usable(info: TableInfo) -> bool:
+    """False for a table in a passing state (being created, deleted, …): skipped, not
+    refused (see :func:`app.domain.discovery.refusal` for what is refused)."""
     if info.status in ("CREATING", "DELETING", "ARCHIVED", "INACCESSIBLE_ENCRYPTION_CREDENTIALS"):
         _warn_once(info.name, f"status {info.status}")
-        return False
-    if needs_stream() and not info.stream_arn:
-        _warn_once(info.name, "no DynamoDB stream enabled (enable NEW_AND_OLD_IMAGES)")
-        return False
-    if needs_stream() and info.stream_view_type == "KEYS_ONLY":
-        _warn_once(info.name, "stream view type KEYS_ONLY carries no item images "
-                   "(use NEW_AND_OLD_IMAGES or NEW_IMAGE)")
         return False
     return True
 
@@ -85,10 +80,14 @@ async def discover_once() -> list[str]:
             continue
         if not usable(info):
             continue
+        # a refused table is present too: its state says why (status page, CLI, metric);
+        # the control agent logs the reason once per change
         present.append(name)
+        reason = refusal(info, needs_stream())
+        message = ({"type": "discovered"} if reason is None
+                   else {"type": "refused", "reason": reason})
         await control_topic.send(key=co.table_key(name),
-                                 value={"type": "discovered", "info": info_message(info),
-                                        "now": now})
+                                 value={**message, "info": info_message(info), "now": now})
     # the discovery was complete: tables not seen any more stop (on every partition)
     for partition in range(settings.state_partitions):
         await control_topic.send(key="sweep", value={"present": present, "now": now},
@@ -100,6 +99,6 @@ async def discover_once() -> list[str]:
 async def discovery() -> None:
     try:
         present = await discover_once()
-        log.info("discovery: %d table(s) replicated: %s", len(present), ", ".join(present))
+        log.info("discovery: %d table(s) found: %s", len(present), ", ".join(present))
     except AwsError as exc:
         log.warning("discovery round failed, nothing stopped: %s", exc)

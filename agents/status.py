@@ -14,7 +14,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.runtime import runtime
-from app.domain.status import progress_line
+from app.domain.status import progress_line, refused_tables
 from app.main import _admin_auth, app, settings
 from app.view import ClusterView
 
@@ -67,6 +67,8 @@ class StatusJson(View):
 @app.page("/metrics")
 class Metrics(View):
     async def get(self, request: Request) -> Response:
+        if view.caught_up.is_set():  # the cluster's refused tables, as of this scrape
+            runtime.metrics.set_refused(refused_tables(view.tables))
         # the header as given: aiohttp refuses a charset inside content_type=
         return self.bytes(generate_latest(runtime.metrics.registry),
                           headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,6 +1,7 @@
 """Operator commands, run against a live cluster (`faust -A app <command>`):
 
     status [--json]          every table: phase, snapshot progress, shards, rate, lag, error
+                             (or why it is REFUSED)
     checkpoints TABLE        the positions of the table's scan segments and shards
     resync TABLE [--no-wait] force a new snapshot of TABLE (then streaming, as for a new table)
 
@@ -50,7 +51,8 @@ def _row_text(r: dict[str, Any]) -> list[str]:
     sh = r["shards"]
     return [r["table"], str(r["phase"]), progress, f"{sh['open']}/{sh['finished']}",
             f"{r['events_per_s']:,.0f}", "-" if r["lag_s"] is None else f"{r['lag_s']:.1f}s",
-            (r["error"] or "")[:60]]
+            # a refusal's reason is the whole point of the row: not cut
+            r["refused"] or (r["error"] or "")[:60]]
 
 
 def _table(rows: list[list[str]], head: list[str]) -> str:
@@ -106,6 +108,8 @@ async def resync(self: AppCommand, table: str, wait: bool, timeout: float) -> No
     if state.get("phase") == "STOPPED":
         raise click.ClickException(f"{table} is STOPPED (not discovered any more); "
                                    "tag it again to resume it")
+    if state.get("phase") == "REFUSED":
+        raise click.ClickException(f"{table} is REFUSED: {state.get('error')}")
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers(), acks="all", **_admin_auth(settings))
     await producer.start()

@@ -1,7 +1,8 @@
 """Prometheus metrics, declared in one place.  Tests pass their own registry."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -20,6 +21,9 @@ class Metrics:
     table_errors: Counter
     rebalances: Counter
     skipped_before_cutoff: Counter
+    tables_refused: Gauge
+    # the series tables_refused has (init=False: any field may follow it)
+    _refused: dict[str, str] = field(default_factory=dict, init=False)
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -48,4 +52,19 @@ class Metrics:
             rebalances=Counter(p + "rebalances", "Rebalances seen by this worker", registry=r),
             skipped_before_cutoff=Counter(p + "skipped_before_cutoff", "Stream records older "
                                           "than the snapshot cut-over", ["table"], registry=r),
+            tables_refused=Gauge(p + "tables_refused", "1 per table discovery found but "
+                                 "refuses to replicate, labelled with the reason (the whole "
+                                 "cluster's, as every worker sees it)", ["table", "reason"],
+                                 registry=r),
         )
+
+    def set_refused(self, refused: Mapping[str, str]) -> None:
+        """``tables_refused`` = exactly ``{table: reason}``: a table no longer refused, or
+        refused for another reason, loses its old series (bounded, never stale)."""
+        for table, reason in list(self._refused.items()):
+            if refused.get(table) != reason:
+                self.tables_refused.remove(table, reason)
+                del self._refused[table]
+        for table, reason in refused.items():
+            self.tables_refused.labels(table, reason).set(1)
+            self._refused[table] = reason

@@ -197,6 +197,8 @@ def on_discovered(s: State | None, info: Mapping[str, Any], now: int, p: Policy)
     if s is None or s["phase"] == "FORGOTTEN":
         # a forgotten table's row keeps its epoch: the new life continues the count
         return _begin({**(s or {}), **fresh, "resnapshots": 0}, info, now, p, "new")
+    if s.get("refused"):  # usable again after a refusal: see on_refused
+        return _accepted(s, info, now, p)
     same_stream = s.get("stream_arn") == info.get("stream_arn")
     same_table = s.get("table_arn") == info.get("table_arn")
     if not (same_stream and same_table):
@@ -269,6 +271,55 @@ def on_stop(s: State, reason: str, now: int, error: bool = False) -> Outcome:
                    [f"{s['name']}: {s['phase']} ({reason})"])
 
 
+def on_refused(s: State | None, info: Mapping[str, Any], reason: str, now: int) -> Outcome:
+    """Discovery found the table but cannot replicate it (``reason``: free text, e.g. a
+    stream without the new item image): phase REFUSED, ``error`` = reason, every running
+    unit stopped, positions kept.  Idempotent (discovery says it every round; the stops
+    are repeated as one may be lost); ``events`` holds "refused" only when the reason is
+    new, so the agent warns once per change.
+
+    ``s["refused"]`` = {reason, resume_phase, stopped_ms}: what the refusal interrupted.
+    It survives on_stop/on_sweep (a refused table no longer discovered stops and is
+    forgotten like any other) and is what :func:`_accepted` resumes when discovery
+    finds the table usable again.  A table refused before it ever started has epoch 0."""
+    running = s is not None and s["phase"] in (*ACTIVE, "SNAPSHOT_DONE")
+    old = None if s is None else s.get("refused")
+    if s is None or s["phase"] == "FORGOTTEN":  # never started (in this life)
+        s = {"name": info["name"], **_info_fields(info), "epoch": (s or {}).get("epoch", 0),
+             "resnapshots": 0, "snapshot": None, "shards": {}, "resume_phase": None,
+             "stopped_ms": None}
+        old = {"reason": None, "resume_phase": None, "stopped_ms": None, "new": True}
+    if running or old is None:  # running now, it resumes the phase it is in
+        old = {"reason": None,
+               "resume_phase": s["phase"] if running else s.get("resume_phase"),
+               "stopped_ms": now if running else s.get("stopped_ms")}
+    stops = [] if old.get("new") else [_cmd(u, "stop") for u in _running_units(s)]
+    if s.get("phase") == "REFUSED" and old["reason"] == reason:
+        return Outcome(s, stops)
+    s = {**s, "phase": "REFUSED", "reason": reason, "error": reason, "updated_ms": now,
+         "refused": {**old, "reason": reason},
+         # its positions stop advancing (see on_stop): the retention clock runs
+         "halted_ms": s.get("halted_ms") or (now if running else None)}
+    return Outcome(s, stops, events=["refused"])
+
+
+def _accepted(s: State, info: Mapping[str, Any], now: int, p: Policy) -> Outcome:
+    """on_discovered for a table refused before: put back what the refusal interrupted,
+    then decide as for any known table (stream replaced: new epoch; positions older
+    than the retention: new epoch; else resume the interrupted phase)."""
+    refused, s = s["refused"], {**s, "refused": None}
+    if s["phase"] not in ("REFUSED", "STOPPED"):
+        return on_discovered(s, info, now, p)  # started again since (a resnapshot)
+    if refused.get("new") or not s.get("epoch"):  # refused before it ever started: new
+        # (a forgotten table's epoch is kept: its new life continues the count)
+        return _begin({**s, "name": info["name"], **_info_fields(info)}, info, now, p, "new")
+    s = {**s, "phase": "STOPPED", "resume_phase": refused.get("resume_phase"),
+         "stopped_ms": refused.get("stopped_ms")}
+    out = on_discovered(s, info, now, p)
+    out.notes.insert(0, f"{s['name']}: no longer refused ({refused.get('reason')})")
+    return out
+
+
 def on_sweep(s: State, present: set[str], now: int) -> Outcome:
     """Broadcast after a complete discovery: tables no longer desired stop; tables
     stopped for longer than the stream retention are forgotten."""
@@ -293,7 +344,7 @@ def on_sweep(s: State, present: set[str], now: int) -> Outcome:
 def on_resnapshot(s: State, reason: str, info: Mapping[str, Any] | None, now: int,
                   p: Policy) -> Outcome:
     """Positions are unusable (trimmed) or an operator asked: start a new epoch."""
-    if s["phase"] in ("STOPPED", "FORGOTTEN"):
+    if s["phase"] in ("STOPPED", "FORGOTTEN", "REFUSED"):
         return Outcome(s)
     out = _retire(s, _begin({**s, "resnapshots": s.get("resnapshots", 0) + 1},
                             info or {**s, "name": s["name"]}, now, p, reason))

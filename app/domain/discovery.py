@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from app.domain.model import TableInfo
+
 _SPECIAL = frozenset(";:,\\")
 
 
@@ -151,3 +153,24 @@ def table_name_from_arn(arn: str) -> str:
         if kind == "table" and name:
             return name
     raise ValueError(f"not a DynamoDB table ARN: {arn!r}")
+
+
+# Stream view types whose records carry the item's new state (NEW_IMAGE: no ``before``).
+NEW_STATE_VIEWS = ("NEW_AND_OLD_IMAGES", "NEW_IMAGE")
+
+
+def refusal(info: TableInfo, needs_stream: bool) -> str | None:
+    """Why the table cannot be replicated as configured, or None when it can.
+
+    The stream modes need a stream whose records carry the new item image: with
+    ``KEYS_ONLY`` or ``OLD_IMAGE`` inserts and updates would go out without their state
+    (``after: null``).  ``snapshot_only`` (``needs_stream`` false) reads no stream."""
+    if not needs_stream:
+        return None
+    views = "NEW_AND_OLD_IMAGES (or NEW_IMAGE), or set DYNAMODB_SYNC_MODE=snapshot_only"
+    if not info.stream_arn:
+        return f"no DynamoDB stream enabled: enable one with view type {views}"
+    if info.stream_view_type not in NEW_STATE_VIEWS:
+        return (f"stream view type {info.stream_view_type} carries no new item image "
+                f"(inserts and updates would have no state): re-enable the stream with {views}")
+    return None

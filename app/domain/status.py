@@ -82,6 +82,19 @@ def _snapshot(s: Mapping[str, Any], scans: list[Mapping[str, Any]], rate: float,
             "start_ms": snap.get("start_ms"), "end_ms": snap.get("end_ms")}
 
 
+def refusal_reason(s: Mapping[str, Any]) -> str | None:
+    """The reason a REFUSED table is refused (app.domain.coordinator.on_refused)."""
+    if s.get("phase") != "REFUSED":
+        return None
+    return str((s.get("refused") or {}).get("reason") or s.get("error") or "refused")
+
+
+def refused_tables(tables: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """{table: reason} of every refused table (the ``tables_refused`` gauge)."""
+    return {name: reason for name, s in tables.items()
+            if (reason := refusal_reason(s)) is not None}
+
+
 def table_rows(tables: Mapping[str, Mapping[str, Any]], units: Mapping[str, Mapping[str, Any]],
                rates: Rates, now_ms: int) -> list[dict[str, Any]]:
     by_table: dict[str, list[Mapping[str, Any]]] = {}
@@ -110,6 +123,8 @@ def table_rows(tables: Mapping[str, Mapping[str, Any]], units: Mapping[str, Mapp
             "epoch": s.get("epoch"),
             "reason": s.get("reason"),
             "error": s.get("error"),
+            # why discovery refuses the table (phase REFUSED), e.g. a KEYS_ONLY stream
+            "refused": refusal_reason(s),
             "resnapshots": int(s.get("resnapshots") or 0),
             "snapshot": _snapshot(s, scans, rates.per_second(name, "scan", now_ms),
                                   s.get("phase") == "INIT_SYNC"),

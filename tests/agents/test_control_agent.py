@@ -205,6 +205,36 @@ async def test_sweep_without_the_table_stops_it(control: Control):
     assert all(units[u]["status"] == "active" for u in SCANS)
 
 
+async def test_refused_table_is_stored_with_its_reason_and_warned_once(
+        control: Control, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.WARNING, logger="agents.control")
+    reason = "stream view type OLD_IMAGE carries no new item image"
+    old = {**INFO, "name": "old", "view_type": "OLD_IMAGE"}
+    for _ in range(3):  # discovery says it every round
+        await control.put("t:old", {"type": "refused", "info": old, "reason": reason})
+    s = row("old")
+    assert (s["phase"], s["error"], s["epoch"], s["partition"]) == ("REFUSED", reason, 0, 0)
+    assert control.rec.sent == [] and control.rec.ensured == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"old: REFUSED: {reason}"]
+
+    # a replicating table whose stream turned KEYS_ONLY: its runners stop
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    await control.deliver()
+    await control.put("t:orders", {"type": "refused", "info": {**INFO, "view_type": "KEYS_ONLY"},
+                                   "reason": "KEYS_ONLY"})
+    await control.deliver()
+    assert row("orders")["phase"] == "REFUSED"
+    assert all(units[u]["status"] == "stopped" for u in SCANS)
+    assert control.rec.stopped[-3:] == SCANS
+    # usable again: the same units resume
+    control.rec.ensured.clear()
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    await control.deliver()
+    assert row("orders")["phase"] == "INIT_SYNC" and row("orders")["epoch"] == 1
+    assert sorted(u["id"] for u in control.rec.ensured) == SCANS
+
+
 async def test_bad_messages_do_not_stop_the_agent(control: Control,
                                                   caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.ERROR, logger="agents.control")

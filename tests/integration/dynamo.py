@@ -118,6 +118,18 @@ def check_against_ledger(records: list[Any], ledger: Ledger) -> dict[str, int]:
     return {"lost": lost, "duplicates": dups}
 
 
+def snapshot_keys(records: list[Any]) -> dict[int, set[bytes]]:
+    """The keys of the snapshot ("r") records, per snapshot (told apart by its start,
+    the records' ts_ms), in the order the snapshots started.  Distinct keys: a segment
+    moved by a rebalance, or a batch resent after a Kafka error, repeats records, which
+    the at-least-once contract allows; how many snapshots there were is exact."""
+    snaps: dict[int, set[bytes]] = {}
+    for x in records:
+        if x.value and (v := decode(x.value))["op"] == "r":
+            snaps.setdefault(int(v["ts_ms"]), set()).add(x.key)
+    return dict(sorted(snaps.items()))
+
+
 def b64(b: bytes) -> str:
     return base64.b64encode(b).decode()
 

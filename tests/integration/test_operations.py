@@ -1,7 +1,7 @@
 """What operators use, against a running two-worker cluster (real broker, moto server):
 the status page in headless Chromium and its JSON on either worker, Prometheus
 /metrics, the INIT_SYNC progress log, and the faust CLI commands (status,
-checkpoints, resync)."""
+checkpoints, resync); a table refused next to a good one (OLD_IMAGE stream)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,14 @@ from typing import Any
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser import chromium, screenshot, wait_for
-from tests.integration.dynamo import batch_put, client, create_table, decode, worker_env
+from tests.integration.dynamo import (
+    batch_put,
+    client,
+    create_table,
+    decode,
+    snapshot_keys,
+    worker_env,
+)
 from tests.integration.helpers import FAUST, ROOT, TopicReader, Worker, wait_until
 
 N_ITEMS = 600
@@ -80,6 +87,12 @@ def test_status_page_metrics_progress_and_cli(stack, uid, workdir: Path, tmp_pat
     create_table(ddb, table, [("pk", "S")], {f"itest-{uid}": "1"})
     batch_put(ddb, table, [{"pk": {"S": f"k{i:04d}"}, "v": {"N": str(i)}}
                            for i in range(N_ITEMS)])
+    keys = {f'{{"pk":"k{i:04d}"}}'.encode() for i in range(N_ITEMS)}
+    # its stream carries no new image: refused, with the reason shown everywhere
+    old = f"old-{uid}"
+    create_table(ddb, old, [("pk", "S")], {f"itest-{uid}": "1"}, view="OLD_IMAGE")
+    ddb.put_item(TableName=old, Item={"pk": {"S": "x"}})
+    why = "stream view type OLD_IMAGE carries no new item image"
     # 24 pages of 25 items, 1 RCU shared by 2 segments (moto charges 0.5 per page): the
     # snapshot takes ~10 s, the progress log (every second) and the page can show it
     env = worker_env(stack, uid, DYNAMODB_SCAN_PAGE_LIMIT="25", DYNAMODB_SCAN_SEGMENTS="2",
@@ -94,6 +107,10 @@ def test_status_page_metrics_progress_and_cli(stack, uid, workdir: Path, tmp_pat
             # ---- INIT_SYNC: progress bar on the page, progress in the leader's log
             wait_until(lambda: (r := row(workers[0], table)) and r["phase"] == "INIT_SYNC"
                        and r["snapshot"]["items"] > 0, 120, "INIT_SYNC with items in the JSON")
+            refused = wait_until(lambda: (r := row(workers[1], old)) and
+                                 r["phase"] == "REFUSED" and r, 60, "the OLD_IMAGE table REFUSED")
+            assert refused["refused"].startswith(why) and refused["error"] == refused["refused"]
+            assert refused["snapshot"] is None and refused["epoch"] == 0
             driver.get(f"http://127.0.0.1:{workers[1].web_port}/status")
             tr = f'tr[data-table="{table}"]'
             wait_for(driver, tr)
@@ -132,6 +149,9 @@ def test_status_page_metrics_progress_and_cli(stack, uid, workdir: Path, tmp_pat
             assert driver.execute_script(
                 "return document.querySelector(arguments[0]).getAttribute('aria-valuenow')",
                 f"{tr} .bar") == "100"
+            wait_for(driver, f'tr[data-table="{old}"]')
+            texts = cells(driver, old)
+            assert texts[1] == "REFUSED" and texts[-1].startswith(why), texts
             shot = screenshot(driver, tmp_path / "status-page.png")
             assert shot.stat().st_size > 5000
             print(f"status page screenshots in {tmp_path}")
@@ -146,14 +166,26 @@ def test_status_page_metrics_progress_and_cli(stack, uid, workdir: Path, tmp_pat
         assert metric_sum(workers, "dynamodb_replicator_snapshot_items_total",
                           table=table) >= N_ITEMS
         assert metric_sum(workers, "dynamodb_replicator_lag_seconds", table=table) >= 0
+        for w in workers:  # every worker reports the cluster's refused tables
+            assert metric_sum([w], "dynamodb_replicator_tables_refused", table=old) == 1
+            assert metric_sum([w], "dynamodb_replicator_tables_refused", table=table) == 0
+        # warned once per reason, not every discovery round (a rebalance may replay one
+        # control message: at-least-once)
+        warned = sum(w.log().count(f"{old}: REFUSED: {why}") for w in workers)
+        assert 1 <= warned <= 2, warned
 
         # ---- CLI against the running cluster
         out = cli(env, "status", "--json")
         assert out.returncode == 0, out.stderr
         (listed,) = [x for x in json.loads(out.stdout) if x["table"] == table]
         assert listed["phase"] == "STREAMING" and listed["epoch"] == 1
+        (listed_old,) = [x for x in json.loads(out.stdout) if x["table"] == old]
+        assert listed_old["phase"] == "REFUSED" and listed_old["refused"].startswith(why)
         text = cli(env, "status")
         assert text.returncode == 0 and table in text.stdout and "STREAMING" in text.stdout
+        (old_line,) = [ln for ln in text.stdout.splitlines() if ln.startswith(old)]
+        assert "REFUSED" in old_line and why in old_line and "snapshot_only" in old_line
+        assert cli(env, "resync", old).returncode != 0  # nothing to re-snapshot
 
         cps = cli(env, "checkpoints", table, "--json")
         assert cps.returncode == 0, cps.stderr
@@ -163,13 +195,17 @@ def test_status_page_metrics_progress_and_cli(stack, uid, workdir: Path, tmp_pat
         assert int(shard[0]["position"]) > 0  # a sequence number
         assert cli(env, "checkpoints", "no-such-table").returncode != 0
 
-        before = sum(1 for x in reader.records if x.value and decode(x.value)["op"] == "r")
-        assert before == N_ITEMS
+        # one snapshot with every item (the "c" read above may have come from another
+        # partition before the last "r" records: read until they are all there)
+        reader.read_until(lambda recs: keys <= set().union(*snapshot_keys(recs).values()),
+                          60, "every item of the first snapshot")
+        assert list(snapshot_keys(reader.records).values()) == [keys]
         rs = cli(env, "resync", table, "--timeout", "60")
         assert rs.returncode == 0, rs.stderr + rs.stdout
         assert "epoch 2 started" in rs.stdout
-        reader.read_until(lambda recs: sum(1 for x in recs if x.value and
-                                           decode(x.value)["op"] == "r") >= 2 * N_ITEMS + 1,
+        # a second snapshot: every item again, live-1 too
+        reader.read_until(lambda recs: len(snaps := snapshot_keys(recs)) == 2 and
+                          keys | {b'{"pk":"live-1"}'} == snaps[max(snaps)],
                           180, "the second snapshot")
         wait_until(lambda: (r := row(workers[0], table)) and r["epoch"] == 2
                    and r["phase"] == "STREAMING" and r["resnapshots"] == 1, 120,

@@ -399,6 +399,101 @@ def test_stopped_longer_than_retention_starts_a_fresh_epoch():
     assert keys(out.commands, "create") == scan_keys(2, range(3))
 
 
+# ================================================================ refused (issue 10, item 3)
+OLD = "stream view type OLD_IMAGE carries no new item image"
+KEYS = "stream view type KEYS_ONLY carries no new item image"
+RUNNING = ["u:watch|orders|1", shard_key("b"), shard_key("c")]
+
+
+def test_refused_new_table_shows_its_reason_and_runs_nothing():
+    out = co.on_refused(None, info(view_type="OLD_IMAGE"), OLD, NOW)
+    s = out.state
+    assert (s["phase"], s["epoch"], s["error"], s["reason"]) == ("REFUSED", 0, OLD, OLD)
+    assert s["refused"] == {"reason": OLD, "resume_phase": None, "stopped_ms": None,
+                            "new": True}
+    assert out.commands == [] and out.events == ["refused"]
+    again = co.on_refused(s, info(view_type="OLD_IMAGE"), OLD, NOW + HOUR)
+    assert again.state is s and again.commands == [] and again.events == []  # no new warning
+    changed = co.on_refused(s, info(stream_arn=None, view_type=None), "no stream", NOW + HOUR)
+    assert changed.state["error"] == "no stream" and changed.events == ["refused"]
+    # reports of a refused table's (old) units change nothing
+    assert co.on_unit_done(s, done(0, epoch=0), NOW, P).state is s
+
+
+def test_refused_streaming_table_stops_its_units_keeps_positions_and_resumes():
+    s = with_shards()
+    out = co.on_refused(s, info(view_type="KEYS_ONLY"), KEYS, NOW + HOUR)
+    r = out.state
+    assert r["phase"] == "REFUSED" and r["error"] == KEYS and out.events == ["refused"]
+    stops = keys(out.commands, "stop")  # like on_stop: the (dropped) scans' stops too
+    assert len(stops) == len(out.commands) and set(RUNNING) <= set(stops)
+    assert shard_key("a") not in stops and shard_key("d") not in stops  # finished / pending
+    assert (r["epoch"], r["shards"], r["snapshot"]) == (1, s["shards"], s["snapshot"])
+    assert r["refused"] == {"reason": KEYS, "resume_phase": "STREAMING", "stopped_ms": NOW + HOUR}
+    repeat = co.on_refused(r, info(view_type="KEYS_ONLY"), KEYS, NOW + 2 * HOUR)
+    assert repeat.state is r and keys(repeat.commands, "stop") == stops  # one may be lost
+    assert co.on_shards(r, {"epoch": 1, "listing": listing(("a", None, 0, None))},
+                        NOW, P).state is r
+    # the view type fixed (same stream): streaming resumes where it stopped
+    back = co.on_discovered(r, info(), NOW + 3 * HOUR, P)
+    b = back.state
+    assert (b["phase"], b["epoch"], b["error"], b["refused"]) == ("STREAMING", 1, None, None)
+    assert b["shards"] == s["shards"] and keys(back.commands, "create") == RUNNING
+    assert any("no longer refused" in n for n in back.notes)
+
+
+def test_refused_during_init_sync_then_swept_resumes_the_snapshot_not_streaming():
+    s = co.on_unit_done(new_table(), done(1, count=3), NOW, P).state
+    r = co.on_refused(s, info(view_type="OLD_IMAGE"), OLD, NOW + 10).state
+    swept = co.on_sweep(r, set(), NOW + HOUR)  # no longer discovered: stops like any other
+    assert swept.state["phase"] == "STOPPED" and swept.state["error"] == OLD
+    back = co.on_discovered(swept.state, info(), NOW + 2 * HOUR, P)
+    b = back.state
+    assert (b["phase"], b["epoch"], b["snapshot"]["done"]) == ("INIT_SYNC", 1, [1])
+    assert keys(back.commands) == scan_keys(1, [0, 2])
+
+
+def test_refused_before_it_started_begins_as_a_new_table_once_usable():
+    r = co.on_refused(None, info(view_type="KEYS_ONLY"), KEYS, NOW).state
+    # e.g. DYNAMODB_SYNC_MODE=snapshot_only, which needs no stream
+    p = Policy(mode="snapshot_only", segments=3)
+    out = co.on_discovered(r, info(view_type="KEYS_ONLY"), NOW + HOUR, p)
+    s = out.state
+    assert (s["phase"], s["epoch"], s["error"], s["reason"]) == ("INIT_SYNC", 1, None, "new")
+    assert s["snapshot"]["start_ms"] == NOW + HOUR and s.get("refused") is None
+    assert keys(out.commands) == scan_keys(1, range(3))
+    # swept (STOPPED) while refused, then usable: still a new table, not "resumed"
+    stopped = co.on_sweep(r, set(), NOW + 1).state
+    assert co.on_discovered(stopped, info(), NOW + HOUR, P).state["phase"] == "INIT_SYNC"
+
+
+def test_refused_table_whose_stream_is_replaced_starts_a_new_epoch_dropping_old_units():
+    s = with_shards()
+    # the stream re-created as KEYS_ONLY (a new ARN): the state keeps the old stream's
+    # identity, which names the units to stop and, later, to drop
+    r = co.on_refused(s, info(stream_arn=STREAM2, view_type="KEYS_ONLY"), KEYS, NOW).state
+    assert r["stream_arn"] == STREAM
+    stream3 = f"{ARN}/stream/2024-03-03T00:00:00.000"
+    out = co.on_discovered(r, info(stream_arn=stream3), NOW + HOUR, P)
+    assert (out.state["epoch"], out.state["phase"], out.state["stream_arn"]) == (
+        2, "INIT_SYNC", stream3)
+    assert sorted(keys(out.commands, "drop")) == sorted(co.unit_key(u) for u in co.all_units(s))
+
+
+def test_refused_longer_than_retention_resnapshots():
+    r = co.on_refused(with_shards(), info(view_type="OLD_IMAGE"), OLD, NOW).state
+    swept = co.on_sweep(r, set(), NOW + 20 * HOUR).state  # stopped_ms would say 20 h later
+    out = co.on_discovered(swept, info(), NOW + RETENTION_MS, P)
+    assert out.state["epoch"] == 2 and out.state["phase"] == "INIT_SYNC"
+
+
+def test_refused_table_no_longer_discovered_is_forgotten_after_24h():
+    r = co.on_refused(None, info(view_type="OLD_IMAGE"), OLD, NOW).state
+    stopped = co.on_sweep(r, set(), NOW).state
+    assert stopped["phase"] == "STOPPED"
+    assert co.on_sweep(stopped, set(), NOW + RETENTION_MS).state["phase"] == "FORGOTTEN"
+
+
 # ================================================================ errors
 def test_unit_failed_pauses_the_table_in_error():
     s = with_shards()
@@ -591,6 +686,7 @@ class Replication(RuleBasedStateMachine):
         self.stream: dict[str, list[Any]] = {"r0": [None, 0, None]}
         self.next_id = 1
         self.present = True
+        self.refused = False  # the stream's view type cannot carry the new state
         self.finished_counts: dict[int, int] = {}
 
     # ---- delivery
@@ -598,6 +694,8 @@ class Replication(RuleBasedStateMachine):
         s, kind = self.s, msg["type"]
         if kind == "discovered":
             out = co.on_discovered(s, msg["info"], self.now, self.p)
+        elif kind == "refused":
+            out = co.on_refused(s, msg["info"], msg["reason"], self.now)
         elif s is None:
             return
         elif kind == "unit_done":
@@ -613,7 +711,7 @@ class Replication(RuleBasedStateMachine):
         else:
             out = co.on_sweep(s, msg["present"], self.now)
         self.s = out.state
-        if self.s is not None:
+        if self.s is not None and self.s["epoch"]:  # epoch 0: refused, never started
             self.epochs.append(self.s["epoch"])
         for key, m in out.commands:
             assert key.startswith("u:")
@@ -640,13 +738,20 @@ class Replication(RuleBasedStateMachine):
     # ---- rules
     @rule()
     def discover(self) -> None:
-        if self.present:
+        if self.present and self.refused:
+            self.table({"type": "refused", "info": info(view_type="OLD_IMAGE"),
+                        "reason": "OLD_IMAGE"})
+        elif self.present:
             self.table({"type": "discovered", "info": info()})
         self.table({"type": "sweep", "present": {"orders"} if self.present else set()})
 
     @rule(present=st.booleans())
     def tag(self, present: bool) -> None:
         self.present = present
+
+    @rule(refused=st.booleans())
+    def view_type(self, refused: bool) -> None:
+        self.refused = refused
 
     @rule(ms=st.sampled_from([1, 1000, 6000, HOUR, RETENTION_MS]))
     def tick(self, ms: int) -> None:
@@ -747,7 +852,7 @@ class Replication(RuleBasedStateMachine):
         assert snap["done"] == sorted(set(snap["done"]))
         assert len(snap["done"]) <= snap["total"]
         assert (self.s["phase"] == "INIT_SYNC") == (len(snap["done"]) < snap["total"]) or (
-            self.s["phase"] in ("STOPPED", "ERROR"))
+            self.s["phase"] in ("STOPPED", "ERROR", "REFUSED"))
 
 
 TestReplication = Replication.TestCase
@@ -906,3 +1011,17 @@ def test_a_stale_listing_never_revives_a_pruned_shard_in_the_table_state():
     out = co.on_shards(s, {"epoch": 1, "listing": stale}, NOW + 1, P)
     assert "a" not in out.state["shards"] and keys(out.commands) == []
     assert out.events == [] and out.state["epoch"] == 1
+
+
+def test_a_forgotten_table_refused_then_accepted_starts_a_new_epoch_with_a_snapshot():
+    """The FORGOTTEN row (item 2) meets the REFUSED phase (item 3): a forgotten table that
+    comes back with an unusable stream, then a usable one, starts over with a snapshot in
+    a new epoch; a late re-snapshot request never restarts a refused table."""
+    stopped = co.on_sweep(streaming(), set(), NOW).state
+    forgotten = co.on_sweep(stopped, set(), NOW + RETENTION_MS).state
+    refused = co.on_refused(forgotten, info(view_type="OLD_IMAGE"), "OLD_IMAGE", NOW).state
+    assert refused["phase"] == "REFUSED" and refused["epoch"] == 1
+    assert co.on_resnapshot(refused, "late", None, NOW, P).state is refused
+    out = co.on_discovered(refused, info(), NOW + HOUR, P)
+    assert (out.state["phase"], out.state["epoch"]) == ("INIT_SYNC", 2)
+    assert keys(out.commands, "create") == scan_keys(2, range(3))

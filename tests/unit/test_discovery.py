@@ -11,11 +11,13 @@ from app.domain.discovery import (
     diff,
     matches,
     parse_tag_filters,
+    refusal,
     render_tag_filters,
     select,
     table_name_from_arn,
     to_tagging_api_filters,
 )
+from app.domain.model import TableInfo
 
 
 def test_parse_grammar() -> None:
@@ -111,3 +113,28 @@ def test_table_name_from_arn() -> None:
                 "arn:aws:dynamodb:r:1:global-table/g"]:
         with pytest.raises(ValueError, match="not a DynamoDB table ARN"):
             table_name_from_arn(bad)
+
+
+def _table(view: str | None) -> TableInfo:
+    arn = "arn:aws:dynamodb:us-east-1:1:table/orders"
+    return TableInfo("orders", arn, ("pk",), f"{arn}/stream/2024" if view else None, view)
+
+
+@pytest.mark.parametrize("view", ["NEW_AND_OLD_IMAGES", "NEW_IMAGE"])
+def test_streams_with_the_new_image_are_accepted(view: str) -> None:
+    assert refusal(_table(view), needs_stream=True) is None
+
+
+@pytest.mark.parametrize("view", ["KEYS_ONLY", "OLD_IMAGE"])
+def test_streams_without_the_new_image_are_refused_with_the_fix(view: str) -> None:
+    reason = refusal(_table(view), needs_stream=True)
+    assert reason is not None and reason.startswith(f"stream view type {view} carries no new")
+    assert "NEW_AND_OLD_IMAGES" in reason and "DYNAMODB_SYNC_MODE=snapshot_only" in reason
+
+
+def test_no_stream_is_refused_in_the_stream_modes_only() -> None:
+    reason = refusal(_table(None), needs_stream=True)
+    assert reason is not None and reason.startswith("no DynamoDB stream enabled")
+    # snapshot_only reads no stream: every table is fine
+    for view in (None, "KEYS_ONLY", "OLD_IMAGE", "NEW_IMAGE"):
+        assert refusal(_table(view), needs_stream=False) is None

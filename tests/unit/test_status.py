@@ -2,7 +2,14 @@
 from __future__ import annotations
 
 from app.domain import coordinator as co
-from app.domain.status import Rates, checkpoints, duration, progress_line, table_rows
+from app.domain.status import (
+    Rates,
+    checkpoints,
+    duration,
+    progress_line,
+    refused_tables,
+    table_rows,
+)
 
 NOW = 1_800_000_000_000
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026"
@@ -105,6 +112,22 @@ def test_a_forgotten_tables_epoch_record_is_not_a_row():
     rows = table_rows({"gone": {"name": "gone", "phase": "FORGOTTEN", "epoch": 3},
                        "orders": table("STOPPED", snapshot=None)}, {}, Rates(), NOW)
     assert [r["table"] for r in rows] == ["orders"]
+
+
+def test_refused_row_says_why():
+    reason = "stream view type OLD_IMAGE carries no new item image"
+    refused = co.on_refused(None, {"name": "old", "stream_arn": ARN, "view_type": "OLD_IMAGE"},
+                            reason, NOW).state
+    tables = {"old": refused, "orders": table("STREAMING")}
+    rows = {r["table"]: r for r in table_rows(tables, {}, Rates(), NOW)}
+    assert (rows["old"]["phase"], rows["old"]["refused"], rows["old"]["error"]) == (
+        "REFUSED", reason, reason)
+    assert rows["old"]["snapshot"] is None and progress_line(rows["old"]) is None
+    assert rows["orders"]["refused"] is None
+    assert refused_tables(tables) == {"old": reason}
+    # no longer discovered: STOPPED, no longer counted as refused
+    swept = co.on_sweep(refused, set(), NOW).state
+    assert refused_tables({"old": swept}) == {}
 
 
 def test_checkpoints_lists_the_current_epoch_units():

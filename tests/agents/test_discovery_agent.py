@@ -1,0 +1,77 @@
+"""One discovery round (agents.discovery.discover_once) with fake AWS and a recording
+control topic: what it asks the control agent, for usable and for refused tables."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import agents.discovery as disc
+from app.domain.model import TableInfo
+from app.main import settings
+
+ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/"
+
+
+def _info(name: str, view: str | None, status: str = "ACTIVE") -> TableInfo:
+    return TableInfo(name, ARN + name, ("pk",), f"{ARN}{name}/stream/1" if view else None,
+                     view, status=status)
+
+
+TABLES = {"good": _info("good", "NEW_AND_OLD_IMAGES"), "new": _info("new", "NEW_IMAGE"),
+          "old": _info("old", "OLD_IMAGE"), "keys": _info("keys", "KEYS_ONLY"),
+          "none": _info("none", None), "creating": _info("creating", "NEW_IMAGE", "CREATING")}
+
+
+class FakeTables:
+    async def describe(self, name: str) -> TableInfo:
+        return TABLES[name]
+
+
+class Topic:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def send(self, key: str, value: dict[str, Any], partition: int | None = None) -> None:
+        self.sent.append((key, value))
+
+
+@pytest.fixture
+def topic(monkeypatch: pytest.MonkeyPatch) -> Topic:
+    t = Topic()
+
+    async def candidates() -> list[str]:
+        return list(TABLES)
+
+    async def tables() -> FakeTables:
+        return FakeTables()
+
+    monkeypatch.setattr(disc, "control_topic", t)
+    monkeypatch.setattr(disc, "candidates", candidates)
+    monkeypatch.setattr(disc.runtime, "tables", tables)
+    return t
+
+
+def _by_table(topic: Topic) -> dict[str, dict[str, Any]]:
+    return {k[2:]: v for k, v in topic.sent if k.startswith("t:")}
+
+
+async def test_tables_without_the_new_image_are_refused_unless_snapshot_only(
+        topic: Topic, monkeypatch: pytest.MonkeyPatch):
+    present = await disc.discover_once()
+    sent = _by_table(topic)
+    assert {t: m["type"] for t, m in sent.items()} == {
+        "good": "discovered", "new": "discovered",
+        "old": "refused", "keys": "refused", "none": "refused"}  # "creating": skipped
+    assert "OLD_IMAGE" in sent["old"]["reason"] and "KEYS_ONLY" in sent["keys"]["reason"]
+    assert sent["none"]["reason"].startswith("no DynamoDB stream enabled")
+    assert sent["old"]["info"]["view_type"] == "OLD_IMAGE"
+    # refused tables are present: the sweep must not stop them as if they were gone
+    assert present == ["good", "keys", "new", "none", "old"]
+    sweeps = [v for k, v in topic.sent if k == "sweep"]
+    assert len(sweeps) == settings.state_partitions and sweeps[0]["present"] == present
+
+    topic.sent.clear()  # DYNAMODB_SYNC_MODE=snapshot_only reads no stream: all accepted
+    monkeypatch.setattr(disc, "needs_stream", lambda: False)
+    await disc.discover_once()
+    assert {m["type"] for m in _by_table(topic).values()} == {"discovered"}
