@@ -266,7 +266,7 @@ class Settings:
         metadata=_env("KAFKA_OUTPUT_FORMAT", "native", _choice("native", "seed")))
     kafka_tombstones: bool = field(metadata=_env("KAFKA_TOMBSTONES", "true", _bool))
     kafka_max_record_bytes: int = field(
-        metadata=_env("KAFKA_MAX_RECORD_BYTES", "1000000", _int(1024)))
+        metadata=_env("KAFKA_MAX_RECORD_BYTES", "8388608", _int(1024)))
     kafka_security_protocol: str = field(metadata=_env(
         "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
         lambda raw: _choice("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")(raw).upper()))

@@ -26,7 +26,7 @@ def test_defaults() -> None:
     assert (s.kafka_topic_prefix, s.kafka_topic_partitions, s.kafka_topic_replication) == (
         "dynamodb-", 8, 1)
     assert (s.kafka_output_format, s.kafka_tombstones, s.kafka_max_record_bytes) == (
-        "native", True, 1_000_000)
+        "native", True, 8_388_608)
     assert s.kafka_sasl_password is None
     assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("PLAINTEXT", "PLAIN")
     assert (s.kafka_msk_iam_region, s.kafka_msk_iam_role_arn) == (None, None)
