@@ -207,10 +207,10 @@ class Output:
 
     @staticmethod
     async def _max_message_bytes(admin: Any, name: str) -> int:
-        from aiokafka.admin import ConfigResource, ConfigResourceType
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
         for resp in await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, name, ["max.message.bytes"])]):
+                [ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None})]):
             for resource in resp.resources:
                 for entry in resource[4]:  # (name, value, read_only, ...)
                     if entry[0] == "max.message.bytes":
