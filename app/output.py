@@ -230,6 +230,14 @@ class Output:
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
         kafka = self.app.producer._ensure_producer()
+        # Track the topic in the producer's metadata for good.  aiokafka's producer asks for
+        # the topics it tracks only (all topics while it tracks none), and tracks a topic
+        # only if it was unknown at its first send: a topic it learnt from an all-topics
+        # answer drops out of its metadata as soon as any other topic gets tracked, and a
+        # batch of it waiting for a retry (NotLeaderForPartition on a new topic) then waits
+        # for a leader that never shows, re-asking metadata in a loop (issue 10 item 9).
+        for tracked in (name, *self._internal_topics()):
+            kafka.client.add_topic(tracked)
         await kafka.partitions_for(name)
         while True:
             await kafka.client.force_metadata_update()
@@ -239,6 +247,11 @@ class Output:
                 return
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
+
+    def _internal_topics(self) -> tuple[str, ...]:
+        app_id = self.settings.app_id
+        return (f"{app_id}-control", f"{app_id}-tables-changelog",
+                f"{app_id}-units-changelog")
 
     async def send_batch(self, topic: str, messages: Sequence[Message],
                          timestamp: float | None = None, one_per_batch: bool = False

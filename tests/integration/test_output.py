@@ -189,3 +189,34 @@ async def test_batches_fit_the_topics_limit_and_a_refused_record_goes_to_the_dlq
     assert letter["keys"] == '{"pk":"wide"}' and "refused" in letter["error"]
     assert json.loads(letter["payload"]) == json.loads(refused[1])
     assert reports == []  # no unit failed
+
+
+async def test_the_producer_keeps_a_prepared_topics_leaders_when_it_tracks_another(stack, uid):
+    """Item 9's root cause: aiokafka's producer learns a topic from an all-topics metadata
+    answer without tracking it; once it tracks any other topic, its metadata requests name
+    only those, the untracked topic drops out, and a batch of it waiting for a retry
+    (NotLeaderForPartition) waits for a leader that never shows."""
+    from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
+
+    servers = bootstrap(stack)
+    topic, other = f"output-kept-{uid}", f"output-other-{uid}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    kafka = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
+    await admin.start()
+    await kafka.start()
+    try:
+        # what Faust's topic.maybe_declare() does: CreateTopics, then a metadata update,
+        # which (the producer tracking no topic yet) asks for all topics
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+        await kafka.client.force_metadata_update()
+        out = Output(_App(admin, kafka), _settings(stack, uid))
+        assert not await out.send_batch(topic, [(b'{"pk":"a"}', b"{}")])
+        await admin.create_topics([NewTopic(other, 1, 1)])
+        await kafka.send_and_wait(other, b"{}", key=b"x")  # any other topic, tracked now
+        await kafka.client.force_metadata_update()
+        leaders = [kafka.client.cluster.leader_for_partition(TopicPartition(topic, p))
+                   for p in range(PARTITIONS)]
+        assert None not in leaders and -1 not in leaders, leaders
+    finally:
+        await kafka.stop()
+        await admin.close()
