@@ -46,8 +46,9 @@ def classify(exc: BaseException) -> Verdict:
         return "too_large"
     if isinstance(exc, (KafkaSendTimeout, KafkaTimeoutError, TimeoutError)):
         return "timeout"
-    if isinstance(exc, KafkaError) and not exc.retriable and not isinstance(exc, ProducerClosed):
-        return "permanent"
+    if isinstance(exc, KafkaError) and type(exc) is not KafkaError and not exc.retriable \
+            and not isinstance(exc, ProducerClosed):
+        return "permanent"  # a named refusal: authorization, invalid topic, policy, ...
     return "retry"  # broker down, connection reset, not leader, ... (and unknown errors)
 
 
@@ -191,6 +192,7 @@ class Output:
                 created = True
             except TopicAlreadyExistsError:
                 pass
+        await self._wait_for_leaders(admin, name)
         have = await self._max_message_bytes(admin, name)
         if have < need:
             log.warning("topic %s: max.message.bytes=%d is below the %d that "
@@ -200,22 +202,26 @@ class Output:
                         "max.message.bytes=%d)", name, have, need,
                         self.settings.kafka_max_record_bytes,
                         limits.record_limit_for_topic(have), self.dlq_topic, name, need)
-        await self._wait_for_leaders(admin, name)
         log.info("topic %s %s: %s partitions with leaders, max.message.bytes=%d", name,
                  "created" if created else "found", "all", have)
         return limits.record_limit_for_topic(have)
 
     @staticmethod
     async def _max_message_bytes(admin: Any, name: str) -> int:
+        """The topic's max.message.bytes (its own, else the broker's); asked again while
+        the broker does not know the new topic's configuration yet."""
         from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-        for resp in await admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None})]):
-            for resource in resp.resources:
-                for entry in resource[4]:  # (name, value, read_only, ...)
-                    if entry[0] == "max.message.bytes":
-                        return int(entry[1])
-        raise KafkaError(f"topic {name}: describe_configs returned no max.message.bytes")
+        delay = 0.05
+        while True:
+            for resp in await admin.describe_configs([ConfigResource(
+                    ConfigResourceType.TOPIC, name, {"max.message.bytes": None})]):
+                for resource in resp.resources:
+                    for entry in resource[4]:  # (name, value, read_only, ...)
+                        if entry[0] == "max.message.bytes":
+                            return int(entry[1])
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
 
     async def _wait_for_leaders(self, admin: Any, name: str) -> None:
         """Until a metadata request shows a leader for every partition, then until the

@@ -49,6 +49,9 @@ def test_tables_discovered_together_all_get_their_snapshot(stack: dict[str, str]
     topics = [f"it-{uid}-{n}" for n in names]
     try:
         worker.wait_log(r"INIT_SYNC epoch 1", timeout=60, count=TABLES)
+        # read only once the worker created them (a consumer's metadata request for an
+        # absent topic makes the broker auto-create it with its own defaults)
+        worker.wait_log(rf"(?i)topic '?it-{uid}-first-\S+ created", timeout=60, count=TABLES)
         keys = asyncio.run(_distinct_keys(stack, topics, ITEMS, timeout=40))
         missing = {t: ITEMS - len(k) for t, k in keys.items() if len(k) < ITEMS}
         assert not missing, (f"snapshot keys missing per topic: {missing}\n"
