@@ -98,6 +98,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.supervisor.stop_all()
+        await self.output.close()
         if self._aws is not None:
             await self._aws.close()
 

@@ -118,6 +118,8 @@ def test_blank_means_default_except_where_empty_is_meaningful() -> None:
         ("KAFKA_OUTPUT_FORMAT", "avro", "native, seed"),
         ("KAFKA_TOMBSTONES", "maybe", "true/false"),
         ("KAFKA_MAX_RECORD_BYTES", "1023", ">= 1024"),
+        ("KAFKA_SEND_TIMEOUT", "0.5", ">= 1"),
+        ("KAFKA_SEND_TIMEOUT", "never", ">= 1"),
         ("KAFKA_SECURITY_PROTOCOL", "TLS", "sasl_ssl"),
         ("KAFKA_SASL_MECHANISM", "GSSAPI", "aws_msk_iam"),
         ("KAFKA_MSK_IAM_REGION", "eu_west!", "region"),
