@@ -21,11 +21,13 @@ from app.errors import (
     AwsError,
     CodecError,
     ExpiredIteratorError,
+    KafkaRefusedError,
     ReplicatorError,
     ResourceNotFoundError,
     ThrottledError,
     TrimmedDataError,
 )
+from app.output import classify
 
 log = logging.getLogger(__name__)
 
@@ -42,34 +44,103 @@ def _start_pos(rt: Runtime, unit: dict[str, Any]) -> tuple[Any, int]:
     return pos, count
 
 
-async def _deliver(rt: Runtime, table: str, topic: str, messages: list[tuple[bytes, Any]],
-                   where: str, kind: str) -> None:
-    """Send a batch until Kafka acknowledges it; oversize events go to the DLQ.
-    Counts what was delivered (events, not tombstones; their bytes) as `kind`."""
-    limit = rt.settings.kafka_max_record_bytes
-    ok: list[tuple[bytes, Any]] = []
+async def _deliver(rt: Runtime, unit: dict[str, Any], topic: str,
+                   messages: list[tuple[bytes, Any]], where: str, kind: str) -> None:
+    """Send a batch until Kafka acknowledged all of it.  Counts what was delivered (events,
+    not tombstones; their bytes) as `kind`.
+
+    Events over KAFKA_MAX_RECORD_BYTES or the topic's own limit, and a record the broker
+    refuses as too large (a refused batch is sent again one record per batch to find it),
+    go to the DLQ with the reason.  Retriable errors and sends past KAFKA_SEND_TIMEOUT are
+    retried with backoff, sending again only what was not acknowledged.  Any other refusal
+    (authorization, invalid topic, ...) reports the unit failed (its table pauses with the
+    reason) and raises KafkaRefusedError: no checkpoint, the page slot is freed, the
+    runner ends at its next commit."""
+    table = unit["spec"]["table"]
+    setting = rt.settings.kafka_max_record_bytes
+    limit = min(setting, await _topic_limit(rt, unit, topic))
+    todo: list[tuple[bytes, Any]] = []
     for key, value in messages:
-        if value is not None and len(value) + len(key) > limit:
-            log.error("%s %s: event of %d bytes exceeds KAFKA_MAX_RECORD_BYTES=%d; "
-                      "dead-lettered", table, where, len(value), limit)
-            rt.metrics.dead_letters.labels(table, "too_large").inc()
-            await rt.output.dead_letter(table, where, "too large", key.decode(), len(value))
+        size = len(key) + len(value or b"")
+        if value is not None and size > limit:
+            why = (f"too large: event of {size} bytes exceeds KAFKA_MAX_RECORD_BYTES={setting}"
+                   if size > setting else
+                   f"too large: event of {size} bytes exceeds the {limit} bytes topic {topic} "
+                   f"accepts (its max.message.bytes)")
+            await _dead_letter_size(rt, table, where, why, key, value)
         else:
-            ok.append((key, value))
+            todo.append((key, value))
+    backoff = Backoff(0.5, 10.0)
+    one_per_batch = False
+    delivered = list(todo)
+    while todo:
+        try:
+            failures = await rt.output.send_batch(topic, todo, one_per_batch=one_per_batch)
+        except Exception as exc:  # noqa: BLE001  # producer trouble: all of it again, classified
+            failures = [(exc, todo)]
+        todo = []
+        retry: BaseException | None = None
+        for exc, failed in failures:
+            verdict = classify(exc)
+            if verdict == "permanent":
+                log.error("%s %s: Kafka refused the send to %s for good (%s: %s)", table,
+                          where, topic, type(exc).__name__, exc)
+                refused = KafkaRefusedError(f"Kafka refused writes to {topic}: "
+                                            f"{type(exc).__name__}: {exc}", resource=table)
+                await _fail(rt, unit, refused)
+                raise refused from exc
+            if verdict == "too_large" and not one_per_batch:
+                todo += failed  # again one record per batch: which one is refused?
+            elif verdict == "too_large":
+                key, value = failed[0]  # alone in its batch, the first of its partition
+                why = (f"too large: record of {len(key) + len(value or b'')} bytes refused by "
+                       f"topic {topic} ({type(exc).__name__}); raise its max.message.bytes")
+                await _dead_letter_size(rt, table, where, why, key, value)
+                delivered.remove(failed[0])
+                todo += failed[1:]
+            else:
+                retry = exc
+                todo += failed
+        if any(classify(exc) == "too_large" for exc, _ in failures):
+            one_per_batch = True
+        if retry is not None:
+            reason = "kafka_timeout" if classify(retry) == "timeout" else "kafka"
+            rt.metrics.retries.labels(table, reason).inc()
+            delay = backoff.next()
+            log.warning("%s %s: Kafka send to %s failed (%s: %s); sending %d unacknowledged "
+                        "events again in %.1fs", table, where, topic, type(retry).__name__,
+                        retry, len(todo), delay)
+            await asyncio.sleep(delay)
+    values = [v for _, v in delivered if v is not None]
+    rt.metrics.events_out.labels(table, kind).inc(len(values))
+    rt.metrics.bytes_out.labels(table).inc(sum(map(len, values)))
+
+
+async def _topic_limit(rt: Runtime, unit: dict[str, Any], topic: str) -> int:
+    """The largest record the topic takes (a topic made usable on its first use)."""
     backoff = Backoff(0.5, 10.0)
     while True:
         try:
-            await rt.output.send_batch(topic, ok)
-            break
-        except Exception as exc:  # broker down / timeouts: resend (duplicates, no loss)
-            rt.metrics.retries.labels(table, "kafka").inc()
+            return await rt.output.ensure_topic(topic)
+        except Exception as exc:  # broker unreachable, metadata not there yet: again
+            if classify(exc) == "permanent":
+                refused = KafkaRefusedError(f"cannot prepare topic {topic}: "
+                                            f"{type(exc).__name__}: {exc}")
+                await _fail(rt, unit, refused)
+                raise refused from exc
+            rt.metrics.retries.labels(unit["spec"]["table"], "kafka_topic").inc()
             delay = backoff.next()
-            log.warning("%s %s: Kafka send failed (%s: %s); retrying in %.1fs", table, where,
+            log.warning("topic %s not usable yet (%s: %s); again in %.1fs", topic,
                         type(exc).__name__, exc, delay)
             await asyncio.sleep(delay)
-    values = [v for _, v in ok if v is not None]
-    rt.metrics.events_out.labels(table, kind).inc(len(values))
-    rt.metrics.bytes_out.labels(table).inc(sum(map(len, values)))
+
+
+async def _dead_letter_size(rt: Runtime, table: str, where: str, why: str, key: bytes,
+                            value: bytes | None) -> None:
+    log.error("%s %s: %s; dead-lettered", table, where, why)
+    rt.metrics.dead_letters.labels(table, "too_large").inc()
+    await rt.output.dead_letter(table, where, why, key.decode(), len(value or b""),
+                                payload=value)
 
 
 async def _dead_letter_codec(rt: Runtime, table: str, where: str, exc: CodecError) -> None:
@@ -221,7 +292,7 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
         if _superseded(rt, unit):
             fenced.set()
             return
-        await _deliver(rt, table, topic, messages, where, "snapshot")
+        await _deliver(rt, unit, topic, messages, where, "snapshot")
         rt.metrics.snapshot_items.labels(table).inc(items)
         if pos is not None:
             rt.supervisor.remember(unit["id"], pos, count)
@@ -299,7 +370,7 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
             fenced.set()
             return
         if messages:
-            await _deliver(rt, table, topic, messages, f"shard {shard}", "stream")
+            await _deliver(rt, unit, topic, messages, f"shard {shard}", "stream")
         lag_ms = max(0, _now_ms() - last_ts)
         rt.metrics.lag_seconds.labels(table, shard).set(lag_ms / 1000)
         rt.supervisor.remember(unit["id"], pos, count)

@@ -12,7 +12,8 @@ from app.aws.clients import AwsClients
 from app.aws.dynamodb import Streams, Tables, Tagging
 from app.domain.coordinator import unit_key
 from app.domain.envelope import Encoder
-from app.main import app, settings
+from app.errors import KafkaRefusedError
+from app.main import _admin_auth, app, settings
 from app.metrics import Metrics
 from app.output import Output
 from app.state import control_topic
@@ -40,7 +41,7 @@ class Runtime:
     def __init__(self) -> None:
         self.settings = settings
         self.metrics = Metrics.create()
-        self.output = Output(app, settings)
+        self.output = Output(app, settings, _admin_auth(settings))
         self.encoder = Encoder(settings.kafka_output_format, settings.kafka_tombstones)
         self._aws: AwsClients | None = None
         self._aws_lock = asyncio.Lock()
@@ -101,6 +102,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.supervisor.stop_all()
+        await self.output.close()
         if self._aws is not None:
             await self._aws.close()
 
@@ -172,6 +174,8 @@ class Supervisor:
                 return
             except asyncio.CancelledError:
                 raise
+            except KafkaRefusedError:  # reported failed already: the table pauses
+                return
             except Exception:  # a runner must never die silently
                 delay = backoff.next()
                 log.exception("runner %s failed; restarting it in %.1fs", unit["id"], delay)

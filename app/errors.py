@@ -60,3 +60,14 @@ class ResourceNotFoundError(AwsError):
 
 class AccessDeniedError(AwsError):
     """Permanent permission problem on one resource."""
+
+
+class KafkaSendTimeout(ReplicatorError):
+    """A send was not acknowledged within KAFKA_SEND_TIMEOUT: sent again."""
+
+    retriable = True
+
+
+class KafkaRefusedError(ReplicatorError):
+    """Kafka refused a send for good (authorization, invalid topic, ...): the unit stops
+    and its table pauses with the reason."""

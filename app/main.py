@@ -213,8 +213,12 @@ app = ReplicatorApp(
     topic_partitions=settings.state_partitions,
     topic_replication_factor=settings.kafka_topic_replication,
     producer_acks=-1,
+    # a record of KAFKA_MAX_RECORD_BYTES (or a state record) alone in its batch must fit
     producer_max_request_size=max(STATE_MAX_MESSAGE_BYTES,
                                   settings.kafka_max_record_bytes) + 65_536,
+    # a batch not acknowledged by then fails (and is sent again by the runner); Faust's
+    # default (1200 s) let a batch wait 20 minutes for a partition leader
+    producer_request_timeout=settings.kafka_send_timeout,
     producer_linger_ms=5,
     producer_max_batch_size=1_048_576,  # per partition; 16 KiB halved the ack rate (bench/)
     broker_commit_interval=1.0,

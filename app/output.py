@@ -3,78 +3,293 @@
 A batch is acknowledged as a whole before its checkpoint is reported (no loss).  Events
 are appended straight into one record batch per partition (aiokafka's batch API on the
 producer Faust manages) instead of one ``send()`` per event: half the CPU per event,
-and the same partition for a key as Kafka's default partitioner gives."""
+and the same partition for a key as Kafka's default partitioner gives.
+
+A topic is made usable before its first send: created with the admin client (with a
+``max.message.bytes`` that takes KAFKA_MAX_RECORD_BYTES), then polled until a metadata
+request shows a leader for every partition and the producer's own metadata has them.
+Every send has a deadline (KAFKA_SEND_TIMEOUT).  A send reports, per partition, what
+was not acknowledged (from the first failed batch on, so a resend keeps the order)."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
-from app.domain import codec
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    ProducerClosed,
+    RecordListTooLargeError,
+    TopicAlreadyExistsError,
+)
+from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
+
+from app.domain import codec, limits
 from app.domain.partition import partition_for
+from app.errors import KafkaSendTimeout
 
 log = logging.getLogger(__name__)
 Message = tuple[bytes, bytes | None]
+Failure = tuple[BaseException, list[Message]]  # an error and the messages to send again
+Verdict = Literal["too_large", "timeout", "retry", "permanent"]
+_RECORD_FRAMING = 64  # bytes a record adds to a batch besides its key and value (varints)
+
+
+def classify(exc: BaseException) -> Verdict:
+    """What a failed send means: aiokafka errors carry `retriable`; a size refusal is
+    isolated per record; what is neither retriable nor a size refusal is permanent."""
+    if isinstance(exc, (MessageSizeTooLargeError, RecordListTooLargeError)):
+        return "too_large"
+    if isinstance(exc, (KafkaSendTimeout, KafkaTimeoutError, TimeoutError)):
+        return "timeout"
+    if isinstance(exc, KafkaError) and type(exc) is not KafkaError and not exc.retriable \
+            and not isinstance(exc, ProducerClosed):
+        return "permanent"  # a named refusal: authorization, invalid topic, policy, ...
+    return "retry"  # broker down, connection reset, not leader, ... (and unknown errors)
 
 
 async def send_records(kafka: Any, topic: str, messages: Sequence[Message],
-                       timestamp_ms: int | None = None) -> None:
-    """Append the messages to one record batch per partition of an aiokafka producer
-    (Kafka's default partitioner), ship each batch when full, then await every ack."""
+                       timestamp_ms: int | None = None, max_batch_bytes: int | None = None,
+                       timeout: float | None = None) -> list[Failure]:
+    """Append the messages to record batches per partition of an aiokafka producer
+    (Kafka's default partitioner), ship each batch when full (or over `max_batch_bytes`;
+    0 = one record per batch), then wait (at most `timeout` s) for every ack.
+    Returns, per partition with a failed or unacknowledged batch, the error and the
+    messages from that batch on (a resend keeps the partition's order)."""
     n = len(await kafka.partitions_for(topic))
-    open_batches: dict[int, Any] = {}
-    futures = []
-    for key, value in messages:
-        part = partition_for(key, n)
-        batch = open_batches.get(part)
-        if batch is None:
-            batch = open_batches[part] = kafka.create_batch()
-        if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:  # full: ship it
-            futures.append(await kafka.send_batch(batch, topic, partition=part))
-            batch = open_batches[part] = kafka.create_batch()
-            batch.append(key=key, value=value, timestamp=timestamp_ms)  # a first one always fits
-    for part, batch in open_batches.items():
-        futures.append(await kafka.send_batch(batch, topic, partition=part))
-    await asyncio.gather(*futures)
+    shipped: dict[int, list[tuple[list[Message], asyncio.Future[Any]]]] = {}
+    open_batches: dict[int, tuple[Any, list[Message]]] = {}
+    appended = 0  # messages[:appended] are in a batch
+
+    async def ship(part: int) -> None:
+        batch, msgs = open_batches[part]
+        fut = await kafka.send_batch(batch, topic, partition=part)
+        del open_batches[part]
+        fut.add_done_callback(_consume)  # failures are read below, or dropped if late
+        shipped.setdefault(part, []).append((msgs, fut))
+
+    deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+    try:
+        async with asyncio.timeout_at(deadline):
+            for key, value in messages:
+                part = partition_for(key, n)
+                current = open_batches.get(part)
+                if current is not None and max_batch_bytes is not None and \
+                        current[0].size() + len(key) + len(value or b"") + _RECORD_FRAMING \
+                        > max_batch_bytes:
+                    await ship(part)
+                    current = None
+                if current is None:
+                    current = open_batches[part] = (kafka.create_batch(), [])
+                if current[0].append(key=key, value=value, timestamp=timestamp_ms) is None:
+                    await ship(part)  # full
+                    current = open_batches[part] = (kafka.create_batch(), [])
+                    current[0].append(key=key, value=value, timestamp=timestamp_ms)  # fits
+                current[1].append((key, value))
+                appended += 1
+            for part in list(open_batches):
+                await ship(part)
+            futures = [fut for group in shipped.values() for _, fut in group]
+            if futures:
+                await asyncio.wait(futures)
+    except TimeoutError:
+        pass
+    failures: list[Failure] = []
+    for part in sorted({partition_for(key, n) for key, _ in messages}):
+        group = shipped.get(part, [])
+        bad = next((i for i, (_, fut) in enumerate(group) if not fut.done() or
+                    fut.cancelled() or fut.exception() is not None), None)
+        unsent = list(open_batches[part][1]) if part in open_batches else []
+        unsent += [m for m in messages[appended:] if partition_for(m[0], n) == part]
+        if bad is not None:
+            fut = group[bad][1]
+            if not fut.done():
+                exc: BaseException = KafkaSendTimeout(
+                    f"{topic}: no acknowledgement within {timeout}s")
+            else:
+                exc = KafkaError("cancelled") if fut.cancelled() else fut.exception()
+            failed = [m for msgs, _ in group[bad:] for m in msgs]
+        elif unsent:
+            exc = KafkaSendTimeout(f"{topic}: not handed to the producer within {timeout}s")
+            failed = []
+        else:
+            continue
+        failures.append((exc, failed + unsent))
+    return failures
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 class Output:
-    def __init__(self, app: Any, settings: Any) -> None:
+    def __init__(self, app: Any, settings: Any, auth: dict[str, Any] | None = None) -> None:
         self.app = app
         self.settings = settings
+        self.auth = auth or {}
         self.dlq_topic = f"{settings.app_id}-dlq"
-        self._declared: set[str] = set()
-        self._lock = asyncio.Lock()
+        # topic -> the largest key + value it accepts (its max.message.bytes, minus framing)
+        self.record_limits: dict[str, int] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._admin: Any = None
 
-    async def ensure_topic(self, name: str) -> None:
-        if name in self._declared:
-            return
-        async with self._lock:
-            if name in self._declared:
+    @property
+    def topic_max_message_bytes(self) -> int:
+        return limits.topic_max_message_bytes(self.settings.kafka_max_record_bytes)
+
+    async def _admin_client(self) -> Any:
+        if self._admin is None:
+            from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers(),
+                                        client_id=f"{self.settings.app_id}-output",
+                                        request_timeout_ms=int(
+                                            self.settings.kafka_send_timeout * 1000),
+                                        **self.auth)
+            await admin.start()
+            self._admin = admin
+        return self._admin
+
+    async def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            await admin.close()
+
+    async def ensure_topic(self, name: str) -> int:
+        """Create the topic if absent and wait until it is usable; returns the largest
+        record (key + value bytes) it accepts."""
+        if name in self.record_limits:
+            return self.record_limits[name]
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            if name not in self.record_limits:
+                async with asyncio.timeout(self.settings.kafka_send_timeout):
+                    self.record_limits[name] = await self._prepare(name)
+        return self.record_limits[name]
+
+    async def _prepare(self, name: str) -> int:
+        from aiokafka.admin import NewTopic  # type: ignore[import-untyped]
+
+        admin = await self._admin_client()
+        need = self.topic_max_message_bytes
+        created = False
+        if name not in set(await admin.list_topics()):
+            try:
+                resp = await admin.create_topics([NewTopic(
+                    name, self.settings.kafka_topic_partitions,
+                    self.settings.kafka_topic_replication,
+                    topic_configs={"max.message.bytes": str(need)})])
+                for _, code, *rest in resp.topic_errors:
+                    if code not in (0, TopicAlreadyExistsError.errno):
+                        from aiokafka.errors import for_code  # type: ignore[import-untyped]
+
+                        raise for_code(code)(f"cannot create topic {name}: {rest[-1]}")
+                created = True
+            except TopicAlreadyExistsError:
+                pass
+        await self._wait_for_leaders(admin, name)
+        have = await self._max_message_bytes(admin, name)
+        if have < need:
+            log.warning("topic %s: max.message.bytes=%d is below the %d that "
+                        "KAFKA_MAX_RECORD_BYTES=%d needs; events over %d bytes go to the "
+                        "dead-letter topic %s. Raise the topic's max.message.bytes (kafka-configs "
+                        "--alter --entity-type topics --entity-name %s --add-config "
+                        "max.message.bytes=%d)", name, have, need,
+                        self.settings.kafka_max_record_bytes,
+                        limits.record_limit_for_topic(have), self.dlq_topic, name, need)
+        log.info("topic %s %s: %s partitions with leaders, max.message.bytes=%d", name,
+                 "created" if created else "found", "all", have)
+        return limits.record_limit_for_topic(have)
+
+    @staticmethod
+    async def _max_message_bytes(admin: Any, name: str) -> int:
+        """The topic's max.message.bytes (its own, else the broker's); asked again while
+        the broker does not know the new topic's configuration yet."""
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        delay = 0.05
+        while True:
+            for resp in await admin.describe_configs([ConfigResource(
+                    ConfigResourceType.TOPIC, name, {"max.message.bytes": None})]):
+                for resource in resp.resources:
+                    for entry in resource[4]:  # (name, value, read_only, ...)
+                        if entry[0] == "max.message.bytes":
+                            return int(entry[1])
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+    async def _wait_for_leaders(self, admin: Any, name: str) -> None:
+        """Until a metadata request shows a leader for every partition, then until the
+        producer's own metadata does too (its first send then meets a known leader)."""
+        delay = 0.05
+        while True:
+            (topic,) = await admin.describe_topics([name])
+            parts = topic["partitions"]
+            if topic["error_code"] == 0 and parts and all(
+                    p["error_code"] == 0 and p["leader"] >= 0 for p in parts):
+                break
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
+        kafka = self.app.producer._ensure_producer()
+        # Track the topic in the producer's metadata for good.  aiokafka's producer asks for
+        # the topics it tracks only (all topics while it tracks none), and tracks a topic
+        # only if it was unknown at its first send: a topic it learnt from an all-topics
+        # answer drops out of its metadata as soon as any other topic gets tracked, and a
+        # batch of it waiting for a retry (NotLeaderForPartition on a new topic) then waits
+        # for a leader that never shows, re-asking metadata in a loop (issue 10 item 9).
+        for tracked in (name, *self._internal_topics()):
+            kafka.client.add_topic(tracked)
+        await kafka.partitions_for(name)
+        while True:
+            await kafka.client.force_metadata_update()
+            leaders = [kafka.client.cluster.leader_for_partition(TopicPartition(name, p["partition"]))
+                       for p in parts]
+            if all(leader is not None and leader >= 0 for leader in leaders):
                 return
-            topic = self.app.topic(name, partitions=self.settings.kafka_topic_partitions,
-                                   replicas=self.settings.kafka_topic_replication)
-            await topic.maybe_declare()
-            self._declared.add(name)
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+    def _internal_topics(self) -> tuple[str, ...]:
+        app_id = self.settings.app_id
+        return (f"{app_id}-control", f"{app_id}-tables-changelog",
+                f"{app_id}-units-changelog")
 
     async def send_batch(self, topic: str, messages: Sequence[Message],
-                         timestamp: float | None = None) -> None:
-        """Send all, then wait for every acknowledgement (raises if any failed)."""
+                         timestamp: float | None = None, one_per_batch: bool = False
+                         ) -> list[Failure]:
+        """Send all, then wait (at most KAFKA_SEND_TIMEOUT) for every acknowledgement;
+        returns what failed or was not acknowledged, with the error (empty: all acked)."""
         if not messages:
-            return
-        await self.ensure_topic(topic)
+            return []
+        limit = await self.ensure_topic(topic)
+        cap = 0 if one_per_batch else min(1_048_576, limits.topic_max_message_bytes(limit))
         # aiokafka's producer inside Faust's (faust-streaming 0.15's driver keeps it there)
-        await send_records(self.app.producer._ensure_producer(), topic, messages,
-                           None if timestamp is None else int(timestamp * 1000))
+        return await send_records(self.app.producer._ensure_producer(), topic, messages,
+                                  None if timestamp is None else int(timestamp * 1000),
+                                  max_batch_bytes=cap,
+                                  timeout=self.settings.kafka_send_timeout)
 
     async def dead_letter(self, table: str, where: str, error: str, keys: Any = None,
-                          size: int | None = None) -> None:
-        """Record an event we cannot deliver; the loop that found it carries on."""
-        await self.ensure_topic(self.dlq_topic)
-        body = codec.dumps({"table": table, "where": where, "error": error, "size": size,
-                            "keys": keys, "ts_ms": int(time.time() * 1000)})
+                          size: int | None = None, payload: bytes | None = None) -> None:
+        """Record an event we cannot deliver; the loop that found it carries on.  The event
+        itself goes along when the dead-letter topic takes it."""
+        limit = await self.ensure_topic(self.dlq_topic)
+        doc: dict[str, Any] = {"table": table, "where": where, "error": error, "size": size,
+                               "keys": keys, "ts_ms": int(time.time() * 1000)}
+        if payload is not None:
+            doc["payload"] = payload.decode("utf-8", "replace")
+        body = codec.dumps(doc)
+        if len(body) + len(table) > limit:
+            doc["payload"] = None
+            doc["payload_omitted"] = (f"{len(body)} bytes with the event: over the "
+                                      f"dead-letter topic's limit of {limit}")
+            body = codec.dumps(doc)
         fut = await self.app.producer.send(self.dlq_topic, table.encode(), body, None, None,
                                            None)
-        await fut
+        async with asyncio.timeout(self.settings.kafka_send_timeout):
+            await fut

@@ -272,7 +272,11 @@ class Settings:
         metadata=_env("KAFKA_OUTPUT_FORMAT", "native", _choice("native", "seed")))
     kafka_tombstones: bool = field(metadata=_env("KAFKA_TOMBSTONES", "true", _bool))
     kafka_max_record_bytes: int = field(
-        metadata=_env("KAFKA_MAX_RECORD_BYTES", "1000000", _int(1024)))
+        metadata=_env("KAFKA_MAX_RECORD_BYTES", "8388608", _int(1024)))
+    # Every send to Kafka must be acknowledged within this many seconds, else it is sent
+    # again (also the producer's request timeout and how long a batch may wait for a leader)
+    kafka_send_timeout: float = field(
+        metadata=_env("KAFKA_SEND_TIMEOUT", "30", _float(1)))
     kafka_security_protocol: str = field(metadata=_env(
         "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
         lambda raw: _choice("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")(raw).upper()))

@@ -126,7 +126,8 @@ async def _raw_send(raw: Any, topic: str, batches: list[list[tuple[bytes, Any]]]
 
     t0 = time.perf_counter()
     for msgs in batches:
-        await send_records(raw, topic, msgs)
+        failed = await send_records(raw, topic, msgs)
+        assert not failed, failed[0][0]
     return time.perf_counter() - t0
 
 

@@ -48,7 +48,13 @@ class FakeDynamo:
 
 class Kafka:
     """rt.output + rt.report: one ordered log of ("sent"|"failed", values) and
-    ("report", key, message); a batch is logged as sent when send_batch returns."""
+    ("report", key, message); a batch is logged as sent when send_batch returns.
+
+    Like app.output.Output, send_batch returns the (error, messages) it could not deliver
+    instead of raising.  Faults: ``fail_next`` (the whole send raises), ``refuse`` (key ->
+    error: a batch holding that record fails as a whole, as the broker refuses a batch;
+    one record per batch, the records before it go through), ``partial`` (errors for the
+    next sends: only the first half of the batch is acknowledged), ``topic_limit``."""
 
     def __init__(self) -> None:
         self.log: list[tuple] = []
@@ -57,22 +63,50 @@ class Kafka:
         self.fail_next = 0
         self.entered = 0
         self.gate: asyncio.Event | None = None  # set: send_batch blocks until it is set
+        self.refuse: dict[bytes, BaseException] = {}
+        self.partial: list[BaseException] = []
+        self.topic_limit = 1 << 30
+        self.calls: list[tuple[str, int, bool]] = []  # (topic, messages, one_per_batch)
 
-    async def send_batch(self, topic: str, messages: list[tuple[bytes, bytes | None]]) -> None:
+    async def ensure_topic(self, topic: str) -> int:
+        return self.topic_limit
+
+    async def send_batch(self, topic: str, messages: list[tuple[bytes, bytes | None]],
+                         one_per_batch: bool = False) -> list[tuple[BaseException, list]]:
         self.entered += 1
+        self.calls.append((topic, len(messages), one_per_batch))
         if self.gate is not None:
             await self.gate.wait()
-        values = [json.loads(v) for _, v in messages if v is not None]
+
+        def values(msgs: list) -> list:
+            return [json.loads(v) for _, v in msgs if v is not None]
+
         if self.fail_next:
             self.fail_next -= 1
-            self.log.append(("failed", values))
+            self.log.append(("failed", values(messages)))
             raise ConnectionError("broker unavailable")
+        refused = next((i for i, (k, _) in enumerate(messages) if k in self.refuse), None)
+        if refused is not None:
+            exc = self.refuse[messages[refused][0]]
+            ok = messages[:refused] if one_per_batch else []
+            if ok:
+                self.topics.add(topic)
+                self.log.append(("sent", values(ok)))
+            self.log.append(("failed", values(messages[len(ok):])))
+            return [(exc, list(messages[len(ok):]))]
+        if self.partial:
+            half = len(messages) // 2
+            self.topics.add(topic)
+            self.log.append(("sent", values(messages[:half])))
+            self.log.append(("failed", values(messages[half:])))
+            return [(self.partial.pop(0), list(messages[half:]))]
         self.topics.add(topic)
-        self.log.append(("sent", values))
+        self.log.append(("sent", values(messages)))
+        return []
 
     async def dead_letter(self, table: str, where: str, error: str, keys: Any = None,
-                          size: int | None = None) -> None:
-        self.dead.append((table, where, error, keys, size))
+                          size: int | None = None, payload: bytes | None = None) -> None:
+        self.dead.append((table, where, error, keys, size, payload))
 
     async def report(self, key: str, message: dict[str, Any], wait: bool = False) -> None:
         self.log.append(("report", key, message))

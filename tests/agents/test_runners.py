@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -263,8 +264,9 @@ async def test_oversize_and_unrepresentable_records_are_dead_lettered(
     await until(lambda: kafka.last_pos() == e, "progress at the 6th record")
 
     assert kafka.seqs() == [a, c, d, e]
-    (too_large, codec_err) = sorted(kafka.dead, key=lambda x: x[2] != "too large")
-    assert too_large[:4] == (TABLE, f"shard {shard}", "too large", '{"pk":"big"}')
+    (too_large, codec_err) = sorted(kafka.dead, key=lambda x: not x[2].startswith("too large"))
+    assert too_large[:2] == (TABLE, f"shard {shard}") and too_large[3] == '{"pk":"big"}'
+    assert too_large[2].startswith("too large") and "KAFKA_MAX_RECORD_BYTES" in too_large[2]
     assert too_large[4] > MAX_BYTES
     assert codec_err[:2] == (TABLE, f"shard {shard} seq {bad}") and "NaN" in codec_err[2]
     assert metric(rt, "dead_letters", table=TABLE, reason="too_large") == 1
@@ -599,3 +601,85 @@ async def test_no_runner_starts_once_the_worker_drains(fake, stream, kafka, rt, 
     await rt.drain(timeout=0.2)
     rt.supervisor.ensure(shard_unit(arn, shard))
     assert rt.supervisor.running() == []
+
+
+# ---------------------------------------------------------------- Kafka refusals (item 5)
+async def test_a_record_kafka_refuses_as_too_large_is_dead_lettered_and_the_rest_flows(
+        fake, stream, kafka, launch, rt):
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    arn, shard = stream
+    first = put(fake, arn, "a", "b", "huge", "c", "d")
+    kafka.refuse[b'{"pk":"huge"}'] = MessageSizeTooLargeError()
+    launch(runners.run_shard, shard_unit(arn, shard))
+    await until(lambda: kafka.last_pos() == first[-1], "progress past the refused record")
+    later = put(fake, arn, "e")
+    await until(lambda: kafka.last_pos() == later[-1], "the shard goes on")
+
+    huge = first[2]
+    assert set(kafka.seqs()) == set(first + later) - {huge}
+    # per partition in order: the batch went again one record per batch
+    assert [s for s in kafka.seqs() if s != huge][-5:] == [first[0], first[1], first[3],
+                                                           first[4], later[0]]
+    assert kafka.calls[1][2] is True
+    (table, _, error, keys, _, payload), = kafka.dead
+    assert (table, keys) == (TABLE, '{"pk":"huge"}') and "refused" in error
+    assert "MessageSizeTooLargeError" in error and json.loads(payload)["source"]["seq"] == huge
+    assert metric(rt, "dead_letters", table=TABLE, reason="too_large") == 1
+    assert_checkpoints_after_delivery(kafka, [s for s in first + later if s != huge])
+
+
+async def test_a_record_over_the_topics_own_limit_goes_to_the_dlq_unsent(
+        fake, stream, kafka, launch, rt):
+    arn, shard = stream
+    kafka.topic_limit = 600  # an existing topic with a small max.message.bytes
+    seqs = put(fake, arn, "a")
+    big = put(fake, arn, "big", blob={"S": "x" * 700})  # under KAFKA_MAX_RECORD_BYTES
+    launch(runners.run_shard, shard_unit(arn, shard))
+    await until(lambda: kafka.last_pos() == big[-1], "progress past both")
+    assert kafka.seqs() == seqs
+    (_, _, error, keys, size, payload), = kafka.dead
+    assert keys == '{"pk":"big"}' and "max.message.bytes" in error and size > 600
+    assert payload is not None
+
+
+async def test_kafka_authorization_failure_pauses_the_table_and_others_keep_flowing(
+        fake, kafka, rt):
+    from aiokafka.errors import TopicAuthorizationFailedError
+
+    rt.pages = asyncio.Semaphore(1)  # one page slot for both tables: a wedge would stop both
+    rt.settings = dataclasses.replace(rt.settings, worker_max_pages=1)
+    units, seqs = [], []
+    for name in ("denied", "fine"):
+        arn = fake.create_stream(name, ["pk"])
+        units.append(shard_unit(arn, fake.open_shards(arn)[0], table=name))
+        seqs.append(put(fake, arn, f"{name}-a", f"{name}-b"))
+    kafka.refuse[b'{"pk":"denied-a"}'] = TopicAuthorizationFailedError("dynamodb-denied")
+    for unit in units:
+        rt.supervisor.ensure(unit)
+    await until(lambda: kafka.reports("failed"), "the denied table's unit reports failed")
+    failed, = kafka.reports("failed")
+    assert "TopicAuthorizationFailedError" in failed["error"]
+    assert not any(e[1] == co.unit_key(units[0]["id"]) for e in kafka.log
+                   if e[0] == "report" and e[2]["type"] == "progress")
+    await until(lambda: set(seqs[1]) <= set(kafka.seqs()), "the other table's records")
+    more = put(fake, units[1]["spec"]["stream_arn"], "fine-c")
+    await until(lambda: more[0] in kafka.seqs(), "the other table keeps flowing")
+    assert len(kafka.reports("failed")) == 1  # the coordinator pauses the table (its units stop)
+
+
+async def test_a_partly_acknowledged_batch_is_sent_again_only_for_what_was_not_acked(
+        fake, stream, kafka, launch, rt):
+    from aiokafka.errors import NotLeaderForPartitionError
+
+    from app.errors import KafkaSendTimeout
+
+    arn, shard = stream
+    kafka.partial = [NotLeaderForPartitionError(), KafkaSendTimeout("no ack within 30s")]
+    seqs = put(fake, arn, "a", "b", "c", "d")
+    launch(runners.run_shard, shard_unit(arn, shard))
+    await until(lambda: kafka.last_pos() == seqs[-1], "progress after the retries")
+    assert [n for _, n, _ in kafka.calls] == [4, 2, 1]  # only what was not acknowledged
+    assert kafka.seqs() == seqs  # in order, nothing twice
+    assert metric(rt, "retries", table=TABLE, reason="kafka") == 1
+    assert metric(rt, "retries", table=TABLE, reason="kafka_timeout") == 1

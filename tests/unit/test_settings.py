@@ -26,7 +26,7 @@ def test_defaults() -> None:
     assert (s.kafka_topic_prefix, s.kafka_topic_partitions, s.kafka_topic_replication) == (
         "dynamodb-", 8, 1)
     assert (s.kafka_output_format, s.kafka_tombstones, s.kafka_max_record_bytes) == (
-        "native", True, 1_000_000)
+        "native", True, 8_388_608)
     assert s.kafka_sasl_password is None
     assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("PLAINTEXT", "PLAIN")
     assert (s.kafka_msk_iam_region, s.kafka_msk_iam_role_arn) == (None, None)
@@ -122,6 +122,8 @@ def test_blank_means_default_except_where_empty_is_meaningful() -> None:
         ("KAFKA_OUTPUT_FORMAT", "avro", "native, seed"),
         ("KAFKA_TOMBSTONES", "maybe", "true/false"),
         ("KAFKA_MAX_RECORD_BYTES", "1023", ">= 1024"),
+        ("KAFKA_SEND_TIMEOUT", "0.5", ">= 1"),
+        ("KAFKA_SEND_TIMEOUT", "never", ">= 1"),
         ("KAFKA_SECURITY_PROTOCOL", "TLS", "sasl_ssl"),
         ("KAFKA_SASL_MECHANISM", "GSSAPI", "aws_msk_iam"),
         ("KAFKA_MSK_IAM_REGION", "eu_west!", "region"),
