@@ -121,11 +121,13 @@ def _control_partitions(tps: Any) -> set[int]:
     return {tp.partition for tp in tps if tp.topic == control_topic.get_topic_name()}
 
 
-def _superseded_epoch(spec: dict[str, Any]) -> bool:
-    """The unit's table has moved to another epoch, as far as this worker can tell (the
-    table's row is here when its partition is)."""
+def _superseded_epoch(spec: dict[str, Any], owned: set[int]) -> bool:
+    """The unit's table has moved to another epoch, as far as this worker can tell: only
+    a row of a partition it actively owns is current (RocksDB keeps the rows of partitions
+    that moved away, frozen at their last value)."""
     table = tables.get(spec["table"])
-    return table is not None and table.get("epoch") != spec["epoch"]
+    return table is not None and table.get("partition") in owned and \
+        table.get("epoch") != spec["epoch"]
 
 
 def is_current(unit: dict[str, Any]) -> bool:
@@ -135,9 +137,10 @@ def is_current(unit: dict[str, Any]) -> bool:
     if stored is None or stored.get("status") != "active" or \
             stored["spec"].get("epoch") != unit["spec"]["epoch"]:
         return False
-    if stored.get("partition") not in _control_partitions(app.assignor.assigned_actives()):
+    owned = _control_partitions(app.assignor.assigned_actives())
+    if stored.get("partition") not in owned:
         return False
-    return not _superseded_epoch(unit["spec"])
+    return not _superseded_epoch(unit["spec"], owned)
 
 
 runtime.fence = is_current
@@ -155,7 +158,7 @@ async def _rebalanced(app: Any, **kwargs: Any) -> None:
     owned = _control_partitions(app.assignor.assigned_actives())
     wanted = {uid: u for uid, u in units.items()
               if u.get("status") == "active" and u.get("partition") in owned
-              and not _superseded_epoch(u["spec"])}  # its drop may be on its way
+              and not _superseded_epoch(u["spec"], owned)}  # its drop may be on its way
     stale = [uid for uid in runtime.supervisor.running() if uid not in wanted]
     await runtime.supervisor.stop(stale)
     runtime.supervisor.retain(set(wanted))

@@ -323,3 +323,20 @@ async def test_a_unit_is_current_only_while_active_in_its_epoch_on_an_owned_part
     await control.deliver()
     assert SCANS[0] not in units and not ctl.is_current(unit)
     assert ctl.is_current(units["scan|orders|2|0|3"])
+
+
+async def test_a_table_row_of_a_partition_not_owned_here_never_fences(
+        control: Control, monkeypatch: pytest.MonkeyPatch):
+    """RocksDB keeps the rows of partitions that moved to another worker, frozen: such a
+    row's old epoch fenced every unit of the new epoch (test_operations, after a resync:
+    the new scans were refused at every page, the second snapshot never came)."""
+    owned = {TP(ctl.control_topic.get_topic_name(), 0)}
+    monkeypatch.setattr(app.assignor, "assigned_actives", lambda: owned)
+    await control.put("t:orders", {"type": "discovered", "info": INFO}, partition=1)
+    await control.deliver()
+    assert row("orders")["epoch"] == 1 and row("orders")["partition"] == 1  # not owned
+    spec = {**units[SCANS[0]]["spec"], "epoch": 2}
+    await control.put("u:scan|orders|2|0|3", {"type": "create", "unit": spec})
+    assert ctl.is_current(units["scan|orders|2|0|3"])
+    owned.add(TP(ctl.control_topic.get_topic_name(), 1))  # now the row is current: epoch 1
+    assert not ctl.is_current(units["scan|orders|2|0|3"])
