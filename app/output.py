@@ -98,13 +98,17 @@ async def send_records(kafka: Any, topic: str, messages: Sequence[Message],
                 await asyncio.wait(futures)
     except TimeoutError:
         pass
+    # the messages never appended (a deadline hit mid-way): rare, partitioned only then
+    tail: dict[int, list[Message]] = {}
+    for m in messages[appended:]:
+        tail.setdefault(partition_for(m[0], n), []).append(m)
     failures: list[Failure] = []
-    for part in sorted({partition_for(key, n) for key, _ in messages}):
+    for part in sorted(shipped.keys() | open_batches.keys() | tail.keys()):
         group = shipped.get(part, [])
         bad = next((i for i, (_, fut) in enumerate(group) if not fut.done() or
                     fut.cancelled() or fut.exception() is not None), None)
         unsent = list(open_batches[part][1]) if part in open_batches else []
-        unsent += [m for m in messages[appended:] if partition_for(m[0], n) == part]
+        unsent += tail.get(part, [])
         if bad is not None:
             fut = group[bad][1]
             if not fut.done():
