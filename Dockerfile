@@ -8,4 +8,4 @@ RUN pip install --no-cache-dir .
 EXPOSE 6066
 # the status page, /status.json and /metrics on port 6066 (the web server binds 127.0.0.1
 # unless told otherwise)
-CMD ["faust", "-A", "app", "worker", "-l", "info", "--web-host=0.0.0.0", "--web-port=6066"]
+CMD ["faust", "-A", "app", "worker", "-l", "info", "--web-bind=0.0.0.0", "--web-host=0.0.0.0", "--web-port=6066"]

@@ -226,6 +226,15 @@ app = ReplicatorApp(
     broker_heartbeat_interval=max(1.0, settings.kafka_session_timeout / 10),
     table_standby_replicas=0,
     web_enabled=True,
+    # Serve on loopback unless told otherwise (`faust worker --web-bind 0.0.0.0`, as the
+    # container image does); web_host is only the address Faust advertises.
+    web_bind="127.0.0.1",
     web_host="127.0.0.1",
+    # Faust's own endpoints are off: /table/<name>/<key> would hand out scan cursors
+    # (item primary keys), /router the partition map.  Only the product's pages remain.
+    web_router_enabled=False,
+    web_tables_enabled=False,
+    web_stats_enabled=False,
+    web_graph_enabled=False,
     **_credentials(settings),
 )

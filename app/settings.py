@@ -136,8 +136,21 @@ def _http_url(raw: str) -> str:
     except ValueError:  # bad port
         ok = False
     if not ok:
+        if "@" in raw:  # may carry credentials: never echo it
+            raise _Hidden("an http:// or https:// URL")
         raise ValueError("an http:// or https:// URL")
     return raw
+
+
+def mask_url(text: str) -> str:
+    """``scheme://user:password@host…`` -> ``scheme://***@host…`` (other text unchanged)."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    netloc, slash, path = rest.partition("/")
+    if "@" not in netloc:
+        return text
+    return f"{scheme}://***@{netloc.rsplit('@', 1)[1]}{slash}{path}"
 
 
 def _region(raw: str) -> str:
@@ -376,8 +389,12 @@ class Settings:
         return topic
 
     def masked(self) -> dict[str, str]:
-        """Every setting as text for the startup log; secrets shown as '***' when set."""
+        """Every setting as text for the startup log; secrets shown as '***' when set, and
+        credentials inside URLs too."""
         return {f.name: _show(getattr(self, f.name), f.metadata["secret"]) for f in fields(self)}
+
+    def __repr__(self) -> str:  # the dataclass repr would show URL credentials
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.masked().items())})"
 
 
 def _show(value: object, secret: bool) -> str:
@@ -392,5 +409,5 @@ def _show(value: object, secret: bool) -> str:
     if isinstance(value, tuple):
         if value and isinstance(value[0], TagFilter):
             return render_tag_filters(value)
-        return ",".join(map(str, value))
-    return str(value)
+        return ",".join(mask_url(str(v)) for v in value)
+    return mask_url(str(value))

@@ -263,3 +263,16 @@ def test_settings_are_frozen() -> None:
     s = Settings.from_env({})
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.app_id = "other"  # type: ignore[misc]
+
+
+def test_credentials_inside_urls_never_show() -> None:
+    """Issue 11 item 4: the settings dump printed a user:password inside AWS_ENDPOINT_URL."""
+    s = Settings.from_env({"AWS_ENDPOINT_URL": "http://ak:hunter2@localstack:4566/x",
+                           "AWS_ENDPOINT_URL_STS": "https://sts.local"})
+    assert s.aws_endpoint_url == "http://ak:hunter2@localstack:4566/x"  # used as given
+    assert s.masked()["aws_endpoint_url"] == "http://***@localstack:4566/x"
+    assert s.masked()["aws_endpoint_url_sts"] == "https://sts.local"
+    assert "hunter2" not in repr(s) and "hunter2" not in str(s.masked())
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"AWS_ENDPOINT_URL_DYNAMODB": "ftp://ak:hunter2@x"})
+    assert "hunter2" not in str(info.value)
