@@ -8,7 +8,7 @@ from typing import Any
 
 from agents.runtime import runtime
 from app.domain import coordinator as co
-from app.domain.discovery import matches, refusal, select, table_name_from_arn
+from app.domain.discovery import matches, refusal, select, table_name_from_arn, topic_refusals
 from app.domain.model import TableInfo
 from app.errors import AwsError
 from app.main import app, settings
@@ -67,6 +67,7 @@ def info_message(info: TableInfo) -> dict[str, Any]:
 async def discover_once() -> list[str]:
     """One discovery round; returns the tables it asked to replicate."""
     names = select(await candidates(), (), settings.dynamodb_tables_exclude)
+    bad_topics = topic_refusals(names, settings.kafka_topic_prefix, settings.app_id)
     tables = await runtime.tables()
     present: list[str] = []
     now = int(time.time() * 1000)
@@ -83,7 +84,7 @@ async def discover_once() -> list[str]:
         # a refused table is present too: its state says why (status page, CLI, metric);
         # the control agent logs the reason once per change
         present.append(name)
-        reason = refusal(info, needs_stream())
+        reason = bad_topics.get(name) or refusal(info, needs_stream())
         message = ({"type": "discovered"} if reason is None
                    else {"type": "refused", "reason": reason})
         await control_topic.send(key=co.table_key(name),

@@ -31,6 +31,7 @@ class ClusterView:
         self.rates = Rates()
         self.caught_up = asyncio.Event()
         self.records = 0
+        self.skipped = 0  # records of the changelogs that are not the replicator's
 
     # ------------------------------------------------------------------ folding
     def apply(self, topic: str, key: bytes | None, value: bytes | None, ts_ms: int) -> None:
@@ -41,6 +42,8 @@ class ClusterView:
         name = json.loads(key)
         row = None if value is None else json.loads(value)
         if self.topics[topic] == "tables":
+            if not isinstance(name, str) or not (row is None or isinstance(row, dict)):
+                raise TypeError(f"{name!r}: not a table state")
             if row is None or row.get("phase") == "FORGOTTEN":  # only its epoch is kept
                 self.tables.pop(name, None)
                 self.rates.forget(name)
@@ -51,8 +54,10 @@ class ClusterView:
         if row is None:
             self.units.pop(name, None)
             return
+        kind, table, _ = unit_table(name)  # raises for what is not a unit id: not stored
+        if not isinstance(row, dict) or not isinstance(row.get("spec"), dict):
+            raise TypeError(f"unit {name!r}: not a unit state")
         self.units[name] = row
-        kind, table, _ = unit_table(name)
         before = int(old.get("count") or 0) if old and old.get("spec") == row.get("spec") else 0
         self.rates.add(table, kind, ts_ms, int(row.get("count") or 0) - before)
 
@@ -147,4 +152,17 @@ class ClusterView:
     def _apply_batch(self, batch: dict[Any, list[Any]]) -> None:
         for tp, records in batch.items():
             for r in records:
-                self.apply(tp.topic, r.key, r.value, r.timestamp)
+                self.apply_or_skip(tp.topic, r.key, r.value, r.timestamp)
+
+    def apply_or_skip(self, topic: str, key: bytes | None, value: bytes | None,
+                      ts_ms: int) -> None:
+        """apply(), but a record that is not the replicator's (a foreign writer, a table
+        whose items once reached this topic) is skipped and counted, never raised on
+        every re-read."""
+        try:
+            self.apply(topic, key, value, ts_ms)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            self.skipped += 1
+            if self.skipped == 1 or self.skipped % 1000 == 0:
+                log.warning("status view: skipped %d record(s) of %s it cannot read (%s: %s)",
+                            self.skipped, topic, type(exc).__name__, exc)

@@ -174,3 +174,36 @@ def refusal(info: TableInfo, needs_stream: bool) -> str | None:
         return (f"stream view type {info.stream_view_type} carries no new item image "
                 f"(inserts and updates would have no state): re-enable the stream with {views}")
     return None
+
+
+KAFKA_TOPIC_MAX = 249  # Kafka's limit on a topic name (DynamoDB allows 255 for a table)
+# topics other systems keep next to ours (an empty KAFKA_TOPIC_PREFIX could reach them)
+FOREIGN_TOPICS = ("connect-configs", "connect-offsets", "connect-status")
+
+
+def topic_refusals(names: Iterable[str], prefix: str, app_id: str) -> dict[str, str]:
+    """Tables whose output topic (``prefix + name``) cannot be theirs, with the reason:
+    too long for Kafka, inside the replicator's own namespace (``<app_id>-…``: its
+    control and changelog topics, its dead-letter topic), a topic of Kafka or of another
+    system, or one Kafka would take for another table's (names differing only in ``.``
+    versus ``_`` collide in Kafka's metrics; the first name in sorted order keeps it)."""
+    refused: dict[str, str] = {}
+    owner: dict[str, str] = {}  # collision form -> the table keeping it
+    for name in sorted(set(names)):
+        topic = prefix + name
+        if len(topic) > KAFKA_TOPIC_MAX:
+            refused[name] = (f"its output topic {topic[:40]}… would be {len(topic)} characters; "
+                             f"Kafka allows {KAFKA_TOPIC_MAX} (shorten KAFKA_TOPIC_PREFIX or "
+                             "exclude the table)")
+        elif topic.startswith(f"{app_id}-"):
+            refused[name] = (f"its output topic {topic} falls in the replicator's own topics "
+                             f"({app_id}-…: control, changelogs, dead letters); change "
+                             "KAFKA_TOPIC_PREFIX or exclude the table")
+        elif topic.startswith("_") or topic in FOREIGN_TOPICS:
+            refused[name] = (f"its output topic {topic} is a Kafka or third-party system topic "
+                             "name; set a KAFKA_TOPIC_PREFIX")
+        elif (first := owner.setdefault(topic.replace(".", "_"), name)) != name:
+            refused[name] = (f"its output topic {topic} collides with {prefix + first} (Kafka "
+                             "tells '.' and '_' apart in topic names but not in metrics, and "
+                             f"refuses the second); table {first} keeps it")
+    return refused

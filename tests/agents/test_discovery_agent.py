@@ -75,3 +75,20 @@ async def test_tables_without_the_new_image_are_refused_unless_snapshot_only(
     monkeypatch.setattr(disc, "needs_stream", lambda: False)
     await disc.discover_once()
     assert {m["type"] for m in _by_table(topic).values()} == {"discovered"}
+
+
+async def test_a_table_whose_topic_would_be_the_apps_own_is_refused_with_its_reason(
+        topic: Topic, monkeypatch: pytest.MonkeyPatch):
+    """Issue 11 item 2: with the defaults a table named replicator-tables-changelog wrote
+    its items into the state changelog (dynamodb- + replicator-tables-changelog)."""
+    import dataclasses
+
+    defaults = dataclasses.replace(settings, app_id="dynamodb-replicator",
+                                   kafka_topic_prefix="dynamodb-")
+    monkeypatch.setattr(disc, "settings", defaults)
+    evil = "replicator-tables-changelog"
+    monkeypatch.setitem(TABLES, evil, _info(evil, "NEW_AND_OLD_IMAGES"))
+    await disc.discover_once()
+    sent = _by_table(topic)
+    assert sent[evil]["type"] == "refused" and "own topics" in sent[evil]["reason"]
+    assert sent["good"]["type"] == "discovered"

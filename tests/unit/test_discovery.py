@@ -138,3 +138,21 @@ def test_no_stream_is_refused_in_the_stream_modes_only() -> None:
     # snapshot_only reads no stream: every table is fine
     for view in (None, "KEYS_ONLY", "OLD_IMAGE", "NEW_IMAGE"):
         assert refusal(_table(view), needs_stream=False) is None
+
+
+# ---------------------------------------------------------------- topic collisions (issue 11)
+def test_tables_whose_output_topic_is_not_theirs_are_refused() -> None:
+    from app.domain.discovery import topic_refusals
+
+    app_id = "dynamodb-replicator"
+    names = ["orders", "replicator-tables-changelog", "replicator-dlq", "a.b", "a_b", "x" * 250]
+    refused = topic_refusals(names, "dynamodb-", app_id)
+    assert set(refused) == {"replicator-tables-changelog", "replicator-dlq", "a_b", "x" * 250}
+    assert "replicator's own topics" in refused["replicator-dlq"]
+    assert "collides with dynamodb-a.b" in refused["a_b"]
+    assert "249" in refused["x" * 250]
+    # an empty prefix: Kafka's and other systems' topics are never written into
+    bare = topic_refusals(["_schemas", "connect-configs", "orders", "__consumer_offsets"], "",
+                          app_id)
+    assert set(bare) == {"_schemas", "connect-configs", "__consumer_offsets"}
+    assert topic_refusals(["orders", "b.c"], "dynamodb-", app_id) == {}

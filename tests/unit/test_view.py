@@ -36,3 +36,17 @@ def test_latest_row_wins_deletes_forget_and_counts_become_rates():
     assert list(view.tables) == ["orders"] and view.units == {} and view.records == 7
     view.apply(U, None, b"{}", NOW)  # a keyless record is not ours: ignored
     assert view.records == 7
+
+
+def test_records_that_are_not_the_replicators_are_skipped_not_raised():
+    """Issue 11 item 2: one foreign record in a changelog made the view raise on every
+    re-read (e.g. an item of a table named replicator-tables-changelog)."""
+    view = ClusterView(SimpleNamespace(app_id="app", broker_url=("kafka://x:9092",)))
+    view.apply_or_skip(T, b'{"pk":"item-1"}', b'{"op":"r"}', NOW)  # key is not a name
+    view.apply_or_skip(T, b"not json", b"{}", NOW)
+    view.apply_or_skip(U, json.dumps("no-unit-id").encode(), b'{"count": 1}', NOW)
+    view.apply_or_skip(U, json.dumps("scan|t|1|0|1").encode(), b'"a string"', NOW)
+    assert view.skipped == 4 and view.units == {} and view.tables == {}
+    rec(view, T, "orders", {"name": "orders", "phase": "STREAMING", "epoch": 1}, NOW)
+    assert view.tables["orders"]["phase"] == "STREAMING"
+    assert [r["table"] for r in view.rows(NOW)] == ["orders"]  # the page still renders
