@@ -181,6 +181,13 @@ KAFKA_TOPIC_MAX = 249  # Kafka's limit on a topic name (DynamoDB allows 255 for 
 FOREIGN_TOPICS = ("connect-configs", "connect-offsets", "connect-status")
 
 
+def internal_topics(app_id: str) -> frozenset[str]:
+    """The replicator's own topics (Faust's, such as ``<app_id>-__assignor-__leader``,
+    all start with ``<app_id>-__``); ``-buffer`` is reserved for the snapshot buffer."""
+    return frozenset(f"{app_id}-{suffix}" for suffix in (
+        "control", "tables-changelog", "units-changelog", "dlq", "buffer"))
+
+
 def topic_refusals(names: Iterable[str], prefix: str, app_id: str) -> dict[str, str]:
     """Tables whose output topic (``prefix + name``) cannot be theirs, with the reason:
     too long for Kafka, inside the replicator's own namespace (``<app_id>-…``: its
@@ -195,8 +202,8 @@ def topic_refusals(names: Iterable[str], prefix: str, app_id: str) -> dict[str, 
             refused[name] = (f"its output topic {topic[:40]}… would be {len(topic)} characters; "
                              f"Kafka allows {KAFKA_TOPIC_MAX} (shorten KAFKA_TOPIC_PREFIX or "
                              "exclude the table)")
-        elif topic.startswith(f"{app_id}-"):
-            refused[name] = (f"its output topic {topic} falls in the replicator's own topics "
+        elif topic in internal_topics(app_id) or topic.startswith(f"{app_id}-__"):
+            refused[name] = (f"its output topic {topic} is one of the replicator's own topics "
                              f"({app_id}-…: control, changelogs, dead letters); change "
                              "KAFKA_TOPIC_PREFIX or exclude the table")
         elif topic.startswith("_") or topic in FOREIGN_TOPICS:
