@@ -13,7 +13,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from agents.runtime import Backoff, Runtime, pause
-from app.domain import codec, coordinator
+from app.domain import codec, coordinator, limits
 from app.domain.envelope import SnapshotInfo
 from app.domain.lineage import seq_key
 from app.domain.segments import TokenBucket
@@ -61,7 +61,7 @@ async def _deliver(rt: Runtime, unit: dict[str, Any], topic: str,
     limit = min(setting, await _topic_limit(rt, unit, topic))
     todo: list[tuple[bytes, Any]] = []
     for key, value in messages:
-        size = len(key) + len(value or b"")
+        size = limits.record_bytes(key, value)
         if value is not None and size > limit:
             why = (f"too large: event of {size} bytes exceeds KAFKA_MAX_RECORD_BYTES={setting}"
                    if size > setting else
@@ -80,6 +80,7 @@ async def _deliver(rt: Runtime, unit: dict[str, Any], topic: str,
             failures = [(exc, todo)]
         todo = []
         retry: BaseException | None = None
+        split = False
         for exc, failed in failures:
             verdict = classify(exc)
             if verdict == "permanent":
@@ -90,10 +91,11 @@ async def _deliver(rt: Runtime, unit: dict[str, Any], topic: str,
                 await _fail(rt, unit, refused)
                 raise refused from exc
             if verdict == "too_large" and not one_per_batch:
+                split = True
                 todo += failed  # again one record per batch: which one is refused?
             elif verdict == "too_large":
                 key, value = failed[0]  # alone in its batch, the first of its partition
-                why = (f"too large: record of {len(key) + len(value or b'')} bytes refused by "
+                why = (f"too large: record of {limits.record_bytes(key, value)} bytes refused by "
                        f"topic {topic} ({type(exc).__name__}); raise its max.message.bytes")
                 await _dead_letter_size(rt, table, where, why, key, value)
                 delivered.remove(failed[0])
@@ -101,8 +103,7 @@ async def _deliver(rt: Runtime, unit: dict[str, Any], topic: str,
             else:
                 retry = exc
                 todo += failed
-        if any(classify(exc) == "too_large" for exc, _ in failures):
-            one_per_batch = True
+        one_per_batch = one_per_batch or split
         if retry is not None:
             reason = "kafka_timeout" if classify(retry) == "timeout" else "kafka"
             rt.metrics.retries.labels(table, reason).inc()

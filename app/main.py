@@ -12,6 +12,7 @@ import faust
 from aiokafka.abc import AbstractTokenProvider  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
+from app.domain.discovery import STATE_TOPICS
 from app.errors import ConfigError
 from app.settings import Settings
 
@@ -199,9 +200,8 @@ def internal_topics(s: Settings) -> dict[str, tuple[int, int, dict[str, str]]]:
     p, r = s.state_partitions, s.kafka_topic_replication
     big = {"max.message.bytes": str(STATE_MAX_MESSAGE_BYTES)}
     compact = {"cleanup.policy": "compact", **big}
-    return {f"{s.app_id}-control": (p, r, big),
-            f"{s.app_id}-tables-changelog": (p, r, compact),
-            f"{s.app_id}-units-changelog": (p, r, compact)}
+    return {f"{s.app_id}-{suffix}": (p, r, compact if suffix.endswith("changelog") else big)
+            for suffix in STATE_TOPICS}
 
 
 app = ReplicatorApp(

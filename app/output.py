@@ -29,6 +29,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
 
 from app.domain import codec, limits
+from app.domain.discovery import STATE_TOPICS
 from app.domain.partition import partition_for
 from app.errors import KafkaSendTimeout
 
@@ -259,9 +260,7 @@ class Output:
             delay = min(1.0, delay * 2)
 
     def _internal_topics(self) -> tuple[str, ...]:
-        app_id = self.settings.app_id
-        return (f"{app_id}-control", f"{app_id}-tables-changelog",
-                f"{app_id}-units-changelog")
+        return tuple(f"{self.settings.app_id}-{suffix}" for suffix in STATE_TOPICS)
 
     async def send_batch(self, topic: str, messages: Sequence[Message],
                          timestamp: float | None = None, one_per_batch: bool = False

@@ -12,7 +12,7 @@ Table state (JSON-able dict):
     shards {shard_id: {parent, status}} (lineage, app.domain.lineage),
     shard_floor (starting seq of the newest shard pruned: a stale listing never revives it),
     resume_phase, stopped_ms, halted_ms (since when the stream positions have not provably
-    advanced), resumed_ms, retired {epoch, units, heals} (drops of the superseded epoch,
+    advanced), resumed_ms, retired {units, heals} (drops of the superseded epoch,
     repeated by the sweep), error, reason, resnapshots, updated_ms.
 
 A table forgotten after STOPPED for longer than the retention keeps a tiny FORGOTTEN row
@@ -176,8 +176,8 @@ def _retire(old: State, out: Outcome) -> Outcome:
     units = all_units(old)
     out.commands[:0] = [_cmd(u, "drop") for u in units]
     if out.state is not None:
-        out.state = {**out.state, "retired": {"epoch": old.get("epoch"), "units": units,
-                                              "heals": RETIRED_HEALS} if units else None}
+        out.state = {**out.state,
+                     "retired": {"units": units, "heals": RETIRED_HEALS} if units else None}
     return out
 
 
@@ -330,8 +330,8 @@ def on_sweep(s: State, present: set[str], now: int) -> Outcome:
             # keep the epoch (only): unit ids of a later life must never repeat these
             row = {"name": s["name"], "phase": "FORGOTTEN", "epoch": s["epoch"],
                    "updated_ms": now}
-            return _retire(s, Outcome(row, [], [f"{s['name']}: forgotten (stopped for more "
-                                                "than 24 h)"]))
+            note = f"{s['name']}: forgotten (stopped for more than 24 h)"
+            return _retire(s, Outcome(row, [], [note]))
         out = on_stop(s, "no longer discovered (tag removed, excluded or table deleted)", now)
     else:
         out = Outcome(s)

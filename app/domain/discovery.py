@@ -181,11 +181,14 @@ KAFKA_TOPIC_MAX = 249  # Kafka's limit on a topic name (DynamoDB allows 255 for 
 FOREIGN_TOPICS = ("connect-configs", "connect-offsets", "connect-status")
 
 
+# the replicator's state topics: <app_id>-<suffix> (created at start, app.main)
+STATE_TOPICS = ("control", "tables-changelog", "units-changelog")
+
+
 def internal_topics(app_id: str) -> frozenset[str]:
     """The replicator's own topics (Faust's, such as ``<app_id>-__assignor-__leader``,
     all start with ``<app_id>-__``); ``-buffer`` is reserved for the snapshot buffer."""
-    return frozenset(f"{app_id}-{suffix}" for suffix in (
-        "control", "tables-changelog", "units-changelog", "dlq", "buffer"))
+    return frozenset(f"{app_id}-{suffix}" for suffix in (*STATE_TOPICS, "dlq", "buffer"))
 
 
 def topic_refusals(names: Iterable[str], prefix: str, app_id: str) -> dict[str, str]:
