@@ -64,6 +64,15 @@ class StatusJson(View):
         return self.json(status())
 
 
+@app.page("/healthz")
+class Health(View):
+    """Liveness for probes (Docker HEALTHCHECK, Kubernetes): open even with WEB_AUTH_TOKEN,
+    so it says nothing but that the worker's web server answers."""
+
+    async def get(self, request: Request) -> Response:
+        return self.text("ok\n")
+
+
 @app.page("/metrics")
 class Metrics(View):
     async def get(self, request: Request) -> Response:

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import faust
 from aiokafka.abc import AbstractTokenProvider  # type: ignore[import-untyped]
@@ -15,20 +16,24 @@ from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from app.domain.discovery import STATE_TOPICS
 from app.errors import ConfigError
 from app.settings import Settings
+from app.web import auth_middleware, exposure_warning, ssl_context
 
 log = logging.getLogger(__name__)
 
 
-def _load_settings() -> Settings:
+T = TypeVar("T")
+
+
+def _or_exit(build: Callable[[], T]) -> T:
     try:
-        return Settings.from_env()
+        return build()
     except ConfigError as exc:
         # A bad setting stops the worker at start, naming the variable.
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
-settings = _load_settings()
+settings = _or_exit(Settings.from_env)
 
 
 # botocore's DEBUG output of a signing carries the canonical request and the signature,
@@ -184,6 +189,10 @@ class ReplicatorApp(faust.App):
 
         configure(settings.log_level, settings.log_format)
         log.info("settings: %s", settings.masked())
+        warning = exposure_warning(self.conf.web_bind, settings.web_auth_token,
+                                   tls=settings.web_tls_cert is not None)
+        if warning:
+            log.warning(warning)
 
         await ensure_topics(settings.bootstrap_servers(), internal_topics(settings),
                             **_admin_auth(settings))
@@ -202,6 +211,18 @@ def internal_topics(s: Settings) -> dict[str, tuple[int, int, dict[str, str]]]:
     compact = {"cleanup.policy": "compact", **big}
     return {f"{s.app_id}-{suffix}": (p, r, compact if suffix.endswith("changelog") else big)
             for suffix in STATE_TOPICS}
+
+
+def _web_options(s: Settings) -> dict[str, object]:
+    """TLS and the token check of the status pages (app/web.py), when configured."""
+    options: dict[str, object] = {}
+    context = ssl_context(s.web_tls_cert, s.web_tls_key)
+    if context is not None:
+        options["web_ssl_context"] = context
+    if s.web_auth_token is not None:
+        options["web_application_options"] = {
+            "middlewares": [auth_middleware(s.web_auth_user, s.web_auth_token)]}
+    return options
 
 
 app = ReplicatorApp(
@@ -236,5 +257,6 @@ app = ReplicatorApp(
     web_tables_enabled=False,
     web_stats_enabled=False,
     web_graph_enabled=False,
+    **_or_exit(lambda: _web_options(settings)),
     **_credentials(settings),
 )

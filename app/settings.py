@@ -199,9 +199,37 @@ def _external_id(raw: str) -> str:
     return raw
 
 
+def _kafka_name(topic: str) -> str:
+    """Kafka treats '.' and '_' in topic names as the same character (metric names)."""
+    return topic.replace(".", "_")
+
+
 def _password(raw: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in raw):
         raise ValueError("a password without control characters such as a newline")
+    return raw
+
+
+_TOKEN = re.compile(r"[\x21-\x7e]{16,256}")  # visible ASCII: an HTTP header value as is
+_WEB_USER = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+
+
+def _token(raw: str) -> str:
+    if not _TOKEN.fullmatch(raw):
+        raise ValueError("16 to 256 visible ASCII characters without spaces "
+                         "(e.g. `openssl rand -hex 32`)")
+    return raw
+
+
+def _web_user(raw: str) -> str:
+    if not _WEB_USER.fullmatch(raw):
+        raise ValueError("1 to 64 letters, digits, '.', '_', '@' or '-'")
+    return raw
+
+
+def _path(raw: str) -> str:
+    if any(ord(c) < 32 for c in raw):
+        raise ValueError("a file path")
     return raw
 
 
@@ -318,6 +346,14 @@ class Settings:
     log_level: str = field(
         metadata=_env("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error")))
     log_format: str = field(metadata=_env("LOG_FORMAT", "text", _choice("text", "json")))
+    # The status page, /status.json and /metrics (app/web.py): served on 127.0.0.1 unless
+    # `--web-bind` says otherwise; with a token every page but /healthz asks for it (Bearer,
+    # or Basic auth as WEB_AUTH_USER); with a certificate and key they are served over HTTPS.
+    web_auth_token: str | None = field(
+        repr=False, metadata=_env("WEB_AUTH_TOKEN", None, _token, secret=True))
+    web_auth_user: str = field(metadata=_env("WEB_AUTH_USER", "replicator", _web_user))
+    web_tls_cert: str | None = field(metadata=_env("WEB_TLS_CERT", None, _path))
+    web_tls_key: str | None = field(metadata=_env("WEB_TLS_KEY", None, _path))
     # INIT_SYNC progress (% done, rate, ETA) is logged by the leader at this interval.
     progress_log_interval: float = field(
         metadata=_env("PROGRESS_LOG_INTERVAL", "30", _float(1)))
@@ -345,6 +381,12 @@ class Settings:
             except ValueError as exc:
                 shown = "the given value is not shown" if meta["secret"] else f"got {raw!r}"
                 raise ConfigError(name, f"expected {exc}; {shown}") from None
+        if _kafka_name(values["kafka_topic_prefix"]).startswith(_kafka_name(values["app_id"]) + "-"):
+            # Output topics inside the app's own namespace: a table could be named like a
+            # state topic, and no ACL on "<APP_ID>-" could tell state from output apart.
+            raise ConfigError("KAFKA_TOPIC_PREFIX", "expected a prefix outside the app's own "
+                                                    f"topics ({values['app_id']}-…); got "
+                                                    f"{values['kafka_topic_prefix']!r}")
         if values["aws_role_external_id"] is not None and values["aws_role_arn"] is None:
             raise ConfigError("AWS_ROLE_EXTERNAL_ID", "expected only together with AWS_ROLE_ARN "
                                                       "(the role to assume); AWS_ROLE_ARN is unset")

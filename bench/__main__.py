@@ -92,7 +92,7 @@ def main() -> None:
     load_start = loadavg()
     res: dict[str, Any] = {"uid": uid}
 
-    env = base_env(f"bench-{uid}-inproc", f"bench-{uid}-inproc-")
+    env = base_env(f"bench-{uid}-inproc-app", f"bench-{uid}-inproc-")
     say(f"figures 1+2: run_shard / run_scan vs raw aiokafka ({CEILING_PAGES}k events, "
         f"{CEILING_ROUNDS} rounds) + profile")
     res["ceiling"] = c = run_child("bench.inproc", {"mode": "ceiling", "pages": CEILING_PAGES,
@@ -100,7 +100,7 @@ def main() -> None:
     say(f"  stream {c['best']['stream']:,.0f}/s vs raw {c['best']['stream_raw']:,.0f}/s; "
         f"scan {c['best']['scan']:,.0f}/s vs raw {c['best']['scan_raw']:,.0f}/s")
 
-    env = base_env(f"bench-{uid}-mem", f"bench-{uid}-mem-")
+    env = base_env(f"bench-{uid}-mem-app", f"bench-{uid}-mem-")
     say(f"figure 5: {MEMORY_SHARDS} shard runners in one process")
     res["memory"] = m = run_child("bench.inproc", {"mode": "memory", "shards": MEMORY_SHARDS,
                                                    "pages": MEMORY_PAGES}, env, 400)

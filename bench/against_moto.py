@@ -78,7 +78,7 @@ class Bench:
     # ------------------------------------------------------------ helpers
     def env(self, run: str, **extra: str) -> dict[str, str]:
         env = worker_env(STACK, f"{self.uid}-{run}", **extra)
-        env.update(APP_ID=f"bench-{self.uid}-{run}", KAFKA_TOPIC_PREFIX=f"bench-{self.uid}-{run}-",
+        env.update(APP_ID=f"bench-{self.uid}-{run}-app", KAFKA_TOPIC_PREFIX=f"bench-{self.uid}-{run}-",
                    DYNAMODB_TAG_FILTERS=f"bench-{self.uid}-{run}")
         return env
 

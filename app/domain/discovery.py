@@ -199,20 +199,23 @@ def topic_refusals(names: Iterable[str], prefix: str, app_id: str) -> dict[str, 
     versus ``_`` collide in Kafka's metrics; the first name in sorted order keeps it)."""
     refused: dict[str, str] = {}
     owner: dict[str, str] = {}  # collision form -> the table keeping it
+    own = {t.replace(".", "_") for t in internal_topics(app_id)}
+    own_prefix = f"{app_id}-__".replace(".", "_")
     for name in sorted(set(names)):
         topic = prefix + name
+        kafka_form = topic.replace(".", "_")
         if len(topic) > KAFKA_TOPIC_MAX:
             refused[name] = (f"its output topic {topic[:40]}… would be {len(topic)} characters; "
                              f"Kafka allows {KAFKA_TOPIC_MAX} (shorten KAFKA_TOPIC_PREFIX or "
                              "exclude the table)")
-        elif topic in internal_topics(app_id) or topic.startswith(f"{app_id}-__"):
+        elif kafka_form in own or kafka_form.startswith(own_prefix):
             refused[name] = (f"its output topic {topic} is one of the replicator's own topics "
                              f"({app_id}-…: control, changelogs, dead letters); change "
                              "KAFKA_TOPIC_PREFIX or exclude the table")
         elif topic.startswith("_") or topic in FOREIGN_TOPICS:
             refused[name] = (f"its output topic {topic} is a Kafka or third-party system topic "
                              "name; set a KAFKA_TOPIC_PREFIX")
-        elif (first := owner.setdefault(topic.replace(".", "_"), name)) != name:
+        elif (first := owner.setdefault(kafka_form, name)) != name:
             refused[name] = (f"its output topic {topic} collides with {prefix + first} (Kafka "
                              "tells '.' and '_' apart in topic names but not in metrics, and "
                              f"refuses the second); table {first} keeps it")

@@ -21,7 +21,7 @@ def client(env: dict[str, str], service: str = "dynamodb") -> Any:
 def worker_env(stack: dict[str, str], uid: str, **extra: str) -> dict[str, str]:
     return {
         **stack, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1", "APP_ID": f"it-{uid}", "KAFKA_TOPIC_PREFIX": f"it-{uid}-",
+        "AWS_REGION": "us-east-1", "APP_ID": f"it-{uid}-app", "KAFKA_TOPIC_PREFIX": f"it-{uid}-",
         "DYNAMODB_TAG_FILTERS": f"itest-{uid}", "DYNAMODB_DISCOVERY_INTERVAL": "2",
         "DYNAMODB_SHARD_REFRESH_INTERVAL": "1", "DYNAMODB_POLL_INTERVAL": "0.1",
         "STATE_PARTITIONS": "4", "KAFKA_TOPIC_PARTITIONS": "3",

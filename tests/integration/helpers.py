@@ -46,8 +46,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
 class Worker:
     """`faust -A <module> worker` as a subprocess with its own data dir and web port."""
 
-    def __init__(self, module: str, env: dict[str, str], workdir: Path, name: str = "w") -> None:
-        self.module, self.name = module, name
+    def __init__(self, module: str, env: dict[str, str], workdir: Path, name: str = "w",
+                 args: tuple[str, ...] = ()) -> None:
+        self.module, self.name, self.args = module, name, args
         self.env = {**os.environ, **env}
         self.datadir = workdir / f"data-{name}"
         self.logfile = workdir / f"{name}.log"
@@ -59,7 +60,7 @@ class Worker:
             self.datadir = self.datadir.with_name(fresh_datadir)
         argv = [FAUST, "-A", self.module, f"--datadir={self.datadir}", "worker", "-l", "info",
                 f"--web-port={self.web_port}",
-                "--web-host=127.0.0.1"]
+                "--web-host=127.0.0.1", *self.args]
         log = open(self.logfile, "ab")
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)

@@ -156,7 +156,10 @@ def test_tables_whose_output_topic_is_not_theirs_are_refused() -> None:
                           app_id)
     assert set(bare) == {"_schemas", "connect-configs", "__consumer_offsets"}
     assert topic_refusals(["orders", "b.c"], "dynamodb-", app_id) == {}
-    # a prefix inside the app's namespace (as the integration tests use) is fine for
-    # ordinary names; only the app's own topics and Faust's (<app_id>-__…) are refused
-    assert set(topic_refusals(["orders", "control", "__assignor-__leader"], "it-1-",
-                              "it-1")) == {"control", "__assignor-__leader"}
+    # the app id as a prefix of the output prefix (as the integration tests use): only
+    # the app's own topics and Faust's (<app_id>-__…) are refused
+    assert set(topic_refusals(["orders", "app-control", "app-__assignor-__leader"], "it-1-",
+                              "it-1-app")) == {"app-control", "app-__assignor-__leader"}
+    # '.' and '_' are one character to Kafka: my_app-control is my.app's control topic
+    assert set(topic_refusals(["app-control", "app-dlq", "app-x"], "my_", "my.app")) == {
+        "app-control", "app-dlq"}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -231,7 +232,7 @@ def test_secret_masked_and_hidden_from_repr() -> None:
     assert not any("s3cr3t" in v for v in masked.values())
     assert "s3cr3t" not in repr(s)
     secret_fields = [f.name for f in dataclasses.fields(s) if f.metadata["secret"]]
-    assert secret_fields == ["aws_role_external_id", "kafka_sasl_password"]
+    assert secret_fields == ["aws_role_external_id", "kafka_sasl_password", "web_auth_token"]
 
 
 def test_masked_lists_every_setting_as_text() -> None:
@@ -276,3 +277,31 @@ def test_credentials_inside_urls_never_show() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"AWS_ENDPOINT_URL_DYNAMODB": "ftp://ak:hunter2@x"})
     assert "hunter2" not in str(info.value)
+
+
+def test_a_topic_prefix_inside_the_apps_own_topics_is_refused() -> None:
+    """Issue 11 item 2: output topics under '<APP_ID>-' share the app's namespace (a table
+    could be named like a state topic; no prefix ACL could separate state from output)."""
+    for app_id, prefix in (("dynamodb-replicator", "dynamodb-replicator-"),
+                           ("dynamodb-replicator", "dynamodb-replicator-out-"),
+                           ("dynamodb_replicator", "dynamodb.replicator-x")):  # '.' = '_'
+        with pytest.raises(ConfigError, match="KAFKA_TOPIC_PREFIX.*outside the app's own"):
+            Settings.from_env({"APP_ID": app_id, "KAFKA_TOPIC_PREFIX": prefix})
+    # the defaults, an empty prefix and an app id that merely starts like the prefix are fine
+    for env in ({}, {"KAFKA_TOPIC_PREFIX": ""}, {"APP_ID": "cdc", "KAFKA_TOPIC_PREFIX": "cdc."},
+                {"APP_ID": "it-1-app", "KAFKA_TOPIC_PREFIX": "it-1-"}):
+        Settings.from_env(env)
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    """Issue 11: the README's configuration table names every variable a worker reads, and
+    its Security section names the web settings."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    missing = [env for f in dataclasses.fields(Settings) for env in f.metadata["env"]
+               if f"`{env}`" not in table]
+    assert not missing, f"settings missing from the README's Configuration table: {missing}"
+    security = readme.split("## Security", 1)[1].split("\n## ", 1)[0]
+    for name in ("WEB_AUTH_TOKEN", "WEB_TLS_CERT", "WEB_TLS_KEY", "/healthz", "--web-bind",
+                 "KAFKA_TOPIC_PREFIX"):
+        assert name in security, name
