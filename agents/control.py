@@ -15,7 +15,7 @@ from faust.types import TP
 from agents.runtime import runtime
 from app.domain import coordinator as co
 from app.main import app
-from app.state import control_topic, policy, tables, units
+from app.state import DEPLOYMENT, control_topic, policy, send_control, tables, units
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def _now() -> int:
 
 async def _send(commands: list[co.Command]) -> None:
     for key, message in commands:
-        await control_topic.send(key=key, value=message)
+        await send_control(key, message)
 
 
 async def _apply_table(name: str, out: co.Outcome, partition: int) -> None:
@@ -98,10 +98,31 @@ async def handle_sweep(msg: dict[str, Any], partition: int) -> None:
                 await _apply_table(name, out, partition)
 
 
+_foreign_seen: set[str] = set()
+
+
+def _check_sender(msg: dict[str, Any]) -> None:
+    """A message from a worker or CLI with other deployment settings (see
+    app.domain.deployment) is counted and logged once per fingerprint.  It is still applied:
+    during an adopted change of settings old and new workers overlap, and a dropped report
+    would wedge a unit; other deployments are stopped at start instead."""
+    sender = msg.get("fp") if isinstance(msg, dict) else None
+    if sender is None or sender == DEPLOYMENT:
+        return  # None: a worker of a version before fingerprints
+    runtime.metrics.foreign_control_messages.labels(sender).inc()
+    if sender not in _foreign_seen:
+        _foreign_seen.add(sender)
+        log.error("control: messages from a worker or CLI with other deployment settings "
+                  "(fingerprint %s, this worker %s): two deployments share APP_ID %s, or an "
+                  "adopted change is rolling out; `faust -A app deployment` shows which "
+                  "settings own it", sender, DEPLOYMENT, app.conf.id)
+
+
 @app.agent(control_topic, concurrency=1)
 async def control(stream: Any) -> None:
     async for event in stream.events():
         key, msg, partition = event.key, event.value, event.message.partition
+        _check_sender(msg)
         try:
             if key == "sweep":
                 await handle_sweep(msg, partition)

@@ -12,7 +12,7 @@ from app.domain.discovery import matches, refusal, select, table_name_from_arn, 
 from app.domain.model import TableInfo
 from app.errors import AwsError
 from app.main import app, settings
-from app.state import control_topic
+from app.state import send_control
 
 log = logging.getLogger(__name__)
 _warned: set[tuple[str, str]] = set()
@@ -87,12 +87,11 @@ async def discover_once() -> list[str]:
         reason = bad_topics.get(name) or refusal(info, needs_stream())
         message = ({"type": "discovered"} if reason is None
                    else {"type": "refused", "reason": reason})
-        await control_topic.send(key=co.table_key(name),
-                                 value={**message, "info": info_message(info), "now": now})
+        await send_control(co.table_key(name),
+                           {**message, "info": info_message(info), "now": now})
     # the discovery was complete: tables not seen any more stop (on every partition)
     for partition in range(settings.state_partitions):
-        await control_topic.send(key="sweep", value={"present": present, "now": now},
-                                 partition=partition)
+        await send_control("sweep", {"present": present, "now": now}, partition)
     return present
 
 

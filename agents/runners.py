@@ -144,10 +144,14 @@ async def _dead_letter_size(rt: Runtime, table: str, where: str, why: str, key: 
                                 payload=value)
 
 
-async def _dead_letter_codec(rt: Runtime, table: str, where: str, exc: CodecError) -> None:
+async def _dead_letter_codec(rt: Runtime, table: str, where: str, exc: CodecError,
+                             keys: Any, received: dict[str, Any]) -> None:
+    """An item the codec refused: its keys and the item as received go to the DLQ (the
+    error names the attribute, never its value)."""
     log.error("%s %s: not representable, dead-lettered: %s", table, where, exc)
     rt.metrics.dead_letters.labels(table, "codec").inc()
-    await rt.output.dead_letter(table, where, str(exc))
+    await rt.output.dead_letter(table, where, str(exc), codec.as_received(keys),
+                                payload=codec.dumps(codec.as_received(received)))
 
 
 async def _aws_retry(rt: Runtime, table: str, op: str, exc: AwsError, backoff: Backoff,
@@ -321,7 +325,8 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
                     messages += rt.encoder.snapshot(table, spec["key_names"], item, seg, total,
                                                     snap_start, snap)
                 except CodecError as exc:
-                    await _dead_letter_codec(rt, table, where, exc)
+                    keys = {k: item[k] for k in spec["key_names"] if k in item}
+                    await _dead_letter_codec(rt, table, where, exc, keys, {"item": item})
             count += len(page.items)
             cursor = page.last_evaluated_key
             pos = None if cursor is None else codec.item_to_sdk_v1(cursor)
@@ -419,8 +424,11 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
                 try:
                     messages += rt.encoder.change(table, spec["key_names"], rec, arn, shard, snap)
                 except CodecError as exc:
-                    await _dead_letter_codec(rt, table, f"shard {shard} seq {rec.sequence_number}",
-                                             exc)
+                    await _dead_letter_codec(
+                        rt, table, f"shard {shard} seq {rec.sequence_number}", exc, rec.keys,
+                        {"event_name": rec.event_name, "sequence_number": rec.sequence_number,
+                         "approx_ts_ms": rec.approx_ts_ms, "keys": rec.keys,
+                         "new_image": rec.new_image, "old_image": rec.old_image})
             if skipped:
                 rt.metrics.skipped_before_cutoff.labels(table).inc(skipped)
             if last_seq is not None and seq_key(last_seq) > seq_key(pos):

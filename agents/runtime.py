@@ -16,7 +16,7 @@ from app.errors import KafkaRefusedError
 from app.main import _admin_auth, app, settings
 from app.metrics import Metrics
 from app.output import Output
-from app.state import control_topic
+from app.state import send_control
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Runtime:
         return Tagging((await self.aws()).tagging)
 
     async def report(self, key: str, message: dict[str, Any], wait: bool = False) -> None:
-        fut = await control_topic.send(key=key, value=message)
+        fut = await send_control(key, message)
         if wait:
             await fut
 

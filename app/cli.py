@@ -4,6 +4,8 @@
                              (or why it is REFUSED)
     checkpoints TABLE        the positions of the table's scan segments and shards
     resync TABLE [--no-wait] force a new snapshot of TABLE (then streaming, as for a new table)
+    deployment [--adopt]     the settings that own this APP_ID; --adopt makes the current
+                             ones the deployment's (workers with other settings refuse to start)
 
 They read the cluster's state from the changelog topics (app.view.ClusterView) and
 act only through the control topic, like the workers do: no worker needs to be asked.
@@ -20,6 +22,7 @@ from faust.cli import AppCommand, argument, option
 
 from app.domain.status import duration
 from app.main import _admin_auth, app, settings
+from app.state import DEPLOYMENT
 from app.view import ClusterView
 
 
@@ -116,7 +119,8 @@ async def resync(self: AppCommand, table: str, wait: bool, timeout: float) -> No
     try:  # the control topic's key is the raw text, its value JSON (app.state)
         await producer.send_and_wait(
             f"{settings.app_id}-control", json.dumps(
-                {"type": "resnapshot", "reason": "requested by an operator (resync)"}).encode(),
+                {"type": "resnapshot", "reason": "requested by an operator (resync)",
+                 "fp": DEPLOYMENT}).encode(),
             key=f"t:{table}".encode(), partition=state.get("partition"))
     finally:
         await producer.stop()
@@ -140,3 +144,48 @@ async def resync(self: AppCommand, table: str, wait: bool, timeout: float) -> No
         await following  # raises what stopped it early (e.g. the broker is unreachable)
     raise click.ClickException(f"no worker started the re-snapshot within {timeout:.0f}s "
                                "(are workers running?)")
+
+
+@app.command(option("--adopt", is_flag=True,
+                    help="make this command's settings the deployment's (on purpose)"),
+             option("--json", "as_json", is_flag=True))
+async def deployment(self: AppCommand, adopt: bool, as_json: bool) -> None:
+    """Show which settings own this APP_ID, or adopt the current ones (--adopt).
+
+    Workers with other settings refuse to start; running workers keep their settings
+    until they restart, so adopt first, then roll the workers out with the new settings."""
+    from app.bootstrap import new_record, read_deployment, write_deployment
+    from app.domain import deployment as dep
+    from app.domain.discovery import DEPLOYMENT_TOPIC
+
+    servers, auth = settings.bootstrap_servers(), _admin_auth(settings)
+    topic = f"{settings.app_id}-{DEPLOYMENT_TOPIC}"
+    owner = dep.current(await read_deployment(servers, topic, **auth))
+    mine = settings.identity()
+    if adopt:
+        if owner is not None and owner.fingerprint == dep.fingerprint(mine):
+            self.say(f"these settings already are the deployment's ({owner.fingerprint})")
+            return
+        record = new_record("adopt" if owner else "initial", mine,
+                            owner.fingerprint if owner else None)
+        await write_deployment(servers, topic, record, **auth)
+        owner = dep.current(await read_deployment(servers, topic, **auth))
+        if owner is None or owner.fingerprint != record.fingerprint:
+            raise click.ClickException("another record was written at the same time; "
+                                       "run `deployment` again to see which settings own it")
+        self.say(f"adopted: deployment {record.fingerprint} (was "
+                 f"{record.supersedes or 'unrecorded'}); restart the workers with these settings")
+        return
+    if owner is None:
+        raise click.ClickException(f"no deployment recorded for APP_ID {settings.app_id} yet "
+                                   "(the first worker records its settings)")
+    if as_json:
+        _print_json(self, owner.to_json())
+        return
+    self.say(f"APP_ID {settings.app_id}: deployment {owner.fingerprint}, recorded by "
+             f"{owner.host} at {owner.at}")
+    for name in dep.IDENTITY:
+        self.say(f"  {name}={owner.settings.get(name, '')}")
+    diff = dep.differences(mine, owner.settings)
+    self.say("these settings match it" if not diff else
+             "these settings differ:\n  " + "\n  ".join(diff))

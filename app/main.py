@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import time
@@ -13,7 +14,7 @@ import faust
 from aiokafka.abc import AbstractTokenProvider  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
-from app.domain.discovery import STATE_TOPICS
+from app.domain.discovery import DEPLOYMENT_TOPIC, STATE_TOPICS
 from app.errors import ConfigError
 from app.settings import Settings
 from app.web import auth_middleware, exposure_warning, ssl_context
@@ -184,7 +185,7 @@ class ReplicatorApp(faust.App):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
-        from app.bootstrap import ensure_topics
+        from app.bootstrap import DeploymentConflict, check_deployment, ensure_topics
         from app.logs import configure
 
         configure(settings.log_level, settings.log_format)
@@ -196,6 +197,17 @@ class ReplicatorApp(faust.App):
 
         await ensure_topics(settings.bootstrap_servers(), internal_topics(settings),
                             **_admin_auth(settings))
+        try:
+            owner = await check_deployment(settings.bootstrap_servers(), settings.app_id,
+                                           settings.identity(), **_admin_auth(settings))
+        except DeploymentConflict as exc:
+            # before this worker joins the group: the other deployment is left undisturbed
+            log.critical("%s", exc)
+            print(f"deployment conflict: {exc}", file=sys.stderr, flush=True)
+            logging.shutdown()
+            os._exit(3)  # Faust would restart a crashed service; nothing to clean up yet
+        log.info("deployment %s (recorded by %s at %s)", owner.fingerprint, owner.host,
+                 owner.at)
 
 
 # A table's state and a shard listing grow with its stream's shards (~120 bytes each in
@@ -209,8 +221,12 @@ def internal_topics(s: Settings) -> dict[str, tuple[int, int, dict[str, str]]]:
     p, r = s.state_partitions, s.kafka_topic_replication
     big = {"max.message.bytes": str(STATE_MAX_MESSAGE_BYTES)}
     compact = {"cleanup.policy": "compact", **big}
-    return {f"{s.app_id}-{suffix}": (p, r, compact if suffix.endswith("changelog") else big)
-            for suffix in STATE_TOPICS}
+    topics = {f"{s.app_id}-{suffix}": (p, r, compact if suffix.endswith("changelog") else big)
+              for suffix in STATE_TOPICS}
+    # a handful of small records, all kept: which deployment owns this APP_ID
+    topics[f"{s.app_id}-{DEPLOYMENT_TOPIC}"] = (1, r, {"retention.ms": "-1",
+                                                      "retention.bytes": "-1"})
+    return topics
 
 
 def _web_options(s: Settings) -> dict[str, object]:

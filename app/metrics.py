@@ -22,6 +22,7 @@ class Metrics:
     rebalances: Counter
     skipped_before_cutoff: Counter
     tables_refused: Gauge
+    foreign_control_messages: Counter
     # the series tables_refused has (init=False: any field may follow it)
     _refused: dict[str, str] = field(default_factory=dict, init=False)
 
@@ -56,6 +57,10 @@ class Metrics:
                                  "refuses to replicate, labelled with the reason (the whole "
                                  "cluster's, as every worker sees it)", ["table", "reason"],
                                  registry=r),
+            foreign_control_messages=Counter(
+                p + "foreign_control_messages", "Control messages sent by a worker or CLI "
+                "with other deployment settings (APP_ID shared by two deployments)",
+                ["fingerprint"], registry=r),
         )
 
     def set_refused(self, refused: Mapping[str, str]) -> None:

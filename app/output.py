@@ -284,7 +284,10 @@ class Output:
         limit = await self.ensure_topic(self.dlq_topic)
         doc: dict[str, Any] = {"table": table, "where": where, "error": error, "size": size,
                                "keys": keys, "ts_ms": int(time.time() * 1000)}
-        if payload is not None:
+        if payload is not None and self.settings.kafka_dlq_content == "keys":
+            doc["payload"] = None
+            doc["payload_omitted"] = "KAFKA_DLQ_CONTENT=keys"
+        elif payload is not None:
             doc["payload"] = payload.decode("utf-8", "replace")
         body = codec.dumps(doc)
         if len(body) + len(table) > limit:

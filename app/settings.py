@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from app.domain.deployment import IDENTITY
 from app.domain.discovery import TagFilter, parse_tag_filters, render_tag_filters
 from app.errors import ConfigError
 
@@ -312,6 +313,10 @@ class Settings:
     kafka_output_format: OutputFormat = field(
         metadata=_env("KAFKA_OUTPUT_FORMAT", "native", _choice("native", "seed")))
     kafka_tombstones: bool = field(metadata=_env("KAFKA_TOMBSTONES", "true", _bool))
+    # What a dead-letter record holds besides table, place, error and the item's keys:
+    # "event" = the event (or the item as received) to fix and replay; "keys" = nothing more
+    kafka_dlq_content: str = field(
+        metadata=_env("KAFKA_DLQ_CONTENT", "event", _choice("event", "keys")))
     kafka_max_record_bytes: int = field(
         metadata=_env("KAFKA_MAX_RECORD_BYTES", "8388608", _int(1024)))
     # Every send to Kafka must be acknowledged within this many seconds, else it is sent
@@ -434,6 +439,13 @@ class Settings:
         """Every setting as text for the startup log; secrets shown as '***' when set, and
         credentials inside URLs too."""
         return {f.name: _show(getattr(self, f.name), f.metadata["secret"]) for f in fields(self)}
+
+    def identity(self) -> dict[str, str]:
+        """The settings that make a deployment (app.domain.deployment.IDENTITY), by
+        variable name, shown as in :meth:`masked`."""
+        shown = self.masked()
+        by_env = {f.metadata["env"][0]: shown[f.name] for f in fields(self)}
+        return {name: by_env[name] for name in IDENTITY}
 
     def __repr__(self) -> str:  # the dataclass repr would show URL credentials
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.masked().items())})"

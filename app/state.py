@@ -5,7 +5,10 @@ All three share STATE_PARTITIONS partitions (co-partitioned): a message keyed
 """
 from __future__ import annotations
 
+from typing import Any
+
 from app.domain.coordinator import Policy
+from app.domain.deployment import fingerprint
 from app.main import app, settings
 
 control_topic = app.topic(
@@ -15,6 +18,17 @@ control_topic = app.topic(
     key_type=str,
     value_serializer="json",
 )
+
+# Every control message carries the sender's deployment fingerprint: a worker (or CLI)
+# with other settings writing into this APP_ID's control topic is seen (agents.control).
+DEPLOYMENT = fingerprint(settings.identity())
+
+
+async def send_control(key: str, value: dict[str, Any], partition: int | None = None) -> Any:
+    """Send a control message stamped with this deployment; returns the delivery future."""
+    return await control_topic.send(key=key, value={**value, "fp": DEPLOYMENT},
+                                    partition=partition)
+
 
 # table name -> table state (app.domain.coordinator)
 tables = app.Table("tables", partitions=settings.state_partitions, key_type=str,

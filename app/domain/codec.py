@@ -104,15 +104,21 @@ def _codec_error(e: _Bad) -> CodecError:
 # --------------------------------------------------------------------------- numbers
 
 
+def _invalid_number(text: str) -> str:
+    # never the value itself: errors reach logs and the dead-letter topic (item data)
+    return (f"invalid number ({len(text)} characters; not a finite decimal DynamoDB "
+            "accepts, value not shown)")
+
+
 def _slow_number_text(v: Any) -> str:
     """Normalise a non-JSON number text (or int/Decimal) to JSON number text."""
     if type(v) is str:
         if _loose_number(v) is None:
-            raise _Bad(f"invalid number {v[:64]!r}")
+            raise _Bad(_invalid_number(v))
         try:
             d = Decimal(v)
         except ArithmeticError:  # decimal.InvalidOperation: exponent out of range
-            raise _Bad(f"invalid number {v[:64]!r}") from None
+            raise _Bad(_invalid_number(v)) from None
     elif type(v) is int:
         return str(v)
     elif type(v) is Decimal:
@@ -120,10 +126,10 @@ def _slow_number_text(v: Any) -> str:
     else:
         raise _Bad(f"number must be a string, got {type(v).__name__}")
     if not d.is_finite():
-        raise _Bad(f"invalid number {str(v)[:64]!r}")
+        raise _Bad(_invalid_number(str(v)))
     text = str(d)  # scientific form when needed: "1E+125", "1.5E-130": valid JSON
     if _json_number(text) is None:  # pragma: no cover - Decimal.__str__ of a finite value
-        raise _Bad(f"invalid number {str(v)[:64]!r}")
+        raise _Bad(_invalid_number(str(v)))
     return text
 
 
@@ -155,7 +161,8 @@ def _raw_bytes(v: Any) -> bytes | bytearray | memoryview:
         try:
             return _a2b(v, strict_mode=True)
         except (binascii.Error, ValueError):
-            raise _Bad(f"binary string is not valid base64: {v[:64]!r}") from None
+            raise _Bad(f"binary string is not valid base64 ({len(v)} characters; value "
+                       "not shown)") from None
     raise _Bad(f"binary must be bytes, got {t.__name__}")
 
 
@@ -500,6 +507,22 @@ def key_of(item: Item, key_names: Sequence[str]) -> Item:
 def key_json(keys: Item) -> bytes:
     """Compact JSON, sorted keys, of the plain key values: b'{"pk":"a","sk":3}'."""
     return dumps(item_to_plain(keys), _OPT_SORT)
+
+
+def as_received(obj: Any) -> Any:
+    """An item or image as the AWS client returned it, made JSON-able without judging it
+    (bytes as base64 text, numbers as their text, sets as lists): what the dead-letter
+    topic keeps of an item the codec refused, so that it can be fixed and replayed."""
+    t = type(obj)
+    if t is dict:
+        return {str(k): as_received(v) for k, v in obj.items()}
+    if t is list or t is tuple or t is set or t is frozenset:
+        return [as_received(v) for v in obj]
+    if t is bytes or t is bytearray or t is memoryview:
+        return _b2a(bytes(obj), newline=False).decode("ascii")
+    if obj is None or t is bool or t is str or t is int:
+        return obj
+    return str(obj)  # Decimal, float, anything else: its text
 
 
 def dumps(obj: Any, option: int = 0) -> bytes:

@@ -185,10 +185,15 @@ FOREIGN_TOPICS = ("connect-configs", "connect-offsets", "connect-status")
 STATE_TOPICS = ("control", "tables-changelog", "units-changelog")
 
 
+# which deployment owns the app id (app.domain.deployment): one partition, kept for ever
+DEPLOYMENT_TOPIC = "deployment"
+
+
 def internal_topics(app_id: str) -> frozenset[str]:
     """The replicator's own topics (Faust's, such as ``<app_id>-__assignor-__leader``,
     all start with ``<app_id>-__``); ``-buffer`` is reserved for the snapshot buffer."""
-    return frozenset(f"{app_id}-{suffix}" for suffix in (*STATE_TOPICS, "dlq", "buffer"))
+    return frozenset(f"{app_id}-{suffix}"
+                     for suffix in (*STATE_TOPICS, DEPLOYMENT_TOPIC, "dlq", "buffer"))
 
 
 def topic_refusals(names: Iterable[str], prefix: str, app_id: str) -> dict[str, str]:

@@ -340,3 +340,25 @@ async def test_a_table_row_of_a_partition_not_owned_here_never_fences(
     assert ctl.is_current(units["scan|orders|2|0|3"])
     owned.add(TP(ctl.control_topic.get_topic_name(), 1))  # now the row is current: epoch 1
     assert not ctl.is_current(units["scan|orders|2|0|3"])
+
+
+async def test_messages_from_another_deployment_are_counted_and_logged_once(
+        control: Control, caplog: pytest.LogCaptureFixture):
+    """Issue 11 item 3: a sender with other deployment settings (two deployments on one
+    APP_ID, or an adopted change rolling out) is seen; its message is still applied."""
+    from agents.runtime import runtime
+    from app.state import DEPLOYMENT
+
+    caplog.set_level(logging.ERROR, logger="agents.control")
+    counter = runtime.metrics.foreign_control_messages
+    ctl._foreign_seen.clear()
+    before = counter.labels("f0reign")._value.get()
+    await control.put("t:orders", {"type": "discovered", "info": INFO, "fp": DEPLOYMENT})
+    await control.put("t:orders", {"type": "discovered", "info": INFO})  # an older version
+    assert counter.labels("f0reign")._value.get() == before
+    for _ in range(3):
+        await control.put("t:orders", {"type": "discovered", "info": INFO, "fp": "f0reign"})
+    assert counter.labels("f0reign")._value.get() == before + 3
+    errors = [r.getMessage() for r in caplog.records if "other deployment" in r.getMessage()]
+    assert len(errors) == 1 and "f0reign" in errors[0] and DEPLOYMENT in errors[0]
+    assert row("orders")["phase"] == "INIT_SYNC"  # applied all the same

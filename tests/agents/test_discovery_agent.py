@@ -8,7 +8,9 @@ import pytest
 
 import agents.discovery as disc
 from app.domain.model import TableInfo
+from app import state
 from app.main import settings
+from app.state import DEPLOYMENT
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/"
 
@@ -33,6 +35,7 @@ class Topic:
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
     async def send(self, key: str, value: dict[str, Any], partition: int | None = None) -> None:
+        assert value.get("fp") == DEPLOYMENT  # every control message names its deployment
         self.sent.append((key, value))
 
 
@@ -46,7 +49,7 @@ def topic(monkeypatch: pytest.MonkeyPatch) -> Topic:
     async def tables() -> FakeTables:
         return FakeTables()
 
-    monkeypatch.setattr(disc, "control_topic", t)
+    monkeypatch.setattr(state, "control_topic", t)  # what app.state.send_control sends to
     monkeypatch.setattr(disc, "candidates", candidates)
     monkeypatch.setattr(disc.runtime, "tables", tables)
     return t

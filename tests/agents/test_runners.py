@@ -268,7 +268,13 @@ async def test_oversize_and_unrepresentable_records_are_dead_lettered(
     assert too_large[:2] == (TABLE, f"shard {shard}") and too_large[3] == '{"pk":"big"}'
     assert too_large[2].startswith("too large") and "KAFKA_MAX_RECORD_BYTES" in too_large[2]
     assert too_large[4] > MAX_BYTES
-    assert codec_err[:2] == (TABLE, f"shard {shard} seq {bad}") and "NaN" in codec_err[2]
+    assert codec_err[:2] == (TABLE, f"shard {shard} seq {bad}")
+    assert "attribute n: invalid number" in codec_err[2] and "NaN" not in codec_err[2]
+    # the record as received goes along (to fix and replay), with its keys
+    assert codec_err[3] == {"pk": {"S": "bad"}}
+    received = json.loads(codec_err[5])
+    assert received["new_image"] == {"pk": {"S": "bad"}, "n": {"N": "NaN"}}
+    assert received["sequence_number"] == bad and received["keys"] == {"pk": {"S": "bad"}}
     assert metric(rt, "dead_letters", table=TABLE, reason="too_large") == 1
     assert metric(rt, "dead_letters", table=TABLE, reason="codec") == 1
 

@@ -220,3 +220,30 @@ async def test_the_producer_keeps_a_prepared_topics_leaders_when_it_tracks_anoth
     finally:
         await kafka.stop()
         await admin.close()
+
+
+async def test_the_dead_letter_topic_holds_the_event_or_only_its_keys_as_configured(stack, uid):
+    """Issue 11 item 4: KAFKA_DLQ_CONTENT=event (default) keeps what is needed to replay the
+    event; =keys keeps table, place, error and keys only (no item data)."""
+    servers = bootstrap(stack)
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    kafka = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
+    await admin.start()
+    await kafka.start()
+    event = b'{"after":{"pk":"a","ssn":"123-45-6789"}}'
+    try:
+        for content in ("event", "keys"):
+            out = Output(_App(admin, kafka), _settings(stack, f"{uid}-{content}",
+                                                      kafka_dlq_content=content))
+            await out.dead_letter("orders", "shard s1 seq 7", "too large", '{"pk":"a"}', 9_000_000,
+                                  payload=event)
+    finally:
+        await kafka.stop()
+        await admin.close()
+    (full,) = [json.loads(r.value) for r in await _read(servers, f"output-{uid}-event-dlq", 1)]
+    assert json.loads(full["payload"]) == json.loads(event) and full["keys"] == '{"pk":"a"}'
+    (bare,) = [json.loads(r.value) for r in await _read(servers, f"output-{uid}-keys-dlq", 1)]
+    assert bare["payload"] is None and bare["payload_omitted"] == "KAFKA_DLQ_CONTENT=keys"
+    assert "123-45-6789" not in json.dumps(bare)
+    assert (bare["table"], bare["where"], bare["keys"], bare["size"]) == (
+        "orders", "shard s1 seq 7", '{"pk":"a"}', 9_000_000)

@@ -360,8 +360,32 @@ def test_item_must_be_a_dict() -> None:
 
 
 def test_bad_number_path_in_nested_list() -> None:
-    with pytest.raises(CodecError, match=r"attribute l\[0\]\.y: invalid number 'NaN'"):
+    with pytest.raises(CodecError, match=r"attribute l\[0\]\.y: invalid number \(3 char"):
         codec.item_to_plain({"l": {"L": [{"M": {"y": {"N": "NaN"}}}]}})
+
+
+@pytest.mark.parametrize("item", [
+    {"ssn": {"N": "123-45-6789"}}, {"card": {"N": "4111-1111-1111-1111"}},
+    {"secret": {"B": "not*base64-but-secret"}},
+])
+def test_errors_never_quote_the_value(item: dict[str, Any]) -> None:
+    """Issue 11 item 4: codec errors reach logs and the dead-letter topic."""
+    value = next(iter(next(iter(item.values())).values()))
+    with pytest.raises(CodecError) as err:
+        codec.item_to_plain(item)
+    assert value not in str(err.value) and value[:8] not in str(err.value)
+    assert next(iter(item)) in str(err.value)  # the attribute is named
+
+
+def test_as_received_keeps_a_refused_item_replayable() -> None:
+    from decimal import Decimal
+    raw = {"pk": {"S": "a"}, "n": {"N": "NaN"}, "b": {"B": b"\x00\xff"},
+           "ns": {"NS": {"1", "2"}}, "d": Decimal("1.5"), "l": ({"NULL": True},)}
+    got = codec.as_received(raw)
+    assert got["pk"] == {"S": "a"} and got["n"] == {"N": "NaN"} and got["b"] == {"B": "AP8="}
+    assert sorted(got["ns"]["NS"]) == ["1", "2"] and got["d"] == "1.5"
+    assert got["l"] == [{"NULL": True}]
+    assert codec.dumps(got)  # JSON-able
 
 
 def test_deep_nesting_error_is_linear() -> None:
