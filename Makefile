@@ -5,7 +5,7 @@ VPY       := $(VENV)/bin/python
 STACK     := $(VPY) scripts/stack.py
 KAFKA_JARS := kafka/libs/.resolved
 
-.PHONY: help venv kafka-jars deps stack-up stack-down stack-status run test test-unit \
+.PHONY: help venv lock kafka-jars deps stack-up stack-down stack-status run test test-unit \
         test-integration chaos bench lint clean browser
 
 help:
@@ -14,13 +14,23 @@ help:
 	@echo "make chaos  - the long fault-injection run"
 	@echo "make bench  - benchmark table"
 
-$(VENV)/.installed: pyproject.toml
+# Every package from a hashed lock (scripts/lock.py): pip and the build backend, then the
+# runtime + test + dev dependencies, then the project itself, editable, without resolving.
+LOCKS := requirements.lock requirements-dev.lock requirements-build.lock
+$(VENV)/.installed: pyproject.toml $(LOCKS)
 	$(PY) -m venv $(VENV)
-	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[test,dev]'
+	$(VPY) -m pip install -q --require-hashes --no-deps -r requirements-build.lock
+	$(VPY) -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
+	$(VPY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 venv: $(VENV)/.installed
+
+# Re-resolve the locks after a change to pyproject.toml (uv, pinned in the dev extra, keeps
+# the locked versions it can); `make lock UPGRADE=1` moves everything to the newest allowed.
+lock: venv
+	$(VPY) scripts/lock.py $(if $(UPGRADE),--upgrade)
+	$(MAKE) --no-print-directory venv
 
 $(KAFKA_JARS): kafka/pom.xml
 	cd kafka && mvn -q -B dependency:copy-dependencies -DoutputDirectory=libs -DincludeScope=runtime
