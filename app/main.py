@@ -13,6 +13,7 @@ from aiokafka.abc import AbstractTokenProvider  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from app.domain.discovery import STATE_TOPICS
+from app.domain.limits import STATE_MAX_MESSAGE_BYTES
 from app.errors import ConfigError
 from app.settings import Settings
 
@@ -189,12 +190,6 @@ class ReplicatorApp(faust.App):
                             **_admin_auth(settings))
 
 
-# A table's state and a shard listing grow with its stream's shards (~120 bytes each in
-# both): a ~7,000-shard stream passes 1 MB, Kafka's default record limit.  The internal
-# topics accept records up to this size, and the producer sends them.
-STATE_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-
-
 def internal_topics(s: Settings) -> dict[str, tuple[int, int, dict[str, str]]]:
     """The app's own topics: name -> (partitions, replication, topic config)."""
     p, r = s.state_partitions, s.kafka_topic_replication
@@ -223,6 +218,9 @@ app = ReplicatorApp(
     producer_max_batch_size=1_048_576,  # per partition; 16 KiB halved the ack rate (bench/)
     broker_commit_interval=1.0,
     broker_session_timeout=settings.kafka_session_timeout,
+    # Faust refuses a session timeout above the request timeout (90 s by default): the
+    # consumer did not start with KAFKA_SESSION_TIMEOUT=120
+    broker_request_timeout=max(90.0, settings.kafka_session_timeout),
     broker_heartbeat_interval=max(1.0, settings.kafka_session_timeout / 10),
     table_standby_replicas=0,
     web_enabled=True,
