@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from app.domain.discovery import STATE_TOPICS
 from app.domain.limits import STATE_MAX_MESSAGE_BYTES
+from app.domain.topics import TopicSpec
 from app.errors import ConfigError
 from app.settings import Settings
 
@@ -190,12 +191,15 @@ class ReplicatorApp(faust.App):
                             **_admin_auth(settings))
 
 
-def internal_topics(s: Settings) -> dict[str, tuple[int, int, dict[str, str]]]:
-    """The app's own topics: name -> (partitions, replication, topic config)."""
+def internal_topics(s: Settings) -> dict[str, TopicSpec]:
+    """The app's own topics: name -> (partitions, replication, topic config).  They share
+    KAFKA_TOPIC_REPLICATION with the output topics; created at start when absent, and
+    checked at every start (app.bootstrap)."""
     p, r = s.state_partitions, s.kafka_topic_replication
     big = {"max.message.bytes": str(STATE_MAX_MESSAGE_BYTES)}
     compact = {"cleanup.policy": "compact", **big}
-    return {f"{s.app_id}-{suffix}": (p, r, compact if suffix.endswith("changelog") else big)
+    return {f"{s.app_id}-{suffix}": TopicSpec(p, r, compact if suffix.endswith("changelog")
+                                              else big)
             for suffix in STATE_TOPICS}
 
 
