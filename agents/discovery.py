@@ -2,6 +2,7 @@
 (idempotent: a worker may briefly believe it is leader after losing it)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -66,8 +67,13 @@ def info_message(info: TableInfo) -> dict[str, Any]:
 
 async def discover_once() -> list[str]:
     """One discovery round; returns the tables it asked to replicate."""
-    names = select(await candidates(), (), settings.dynamodb_tables_exclude)
-    bad_topics = topic_refusals(names, settings.kafka_topic_prefix, settings.app_id)
+    # in a thread: the exclude pattern's searches release the GIL, so even a pattern that
+    # times out on many names never holds the event loop (each search is bounded too)
+    selection = await asyncio.to_thread(select, await candidates(), (),
+                                        settings.dynamodb_tables_exclude)
+    names = selection.names
+    bad_topics = {**topic_refusals(names, settings.kafka_topic_prefix, settings.app_id),
+                  **selection.refused}
     tables = await runtime.tables()
     present: list[str] = []
     now = int(time.time() * 1000)

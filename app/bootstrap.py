@@ -1,8 +1,13 @@
-"""Create the internal topics before the consumer subscribes.
+"""Create the internal topics before the consumer subscribes, and check them.
 
 Faust declares internal topics while it subscribes, which races the first group join:
 the join can miss the brand-new control topic and the worker then sits idle until a
-metadata refresh.  Creating them first (idempotently) removes the race."""
+metadata refresh.  Creating them first (idempotently) removes the race.
+
+An existing topic is used as it is, so it is checked against what Kafka describes of it
+(partitions, replication, cleanup.policy, max.message.bytes): what would break the worker
+stops it here, naming the topic (app.domain.topics judges); what weakens it is a warning at
+every start."""
 from __future__ import annotations
 
 import asyncio
@@ -11,43 +16,133 @@ import logging
 import socket
 import time
 from datetime import UTC, datetime
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError  # type: ignore[import-untyped]
+from aiokafka.admin.config_resource import (  # type: ignore[import-untyped]
+    ConfigResource,
+    ConfigResourceType,
+)
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    KafkaError,
+    TopicAlreadyExistsError,
+    for_code,
+)
+
+from app.domain.topics import TopicFacts, TopicSpec, internal_topic_problems
+from app.errors import InternalTopicError
 
 from app.domain import deployment
 from app.domain.discovery import DEPLOYMENT_TOPIC
 
 log = logging.getLogger(__name__)
 
+# the topic settings the check reads (app.domain.topics)
+_CHECKED_CONFIGS = ("cleanup.policy", "max.message.bytes")
 
-async def ensure_topics(bootstrap: list[str], topics: dict[str, tuple[int, int, dict[str, str]]],
+
+async def ensure_topics(bootstrap: list[str] | str,
+                        topics: Mapping[str, tuple[int, int, Mapping[str, str]]],
                         timeout: float = 60.0, **client_kwargs: object) -> None:
-    """topics: name -> (partitions, replication, config).  Existing topics are left alone."""
+    """topics: name -> (partitions, replication, config), created when absent; then every
+    one is checked.  Raises InternalTopicError when Kafka refuses to create one, or one
+    exists in a shape the worker cannot run on; RuntimeError when Kafka stays unreachable
+    for ``timeout`` seconds."""
+    wanted = {name: TopicSpec(*spec) for name, spec in topics.items()}
+    servers = bootstrap if isinstance(bootstrap, str) else ",".join(bootstrap)
     deadline = time.monotonic() + timeout
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [NewTopic(name, n, r, topic_configs=cfg)
-                       for name, (n, r, cfg) in topics.items() if name not in existing]
+            missing = {n: s for n, s in wanted.items() if n not in existing}
             if missing:
-                try:
-                    await admin.create_topics(missing)
-                except TopicAlreadyExistsError:
-                    pass
-                log.info("created internal topics: %s", ", ".join(t.name for t in missing))
-            return
+                await _create(admin, missing)
+                log.info("created internal topics: %s", ", ".join(missing))
+            found, errors = await _describe(admin, list(wanted), deadline)
+            brokers = len((await admin.describe_cluster())["brokers"])
+            break
         except KafkaError as exc:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Kafka at {','.join(bootstrap)} unreachable for "
+                raise RuntimeError(f"Kafka at {servers} unreachable for "
                                    f"{timeout:.0f}s: {exc}") from exc
             log.warning("Kafka not reachable yet (%s); retrying", exc)
             await asyncio.sleep(1.0)
         finally:
             await admin.close()
+    problems = internal_topic_problems(wanted, found, brokers, errors)
+    for problem in problems:
+        (log.error if problem.fatal else log.warning)("%s", problem.message)
+    fatal = [p for p in problems if p.fatal]
+    if fatal:
+        raise InternalTopicError("; ".join(p.message for p in fatal), resource=fatal[0].topic)
+
+
+async def _create(admin: Any, missing: Mapping[str, TopicSpec]) -> None:
+    """Create the topics; a topic that appeared meanwhile is fine, a retriable error is
+    raised for the caller's retry, anything else stops the start naming the topic."""
+    resp = await admin.create_topics([NewTopic(name, s.partitions, s.replication,
+                                               topic_configs=dict(s.config))
+                                      for name, s in missing.items()])
+    refused = []
+    for name, code, *rest in resp.topic_errors:
+        if code in (0, TopicAlreadyExistsError.errno):
+            continue
+        error = for_code(code)
+        reason = rest[-1] if rest and rest[-1] else error.description
+        if error.retriable:
+            raise error(f"creating topic {name}: {reason}")
+        spec = missing[name]
+        message = (f"cannot create internal topic {name} ({spec.partitions} partitions = "
+                   f"STATE_PARTITIONS, replication factor {spec.replication} = "
+                   f"KAFKA_TOPIC_REPLICATION): Kafka says {error.__name__}: {reason}")
+        refused.append((name, message))
+    if refused:
+        for _, message in refused:
+            log.error("%s", message)
+        raise InternalTopicError("; ".join(m for _, m in refused), resource=refused[0][0])
+
+
+async def _describe(admin: Any, names: list[str], deadline: float
+                    ) -> tuple[dict[str, TopicFacts], dict[str, str]]:
+    """What Kafka describes of the topics, and its error for what it does not.  A topic
+    just created may be unknown to the broker answering for a moment (a retriable error):
+    asked again until the deadline; a lasting error (no permission) is not waited for."""
+    delay = 0.05
+    while True:
+        found: dict[str, TopicFacts] = {}
+        errors: dict[str, str] = {}
+        pending = False
+        configs: dict[str, dict[str, str] | None] = {}
+        for resp in await admin.describe_configs([
+                ConfigResource(ConfigResourceType.TOPIC, name,
+                               dict.fromkeys(_CHECKED_CONFIGS)) for name in names]):
+            for code, message, _, name, entries in resp.resources:
+                if code == 0:
+                    configs[name] = {e[0]: e[1] for e in entries if e[1] is not None}
+                elif for_code(code).retriable:
+                    pending = True
+                    errors[name] = f"{for_code(code).__name__} until the deadline"
+                else:
+                    configs[name] = None
+                    errors[name] = f"{for_code(code).__name__}: {message or ''}".rstrip(": ")
+        for topic in await admin.describe_topics(names):
+            name, code, parts = topic["topic"], topic["error_code"], topic["partitions"]
+            if code == 0 and parts:  # its configuration: None while not known
+                found[name] = TopicFacts(len(parts), min(len(p["replicas"]) for p in parts),
+                                         configs.get(name))
+            elif code == 0 or for_code(code).retriable:
+                pending = True
+                errors.setdefault(name, for_code(code).__name__ if code else "no partitions")
+            else:
+                errors[name] = for_code(code).__name__
+        if not pending or time.monotonic() > deadline:
+            return found, errors
+        await asyncio.sleep(delay)
+        delay = min(1.0, delay * 2)
 
 
 class DeploymentConflict(RuntimeError):

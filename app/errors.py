@@ -71,3 +71,8 @@ class KafkaSendTimeout(ReplicatorError):
 class KafkaRefusedError(ReplicatorError):
     """Kafka refused a send for good (authorization, invalid topic, ...): the unit stops
     and its table pauses with the reason."""
+
+
+class InternalTopicError(ReplicatorError):
+    """An internal topic (control, state changelogs) cannot be created, or exists in a shape
+    the worker cannot run on: the worker must not start.  ``resource`` is the topic."""

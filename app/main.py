@@ -15,6 +15,8 @@ from aiokafka.abc import AbstractTokenProvider  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from app.domain.discovery import DEPLOYMENT_TOPIC, STATE_TOPICS
+from app.domain.limits import STATE_MAX_MESSAGE_BYTES
+from app.domain.topics import TopicSpec
 from app.errors import ConfigError
 from app.settings import Settings
 from app.web import auth_middleware, exposure_warning, ssl_context
@@ -210,22 +212,19 @@ class ReplicatorApp(faust.App):
                  owner.at)
 
 
-# A table's state and a shard listing grow with its stream's shards (~120 bytes each in
-# both): a ~7,000-shard stream passes 1 MB, Kafka's default record limit.  The internal
-# topics accept records up to this size, and the producer sends them.
-STATE_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-
-
-def internal_topics(s: Settings) -> dict[str, tuple[int, int, dict[str, str]]]:
-    """The app's own topics: name -> (partitions, replication, topic config)."""
+def internal_topics(s: Settings) -> dict[str, TopicSpec]:
+    """The app's own topics: name -> (partitions, replication, topic config).  They share
+    KAFKA_TOPIC_REPLICATION with the output topics; created at start when absent, and
+    checked at every start (app.bootstrap)."""
     p, r = s.state_partitions, s.kafka_topic_replication
     big = {"max.message.bytes": str(STATE_MAX_MESSAGE_BYTES)}
     compact = {"cleanup.policy": "compact", **big}
-    topics = {f"{s.app_id}-{suffix}": (p, r, compact if suffix.endswith("changelog") else big)
+    topics = {f"{s.app_id}-{suffix}": TopicSpec(p, r, compact if suffix.endswith("changelog")
+                                                 else big)
               for suffix in STATE_TOPICS}
     # a handful of small records, all kept: which deployment owns this APP_ID
-    topics[f"{s.app_id}-{DEPLOYMENT_TOPIC}"] = (1, r, {"retention.ms": "-1",
-                                                      "retention.bytes": "-1"})
+    topics[f"{s.app_id}-{DEPLOYMENT_TOPIC}"] = TopicSpec(1, r, {"retention.ms": "-1",
+                                                               "retention.bytes": "-1"})
     return topics
 
 
@@ -260,6 +259,9 @@ app = ReplicatorApp(
     producer_max_batch_size=1_048_576,  # per partition; 16 KiB halved the ack rate (bench/)
     broker_commit_interval=1.0,
     broker_session_timeout=settings.kafka_session_timeout,
+    # Faust refuses a session timeout above the request timeout (90 s by default): the
+    # consumer did not start with KAFKA_SESSION_TIMEOUT=120
+    broker_request_timeout=max(90.0, settings.kafka_session_timeout),
     broker_heartbeat_interval=max(1.0, settings.kafka_session_timeout / 10),
     table_standby_replicas=0,
     web_enabled=True,

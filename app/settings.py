@@ -18,7 +18,16 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from app.domain.deployment import IDENTITY
-from app.domain.discovery import TagFilter, parse_tag_filters, render_tag_filters
+from app.domain.discovery import (
+    APP_ID_MAX,
+    EXCLUDE_PATTERN_MAX,
+    KAFKA_TOPIC_MAX,
+    ExcludePattern,
+    TagFilter,
+    parse_tag_filters,
+    render_tag_filters,
+)
+from app.domain.limits import STATE_MAX_MESSAGE_BYTES
 from app.errors import ConfigError
 
 SyncMode = Literal["snapshot_and_stream", "stream_only", "snapshot_only"]
@@ -27,7 +36,7 @@ OutputFormat = Literal["native", "seed"]
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TABLE = re.compile(r"[A-Za-z0-9._-]{3,255}")
-_TOPIC_MAX = 249
+_TOPIC_MAX = KAFKA_TOPIC_MAX
 _SERVICES = {
     "dynamodb": "aws_endpoint_url_dynamodb",
     "dynamodbstreams": "aws_endpoint_url_dynamodb_streams",
@@ -46,23 +55,22 @@ class _Hidden(ValueError):
     """A parser error whose raw value must not be echoed."""
 
 
-def _int(lo: int, hi: int | None = None) -> Callable[[str], int]:
-    accepted = f"an integer from {lo} to {hi}" if hi is not None else f"an integer >= {lo}"
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    accepted = f"an integer from {lo} to {hi}"
 
     def parse(raw: str) -> int:
         try:
             value = int(raw)
-        except ValueError:
+        except ValueError:  # also past Python's 4300 digits
             raise ValueError(accepted) from None
-        if value < lo or (hi is not None and value > hi):
+        if not lo <= value <= hi:
             raise ValueError(accepted)
         return value
     return parse
 
 
-def _float(lo: float, *, lo_open: bool = False, hi: float | None = None) -> Callable[[str], float]:
-    accepted = f"a number {'>' if lo_open else '>='} {lo:g}"
-    accepted += f" and <= {hi:g}" if hi is not None else ""
+def _float(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], float]:
+    accepted = f"a number {'>' if lo_open else '>='} {lo:g} and <= {hi:g}"
 
     def parse(raw: str) -> float:
         try:
@@ -70,7 +78,7 @@ def _float(lo: float, *, lo_open: bool = False, hi: float | None = None) -> Call
         except ValueError:
             value = math.nan
         if not (math.isfinite(value) and (value > lo if lo_open else value >= lo)
-                and (hi is None or value <= hi)):
+                and value <= hi):
             raise ValueError(accepted)
         return value
     return parse
@@ -93,9 +101,11 @@ def _bool(raw: str) -> bool:
     return raw.lower() in _TRUE
 
 
-def _name(raw: str) -> str:
-    if not _NAME.fullmatch(raw):
-        raise ValueError("letters, digits, '.', '_' or '-'")
+def _app_id(raw: str) -> str:
+    if not _NAME.fullmatch(raw) or len(raw) > APP_ID_MAX:
+        raise ValueError(f"1-{APP_ID_MAX} letters, digits, '.', '_' or '-' (the longest topic "
+                         f"named after it, <APP_ID>-__assignor-__leader, must fit Kafka's "
+                         f"{KAFKA_TOPIC_MAX} characters)")
     return raw
 
 
@@ -175,11 +185,23 @@ def _tables(raw: str) -> tuple[str, ...]:
     return names
 
 
-def _regex(raw: str) -> re.Pattern[str] | None:
+def _exclude(raw: str) -> ExcludePattern | None:
+    if not raw:
+        return None
+    if len(raw) > EXCLUDE_PATTERN_MAX:
+        raise ValueError(f"a regular expression of up to {EXCLUDE_PATTERN_MAX} characters")
     try:
-        return re.compile(raw) if raw else None
-    except re.error as exc:
-        raise ValueError(f"a Python regular expression ({exc})") from None
+        pattern = ExcludePattern(raw)
+    except ValueError as exc:
+        raise ValueError(f"a regular expression in Python re syntax ({exc})") from None
+    slow = pattern.undecided_probe()
+    if slow is not None:  # it would refuse tables at random, or hold discovery
+        raise ValueError(
+            f"a regular expression that decides within {pattern.probe_timeout * 1000:g} ms "
+            f"whether it matches a table name; this one does not on {slow[:6]}… "
+            f"({len(slow)} characters): nested quantifiers such as (a+)+ backtrack "
+            "exponentially")
+    return pattern
 
 
 def _role_arn(raw: str) -> str:
@@ -250,7 +272,7 @@ def _env(
 class Settings:
     broker_url: tuple[str, ...] = field(
         metadata=_env("BROKER_URL", "kafka://localhost:9092", _brokers))
-    app_id: str = field(metadata=_env("APP_ID", "dynamodb-replicator", _name))
+    app_id: str = field(metadata=_env("APP_ID", "dynamodb-replicator", _app_id))
     aws_region: str = field(
         metadata=_env(("AWS_REGION", "AWS_DEFAULT_REGION"), "us-east-1", _region))
     aws_endpoint_url: str | None = field(metadata=_env("AWS_ENDPOINT_URL", None, _http_url))
@@ -270,17 +292,19 @@ class Settings:
         repr=False, metadata=_env("AWS_ROLE_EXTERNAL_ID", None, _external_id, secret=True))
     aws_role_duration: int = field(  # seconds; STS allows 900 up to the role's maximum
         metadata=_env("AWS_ROLE_DURATION", "3600", _int(900, 43200)))
+    # <= 15 min: a shard iterator expires by then anyway
     aws_read_timeout: float = field(
-        metadata=_env("AWS_READ_TIMEOUT", "60", _float(0, lo_open=True)))
+        metadata=_env("AWS_READ_TIMEOUT", "60", _float(1, 900)))
     dynamodb_tag_filters: tuple[TagFilter, ...] = field(
         metadata=_env("DYNAMODB_TAG_FILTERS", "datalake-ingest", _tag_filters, empty_ok=True))
     dynamodb_tables: tuple[str, ...] = field(
         metadata=_env("DYNAMODB_TABLES", "", _tables, empty_ok=True))
-    # A table is excluded when the pattern matches anywhere in its name (re.search).
-    dynamodb_tables_exclude: re.Pattern[str] | None = field(
-        metadata=_env("DYNAMODB_TABLES_EXCLUDE", "", _regex, empty_ok=True))
+    # A table is excluded when the pattern matches anywhere in its name (re.search); each
+    # search is bounded (app.domain.discovery.ExcludePattern).
+    dynamodb_tables_exclude: ExcludePattern | None = field(
+        metadata=_env("DYNAMODB_TABLES_EXCLUDE", "", _exclude, empty_ok=True))
     dynamodb_discovery_interval: float = field(
-        metadata=_env("DYNAMODB_DISCOVERY_INTERVAL", "60", _float(0, lo_open=True)))
+        metadata=_env("DYNAMODB_DISCOVERY_INTERVAL", "60", _float(1, 86400)))
     dynamodb_sync_mode: SyncMode = field(metadata=_env(
         "DYNAMODB_SYNC_MODE", "snapshot_and_stream",
         _choice("snapshot_and_stream", "stream_only", "snapshot_only")))
@@ -289,27 +313,30 @@ class Settings:
     dynamodb_scan_segments: int = field(  # 0 = auto, see segments.plan_segments
         metadata=_env("DYNAMODB_SCAN_SEGMENTS", "0", _int(0, 1_000_000)))
     dynamodb_scan_rcu_percent: float = field(
-        metadata=_env("DYNAMODB_SCAN_RCU_PERCENT", "50", _float(0, lo_open=True, hi=100)))
+        metadata=_env("DYNAMODB_SCAN_RCU_PERCENT", "50", _float(0, 100, lo_open=True)))
     dynamodb_scan_max_rcu: float = field(  # on-demand tables; 0 = no cap
-        metadata=_env("DYNAMODB_SCAN_MAX_RCU", "0", _float(0)))
+        metadata=_env("DYNAMODB_SCAN_MAX_RCU", "0", _float(0, 1_000_000)))
     dynamodb_scan_page_limit: int = field(  # 0 = no Limit (1 MB pages)
-        metadata=_env("DYNAMODB_SCAN_PAGE_LIMIT", "0", _int(0)))
+        metadata=_env("DYNAMODB_SCAN_PAGE_LIMIT", "0", _int(0, 1_000_000)))
     dynamodb_shard_refresh_interval: float = field(
-        metadata=_env("DYNAMODB_SHARD_REFRESH_INTERVAL", "30", _float(0, lo_open=True)))
+        metadata=_env("DYNAMODB_SHARD_REFRESH_INTERVAL", "30", _float(1, 3600)))
     dynamodb_poll_interval: float = field(
-        metadata=_env("DYNAMODB_POLL_INTERVAL", "0.25", _float(0)))
+        metadata=_env("DYNAMODB_POLL_INTERVAL", "0.25", _float(0, 60)))
     # >= 1 s: ApproximateCreationDateTime is rounded down to the second
     dynamodb_snapshot_overlap: float = field(
-        metadata=_env("DYNAMODB_SNAPSHOT_OVERLAP", "60", _float(1)))
+        metadata=_env("DYNAMODB_SNAPSHOT_OVERLAP", "60", _float(1, 3600)))
     # How long the table's stream keeps records (DynamoDB Streams: 24 h).  A position
     # older than this minus 1/24 is never resumed from: the table re-snapshots, loudly.
     # Lower it only to test (it compresses time); never above what AWS keeps.
     dynamodb_stream_retention: float = field(
-        metadata=_env("DYNAMODB_STREAM_RETENTION", "86400", _float(24, hi=86400)))
+        metadata=_env("DYNAMODB_STREAM_RETENTION", "86400", _float(24, 86400)))
     kafka_topic_prefix: str = field(
         metadata=_env("KAFKA_TOPIC_PREFIX", "dynamodb-", _topic_prefix, empty_ok=True))
-    kafka_topic_partitions: int = field(metadata=_env("KAFKA_TOPIC_PARTITIONS", "8", _int(1)))
-    kafka_topic_replication: int = field(metadata=_env("KAFKA_TOPIC_REPLICATION", "1", _int(1)))
+    kafka_topic_partitions: int = field(
+        metadata=_env("KAFKA_TOPIC_PARTITIONS", "8", _int(1, 10_000)))
+    # output topics and the internal ones (control, changelogs) alike
+    kafka_topic_replication: int = field(
+        metadata=_env("KAFKA_TOPIC_REPLICATION", "1", _int(1, 16)))
     kafka_output_format: OutputFormat = field(
         metadata=_env("KAFKA_OUTPUT_FORMAT", "native", _choice("native", "seed")))
     kafka_tombstones: bool = field(metadata=_env("KAFKA_TOMBSTONES", "true", _bool))
@@ -318,11 +345,11 @@ class Settings:
     kafka_dlq_content: str = field(
         metadata=_env("KAFKA_DLQ_CONTENT", "event", _choice("event", "keys")))
     kafka_max_record_bytes: int = field(
-        metadata=_env("KAFKA_MAX_RECORD_BYTES", "8388608", _int(1024)))
+        metadata=_env("KAFKA_MAX_RECORD_BYTES", "8388608", _int(1024, STATE_MAX_MESSAGE_BYTES)))
     # Every send to Kafka must be acknowledged within this many seconds, else it is sent
     # again (also the producer's request timeout and how long a batch may wait for a leader)
     kafka_send_timeout: float = field(
-        metadata=_env("KAFKA_SEND_TIMEOUT", "30", _float(1)))
+        metadata=_env("KAFKA_SEND_TIMEOUT", "30", _float(1, 900)))
     kafka_security_protocol: str = field(metadata=_env(
         "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
         lambda raw: _choice("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")(raw).upper()))
@@ -340,8 +367,10 @@ class Settings:
         metadata=_env("KAFKA_MSK_IAM_REGION", None, _region))
     kafka_msk_iam_role_arn: str | None = field(
         metadata=_env("KAFKA_MSK_IAM_ROLE_ARN", None, _role_arn))
-    kafka_session_timeout: float = field(  # how soon a killed worker's work moves on
-        metadata=_env("KAFKA_SESSION_TIMEOUT", "30", _float(6)))
+    # How soon a killed worker's work moves on; within the brokers' defaults of
+    # group.min.session.timeout.ms (6 s) and group.max.session.timeout.ms (30 min).
+    kafka_session_timeout: float = field(
+        metadata=_env("KAFKA_SESSION_TIMEOUT", "30", _float(6, 1800)))
     # How many AWS pages (GetRecords / Scan) one worker holds at once, from the request
     # until Kafka acknowledged their events: bounds memory, whatever the shard count.
     worker_max_pages: int = field(metadata=_env("WORKER_MAX_PAGES", "16", _int(1, 10_000)))
@@ -361,7 +390,7 @@ class Settings:
     web_tls_key: str | None = field(metadata=_env("WEB_TLS_KEY", None, _path))
     # INIT_SYNC progress (% done, rate, ETA) is logged by the leader at this interval.
     progress_log_interval: float = field(
-        metadata=_env("PROGRESS_LOG_INTERVAL", "30", _float(1)))
+        metadata=_env("PROGRESS_LOG_INTERVAL", "30", _float(1, 86400)))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -458,7 +487,7 @@ def _show(value: object, secret: bool) -> str:
         return "***"
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, re.Pattern):
+    if isinstance(value, ExcludePattern):
         return value.pattern
     if isinstance(value, tuple):
         if value and isinstance(value[0], TagFilter):

@@ -15,9 +15,12 @@ Never send an empty filter list to ``tag:GetResources``: it would return every r
 """
 from __future__ import annotations
 
-import re
+import string
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+import regex  # type: ignore[import-untyped]
 
 from app.domain.model import TableInfo
 
@@ -126,16 +129,109 @@ def to_tagging_api_filters(filters: Iterable[TagFilter]) -> list[dict[str, objec
             for f in filters]
 
 
+# One search of DYNAMODB_TABLES_EXCLUDE in one table name may take this long (seconds).
+# An ordinary pattern decides in microseconds; one that backtracks catastrophically
+# ((a+)+$ took Python's re 3-4 s on a 24-character name, twice as long per character more)
+# is stopped there instead of holding the leader.
+EXCLUDE_TIMEOUT = 0.05
+EXCLUDE_PATTERN_MAX = 1024  # characters
+_TABLE_CHARS = string.ascii_letters + string.digits + "._-"  # what a table name is made of
+_TABLE_NAME_MAX = 255
+
+
+def _probes() -> Iterable[str]:
+    """Longest table names of one repeated character, alone and followed by another one:
+    what nested quantifiers ((a+)+$, (a|aa)+$, ([a-z]+)+$) backtrack on exponentially."""
+    for c in _TABLE_CHARS:
+        yield c * _TABLE_NAME_MAX
+        yield c * (_TABLE_NAME_MAX - 1) + ("-" if c != "-" else ".")
+
+
+@dataclass(frozen=True, slots=True)
+class ExcludePattern:
+    """``DYNAMODB_TABLES_EXCLUDE``: a regular expression searched anywhere in a table name
+    (``re.search`` semantics, Python ``re`` syntax), each search bounded by ``timeout``.
+
+    It runs on the ``regex`` module (version 0: ``re``'s syntax and behaviour), which can
+    stop a search after a timeout and release the GIL meanwhile; Python's ``re`` can do
+    neither, so one bad pattern held the event loop for as long as it backtracked.
+    Raises ValueError when the pattern does not compile."""
+
+    pattern: str
+    timeout: float = EXCLUDE_TIMEOUT
+    _compiled: Any = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            compiled = regex.compile(self.pattern, regex.VERSION0)
+        except (regex.error, RecursionError, OverflowError, ValueError) as exc:
+            raise ValueError(str(exc) or type(exc).__name__) from None
+        object.__setattr__(self, "_compiled", compiled)
+
+    def search(self, name: str, timeout: float | None = None) -> bool:
+        """Whether the pattern matches anywhere in ``name``; TimeoutError when it did not
+        decide within ``timeout`` (default: the pattern's) seconds, twice in a row (once
+        could be the thread waiting for a CPU)."""
+        try:
+            return self._search(name, timeout or self.timeout)
+        except TimeoutError:
+            return self._search(name, timeout or self.timeout)
+
+    def _search(self, name: str, timeout: float) -> bool:
+        # concurrent: the GIL is released while it searches
+        return self._compiled.search(name, timeout=timeout, concurrent=True) is not None
+
+    @property
+    def probe_timeout(self) -> float:
+        return self.timeout / 10
+
+    def undecided_probe(self) -> str | None:
+        """A (255-character) table name on which the pattern does not decide within a tenth
+        of its timeout, or None: the worker refuses such a pattern at start, so that a
+        pattern it accepts is far from timing out on a real name."""
+        for name in _probes():
+            try:
+                self.search(name, self.probe_timeout)
+            except TimeoutError:
+                return name
+        return None
+
+    def undecided_reason(self) -> str:
+        shown = self.pattern if len(self.pattern) <= 60 else self.pattern[:60] + "…"
+        return (f"DYNAMODB_TABLES_EXCLUDE {shown!r} did not decide within "
+                f"{self.timeout * 1000:.0f} ms whether it excludes this table (it backtracks "
+                "catastrophically on this name, e.g. nested quantifiers such as (a+)+): the "
+                "table is refused rather than replicated against the exclusion; simplify the "
+                "pattern")
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    names: list[str]  # sorted: the tables to replicate, and the refused ones among them
+    refused: dict[str, str]  # name -> why (the exclude pattern could not decide in time)
+
+
 def select(
-    candidates: Iterable[str], include: Sequence[str], exclude: re.Pattern[str] | None
-) -> list[str]:
+    candidates: Iterable[str], include: Sequence[str], exclude: ExcludePattern | None
+) -> Selection:
     """Sorted unique candidates, kept only if in ``include`` (when non-empty) and not
-    matched anywhere by ``exclude`` (``re.search``; anchor with ``^...$`` for whole names)."""
+    matched anywhere by ``exclude`` (``re.search``; anchor with ``^...$`` for whole names).
+    A name the pattern cannot decide on in time is kept and refused: never silently
+    replicated, never silently dropped (its state, if any, then says why)."""
     wanted = set(include)
-    return sorted(
-        name for name in set(candidates)
-        if (not wanted or name in wanted) and not (exclude and exclude.search(name))
-    )
+    names: list[str] = []
+    refused: dict[str, str] = {}
+    for name in sorted(set(candidates)):
+        if wanted and name not in wanted:
+            continue
+        if exclude is not None:
+            try:
+                if exclude.search(name):
+                    continue
+            except TimeoutError:
+                refused[name] = exclude.undecided_reason()
+        names.append(name)
+    return Selection(names, refused)
 
 
 def diff(desired: Iterable[str], known: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -183,6 +279,13 @@ FOREIGN_TOPICS = ("connect-configs", "connect-offsets", "connect-status")
 
 # the replicator's state topics: <app_id>-<suffix> (created at start, app.main)
 STATE_TOPICS = ("control", "tables-changelog", "units-changelog")
+# Faust's own topic names: <app_id>-<suffix> (faust/assignor/leader_assignor.py)
+FAUST_TOPICS = ("__assignor-__leader",)
+# every topic named after the app: <app_id>-<suffix>; "buffer" is reserved for the snapshot
+# buffer, "dlq" is the dead-letter topic
+APP_TOPIC_SUFFIXES = (*STATE_TOPICS, "dlq", "buffer", *FAUST_TOPICS)
+# the longest APP_ID whose topics all fit in Kafka's limit: 249 - len("-__assignor-__leader")
+APP_ID_MAX = KAFKA_TOPIC_MAX - 1 - max(map(len, APP_TOPIC_SUFFIXES))
 
 
 # which deployment owns the app id (app.domain.deployment): one partition, kept for ever

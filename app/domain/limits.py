@@ -28,6 +28,12 @@ SEED_FACTOR = 14.0
 ENVELOPE_MAX_BYTES = 64 * 1024  # keys (<= 2 KB hash + 1 KB range, escaped) x2, ARN, ...
 # a record batch's header (61 B) and one record's framing (varints, headers): rounded up
 BATCH_OVERHEAD_BYTES = 1024
+# A table's state and a shard listing grow with its stream's shards (~120 bytes each in
+# both): a ~7,000-shard stream passes 1 MB, Kafka's default record limit.  The internal
+# topics accept records up to this size, and the producer sends them.  It is also the
+# ceiling of KAFKA_MAX_RECORD_BYTES: no event of a legal item comes near it (max_event_bytes:
+# 6.2 MB), and the producer's request size stays what the state records need.
+STATE_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 def max_event_bytes(format: Literal["native", "seed"]) -> int:

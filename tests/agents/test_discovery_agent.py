@@ -95,3 +95,47 @@ async def test_a_table_whose_topic_would_be_the_apps_own_is_refused_with_its_rea
     sent = _by_table(topic)
     assert sent[evil]["type"] == "refused" and "own topics" in sent[evil]["reason"]
     assert sent["good"]["type"] == "discovered"
+
+
+async def test_a_name_the_exclude_pattern_cannot_decide_on_is_refused_without_holding_the_loop(
+        topic: Topic, monkeypatch: pytest.MonkeyPatch):
+    """Security item 5: DYNAMODB_TABLES_EXCLUDE ran on the event loop with Python's re:
+    (a+)+$ held it for seconds per name, exponentially more per character.  Now each search
+    is bounded, runs off the loop, and a table it cannot decide on is refused, with why."""
+    import asyncio
+    import dataclasses
+    import time
+
+    from app.domain.discovery import ExcludePattern
+
+    slow = [("a" * (250 - i)) + "-" for i in range(4)]  # 4 names of ~250 characters
+    for name in slow:
+        monkeypatch.setitem(TABLES, name, _info(name, "NEW_AND_OLD_IMAGES"))
+    monkeypatch.setitem(TABLES, "aaa", _info("aaa", "NEW_AND_OLD_IMAGES"))
+    monkeypatch.setattr(disc, "settings", dataclasses.replace(
+        settings, dynamodb_tables_exclude=ExcludePattern("(a+)+$")))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    beat = asyncio.create_task(ticker())
+    started = time.monotonic()
+    try:
+        present = await disc.discover_once()
+    finally:
+        beat.cancel()
+    elapsed = time.monotonic() - started
+    sent = _by_table(topic)
+    assert elapsed < 2.0, elapsed  # 4 names x 2 searches x 50 ms, and the rest
+    assert "aaa" not in sent and "aaa" not in present  # excluded: (a+)+$ matches it
+    for name in slow:
+        assert sent[name]["type"] == "refused", name
+        assert "DYNAMODB_TABLES_EXCLUDE" in sent[name]["reason"]
+        assert "did not decide within 50 ms" in sent[name]["reason"]
+    assert sent["good"]["type"] == "discovered"
+    # the loop kept running meanwhile (it would have stood still for the whole search)
+    assert ticks >= elapsed / 0.005 / 4, (ticks, elapsed)

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-import re
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from app.domain.discovery import (
+    ExcludePattern,
+    Selection,
     TagFilter,
     diff,
     matches,
@@ -93,10 +95,43 @@ def test_to_tagging_api_filters() -> None:
 
 def test_select() -> None:
     names = ["b-test", "a", "c", "a", "b"]
-    assert select(names, [], None) == ["a", "b", "b-test", "c"]
-    assert select(names, ["c", "b-test", "zzz"], None) == ["b-test", "c"]
-    assert select(names, [], re.compile("-test")) == ["a", "b", "c"]
-    assert select(names, ["b", "b-test"], re.compile("^b$")) == ["b-test"]
+    assert select(names, [], None) == Selection(["a", "b", "b-test", "c"], {})
+    assert select(names, ["c", "b-test", "zzz"], None).names == ["b-test", "c"]
+    assert select(names, [], ExcludePattern("-test")).names == ["a", "b", "c"]
+    assert select(names, ["b", "b-test"], ExcludePattern("^b$")).names == ["b-test"]
+
+
+def test_an_exclude_pattern_that_cannot_decide_in_time_refuses_the_table_quickly() -> None:
+    """Security item 5: (a+)+$ backtracks exponentially (Python's re: 4 s on a 24-character
+    name, doubling per character).  Each search is bounded; a name it cannot decide on is
+    refused with the reason, neither replicated against the exclusion nor silently dropped."""
+    exclude = ExcludePattern("(a+)+$")  # the worker refuses it at start; discovery copes too
+    short, long = "a" * 24 + "-", "a" * 254 + "-"
+    started = time.monotonic()
+    chosen = select([long, short, "orders", "aaa"], [], exclude)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0, elapsed
+    assert chosen.names == sorted([long, short, "orders"])  # "aaa" is excluded (re.search)
+    assert set(chosen.refused) == {long} or set(chosen.refused) == {long, short}
+    reason = chosen.refused[long]
+    assert "DYNAMODB_TABLES_EXCLUDE" in reason and "'(a+)+$'" in reason and "50 ms" in reason
+    assert "refused" in reason
+    with pytest.raises(TimeoutError):
+        exclude.search(long)
+
+
+def test_an_exclude_pattern_that_does_not_compile_is_a_value_error() -> None:
+    for bad in ["(", "a{99999999999}", "(" * 500 + ")" * 500, "[z-a]"]:
+        with pytest.raises(ValueError):
+            ExcludePattern(bad)
+
+
+def test_the_start_probe_finds_patterns_that_backtrack_catastrophically() -> None:
+    for bad in ["(a+)+$", "(a|aa)+$", "(a*)*$", "([a-z]+)+$", "(x+x+)+y", "(-+)+$",
+                r"(\w+\d*)+$", "(a+)+b"]:
+        assert ExcludePattern(bad).undecided_probe() is not None, bad
+    for fine in ["-test$", "^tmp-", "^(?!prod-)", r"\.v\d+$", "(?i)archive", "a+b+c+$", ""]:
+        assert ExcludePattern(fine).undecided_probe() is None, fine
 
 
 def test_diff() -> None:

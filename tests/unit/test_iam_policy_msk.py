@@ -64,6 +64,7 @@ ADMIN_CALLS = {
     "describe_topics": {"kafka-cluster:DescribeTopic"},
     "create_topics": {"kafka-cluster:CreateTopic"},
     "describe_configs": {"kafka-cluster:DescribeTopicDynamicConfiguration"},
+    "describe_cluster": {"kafka-cluster:DescribeCluster"},
 }
 
 
@@ -112,13 +113,20 @@ def group_arn(group: str, cluster: str = "prod") -> str:
 def worker_operations(prefix: str, app_id: str) -> list[tuple[str, str, str]]:
     """(action, resource, why) for every Kafka operation of the worker, its status view
     and the CLI (app/main.py, app/bootstrap.py, app/output.py, app/view.py, app/cli.py)."""
-    ops = [("kafka-cluster:Connect", cluster_arn(), "every connection (SASL/OAUTHBEARER)")]
+    ops = [("kafka-cluster:Connect", cluster_arn(), "every connection (SASL/OAUTHBEARER)"),
+           # the broker count, for the replication check of the internal topics at start
+           ("kafka-cluster:DescribeCluster", cluster_arn(), "bootstrap.ensure_topics")]
     # control topic and table changelogs: created at start (bootstrap.ensure_topics and
     # Faust), produced to (control events, table writes), consumed (the control agent, table
     # recovery, the status view); Faust's leader-election topic likewise
-    for name in (*(f"{app_id}-{s}" for s in STATE_TOPICS), f"{app_id}-__assignor-__leader"):
+    for name in (*(f"{app_id}-{s}" for s in STATE_TOPICS), f"{app_id}-__assignor-__leader",
+                 f"{app_id}-deployment"):
         for action in ("CreateTopic", "DescribeTopic", "ReadData", "WriteData"):
             ops.append((f"kafka-cluster:{action}", topic_arn(name), "internal topic"))
+    # their partitions, replication, cleanup.policy and max.message.bytes, checked at start
+    for name in (*(f"{app_id}-{s}" for s in STATE_TOPICS), f"{app_id}-deployment"):
+        ops.append(("kafka-cluster:DescribeTopicDynamicConfiguration", topic_arn(name),
+                    "bootstrap.ensure_topics checks"))
     # output topics and the dead-letter topic: Output.ensure_topic lists, creates and
     # describes them, reads their max.message.bytes (DescribeConfigs); then produce
     for name in (f"{prefix}orders", f"{app_id}-dlq"):
@@ -184,7 +192,7 @@ def test_resources_use_the_placeholders() -> None:
     topics = {r for st in statements() for r in resources(st) if ":topic/" in r}
     groups = {r for st in statements() for r in resources(st) if ":group/" in r}
     assert {t.rsplit("/", 1)[1] for t in topics} == {
-        "<KAFKA_TOPIC_PREFIX>*", "<APP_ID>-*", "<APP_ID>-dlq"}
+        "<KAFKA_TOPIC_PREFIX>*", "<APP_ID>-*"}
     assert {g.rsplit("/", 1)[1] for g in groups} == {"<APP_ID>"}
     text = MSK_POLICY.read_text()
     assert set(re.findall(r"<[^>]+>", text)) == set(PLACEHOLDERS)
@@ -207,11 +215,11 @@ def test_nothing_beyond_the_worker_is_allowed() -> None:
     for action in ("ReadData", "AlterTopic", "DeleteTopic", "AlterTopicDynamicConfiguration"):
         assert not allows(f"kafka-cluster:{action}", topic_arn("cdc.orders"), prefix=prefix,
                           app_id=app_id), action
-    # internal topics: no config reads but the dead-letter topic's, no deletes
-    assert not allows("kafka-cluster:DescribeTopicDynamicConfiguration",
-                      topic_arn(f"{app_id}-control"), prefix=prefix, app_id=app_id)
-    assert not allows("kafka-cluster:DeleteTopic", topic_arn(f"{app_id}-control"),
-                      prefix=prefix, app_id=app_id)
+    # internal topics: their configuration is read (checked at start), never altered; no
+    # deletes
+    for action in ("DeleteTopic", "AlterTopic", "AlterTopicDynamicConfiguration"):
+        assert not allows(f"kafka-cluster:{action}", topic_arn(f"{app_id}-control"),
+                          prefix=prefix, app_id=app_id), action
     # other topics, groups and clusters: nothing
     for action in MSK_ACTIONS:
         for resource in (topic_arn("payments"), group_arn("another-app"),
@@ -219,7 +227,7 @@ def test_nothing_beyond_the_worker_is_allowed() -> None:
                          topic_arn("cdc.orders", cluster="other-cluster")):
             assert not allows(action, resource, prefix=prefix, app_id=app_id), (
                 action, resource)
-    for action in ("DescribeCluster", "AlterCluster", "WriteDataIdempotently",
+    for action in ("AlterCluster", "WriteDataIdempotently",
                    "DescribeClusterDynamicConfiguration"):
         assert not allows(f"kafka-cluster:{action}", cluster_arn()), action
 

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +83,8 @@ def test_blank_means_default_except_where_empty_is_meaningful() -> None:
         ("BROKER_URL", "b:notaport", "host:port"),
         ("BROKER_URL", ",", "host:port"),
         ("APP_ID", "my app", "letters, digits"),
+        # <APP_ID>-__assignor-__leader (Faust's) would pass Kafka's 249 characters
+        ("APP_ID", "a" * 230, "1-229"),
         ("AWS_REGION", "EU WEST", "region"),
         ("AWS_DEFAULT_REGION", "eu_west!", "region"),
         ("AWS_ENDPOINT_URL", "localhost:4566", "http"),
@@ -100,8 +106,13 @@ def test_blank_means_default_except_where_empty_is_meaningful() -> None:
         ("DYNAMODB_TAG_FILTERS", "k:", "empty value"),
         ("DYNAMODB_TABLES", "orders,x", "table names"),
         ("DYNAMODB_TABLES_EXCLUDE", "(", "regular expression"),
-        ("DYNAMODB_DISCOVERY_INTERVAL", "0", "> 0"),
-        ("DYNAMODB_DISCOVERY_INTERVAL", "inf", "> 0"),
+        # backtracks catastrophically: a 24-character name took Python's re 4 s
+        ("DYNAMODB_TABLES_EXCLUDE", "(a+)+$", "within"),
+        ("DYNAMODB_TABLES_EXCLUDE", "x" * 1025, "1024"),
+        ("DYNAMODB_DISCOVERY_INTERVAL", "0", ">= 1"),
+        ("DYNAMODB_DISCOVERY_INTERVAL", "1e-9", ">= 1"),
+        ("DYNAMODB_DISCOVERY_INTERVAL", "inf", ">= 1"),
+        ("DYNAMODB_DISCOVERY_INTERVAL", "86401", "<= 86400"),
         ("DYNAMODB_SYNC_MODE", "both", "snapshot_and_stream"),
         ("DYNAMODB_STREAM_START", "at_timestamp", "latest"),
         ("DYNAMODB_SCAN_SEGMENTS", "1000001", "0 to 1000000"),
@@ -109,8 +120,8 @@ def test_blank_means_default_except_where_empty_is_meaningful() -> None:
         ("DYNAMODB_SCAN_RCU_PERCENT", "0", "<= 100"),
         ("DYNAMODB_SCAN_RCU_PERCENT", "101", "<= 100"),
         ("DYNAMODB_SCAN_MAX_RCU", "-1", ">= 0"),
-        ("DYNAMODB_SCAN_PAGE_LIMIT", "-1", ">= 0"),
-        ("DYNAMODB_SHARD_REFRESH_INTERVAL", "nan", "> 0"),
+        ("DYNAMODB_SCAN_PAGE_LIMIT", "-1", "0 to 1000000"),
+        ("DYNAMODB_SHARD_REFRESH_INTERVAL", "nan", ">= 1"),
         ("DYNAMODB_POLL_INTERVAL", "soon", ">= 0"),
         ("DYNAMODB_SNAPSHOT_OVERLAP", "-0.5", ">= 1"),
         # stream timestamps are rounded down to the second: 0 would skip changes
@@ -118,11 +129,14 @@ def test_blank_means_default_except_where_empty_is_meaningful() -> None:
         ("DYNAMODB_STREAM_RETENTION", "90000", "<= 86400"),
         ("DYNAMODB_STREAM_RETENTION", "10", ">= 24"),
         ("KAFKA_TOPIC_PREFIX", "dyn/", "letters, digits"),
-        ("KAFKA_TOPIC_PARTITIONS", "0", ">= 1"),
-        ("KAFKA_TOPIC_REPLICATION", "three", ">= 1"),
+        ("KAFKA_TOPIC_PARTITIONS", "0", "1 to 10000"),
+        ("KAFKA_TOPIC_REPLICATION", "three", "1 to 16"),
         ("KAFKA_OUTPUT_FORMAT", "avro", "native, seed"),
         ("KAFKA_TOMBSTONES", "maybe", "true/false"),
-        ("KAFKA_MAX_RECORD_BYTES", "1023", ">= 1024"),
+        ("KAFKA_MAX_RECORD_BYTES", "1023", "1024 to 16777216"),
+        ("KAFKA_MAX_RECORD_BYTES", "16777217", "1024 to 16777216"),
+        ("KAFKA_SESSION_TIMEOUT", "5", ">= 6"),
+        ("KAFKA_SESSION_TIMEOUT", "1801", "<= 1800"),
         ("KAFKA_SEND_TIMEOUT", "0.5", ">= 1"),
         ("KAFKA_SEND_TIMEOUT", "never", ">= 1"),
         ("KAFKA_SECURITY_PROTOCOL", "TLS", "sasl_ssl"),
@@ -305,3 +319,154 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     for name in ("WEB_AUTH_TOKEN", "WEB_TLS_CERT", "WEB_TLS_KEY", "/healthz", "--web-bind",
                  "KAFKA_TOPIC_PREFIX"):
         assert name in security, name
+# ---------------------------------------------------------------- bounds (security item 5)
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULTS = Settings.from_env({})
+# a setting whose default is a number is numeric; its parsed default says int or float
+NUMERIC = [f for f in dataclasses.fields(Settings)
+           if isinstance(getattr(DEFAULTS, f.name), int | float)
+           and not isinstance(getattr(DEFAULTS, f.name), bool)]
+
+
+def _var(f: dataclasses.Field[Any]) -> str:
+    return str(f.metadata["env"][0])
+
+
+def test_the_numeric_settings_are_the_expected_ones() -> None:
+    assert len(NUMERIC) == 19, [_var(f) for f in NUMERIC]
+
+
+@pytest.mark.parametrize("value", ["1e300", "9" * 400, "-1e300", "-" + "9" * 400])
+@pytest.mark.parametrize("f", NUMERIC, ids=_var)
+def test_every_numeric_setting_is_bounded_on_both_sides(
+        f: dataclasses.Field[Any], value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({_var(f): value})
+    assert info.value.setting == _var(f)
+
+
+def _config_table() -> dict[str, dict[str, str]]:
+    """README's Configuration table: every variable named in a row's first cell -> the row
+    (column name -> cell)."""
+    section = (ROOT / "README.md").read_text().split("\n## Configuration\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows: dict[str, dict[str, str]] = {}
+    for line in lines[2:]:
+        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
+        for variable in re.findall(r"`([A-Z][A-Z0-9_]+)`", cells["Variable"]):
+            rows[variable] = cells
+    return rows
+
+
+_NUMBER_RANGE = re.compile(r"(?P<open>> )?(?P<lo>[0-9.]+)–(?P<hi>[0-9.]+)(?: \(.*\))?")
+_LENGTH_RANGE = re.compile(r"(?P<lo>[0-9]+)–(?P<hi>[0-9]+) characters(?: .*)?")
+
+
+# what a variable is accepted only together with
+_CONTEXT = {"AWS_ROLE_EXTERNAL_ID": {"AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/r"}}
+
+
+def _accepted(variable: str, raw: str) -> bool:
+    try:
+        Settings.from_env({**_CONTEXT.get(variable, {}), variable: raw})
+    except ConfigError as exc:
+        assert exc.setting == variable
+        return False
+    return True
+
+
+@pytest.mark.parametrize("f", dataclasses.fields(Settings), ids=_var)
+def test_the_readme_states_each_range_as_the_parser_applies_it(
+        f: dataclasses.Field[Any]) -> None:
+    """Every setting has a row in README's Configuration table; its Range cell is exactly
+    what the parser accepts: the ends are accepted, the nearest values outside refused."""
+    variable, table = _var(f), _config_table()
+    assert variable in table, f"{variable} is not documented in README's Configuration table"
+    cell = table[variable]["Range"]
+    if f in NUMERIC:
+        m = _NUMBER_RANGE.fullmatch(cell)
+        assert m, f"{variable}: the Range cell {cell!r} is not 'lo–hi' (or '> lo–hi')"
+        if isinstance(getattr(DEFAULTS, f.name), float):
+            lo, hi = float(m["lo"]), float(m["hi"])
+            below = lo if m["open"] else math.nextafter(lo, -math.inf)
+            inside, outside = [hi, *(() if m["open"] else (lo,))], [below,
+                                                                   math.nextafter(hi, math.inf)]
+            inside_raw, outside_raw = map(repr, inside), map(repr, outside)
+        else:
+            assert not m["open"]
+            lo_i, hi_i = int(m["lo"]), int(m["hi"])
+            inside_raw, outside_raw = map(str, (lo_i, hi_i)), map(str, (lo_i - 1, hi_i + 1))
+        for raw in inside_raw:
+            assert _accepted(variable, raw), f"{variable}={raw} is in the README's range"
+        for raw in outside_raw:
+            assert not _accepted(variable, raw), f"{variable}={raw} is outside README's range"
+    elif m := _LENGTH_RANGE.fullmatch(cell):
+        lo_n, hi_n = int(m["lo"]), int(m["hi"])
+        assert _accepted(variable, "a" * hi_n) and not _accepted(variable, "a" * (hi_n + 1))
+        if lo_n > 1:
+            assert not _accepted(variable, "a" * (lo_n - 1))
+    else:
+        assert not any(ch.isdigit() for ch in cell.split("(")[0]), (
+            f"{variable}: Range {cell!r} states numbers the test cannot check")
+
+
+def test_app_id_leaves_room_for_the_longest_internal_topic_name() -> None:
+    """Kafka refuses topic names over 249 characters; Faust names its leader topic
+    <APP_ID>-__assignor-__leader (the longest of the app's topics)."""
+    from types import SimpleNamespace
+
+    from faust.assignor.leader_assignor import LeaderAssignor
+
+    from app.domain.discovery import APP_ID_MAX, APP_TOPIC_SUFFIXES, KAFKA_TOPIC_MAX, STATE_TOPICS
+
+    app_id = "a" * APP_ID_MAX
+    fake = SimpleNamespace(app=SimpleNamespace(conf=SimpleNamespace(id=app_id)))
+    # Faust's own naming of its leader topic
+    leader = LeaderAssignor.__dict__["_leader_topic_name"].__get__(fake, LeaderAssignor)
+    assert leader.removeprefix(app_id + "-") in APP_TOPIC_SUFFIXES
+    assert set(STATE_TOPICS) <= set(APP_TOPIC_SUFFIXES)
+    assert max(len(f"{app_id}-{suffix}") for suffix in APP_TOPIC_SUFFIXES) == KAFKA_TOPIC_MAX
+    assert APP_ID_MAX == 229
+    assert Settings.from_env({"APP_ID": app_id}).app_id == app_id
+
+
+def test_the_test_suites_and_demos_own_settings_stay_accepted() -> None:
+    """The bounds must not refuse what the integration tests, chaos run, bench and demo set
+    (tests/integration/dynamo.worker_env and the extras passed to it)."""
+    from bench.common import base_env
+    from tests.integration.dynamo import worker_env
+
+    stack = {"BROKER_URL": "kafka://127.0.0.1:9092", "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}
+    extras: list[dict[str, str]] = [
+        {},
+        {"DYNAMODB_POLL_INTERVAL": "0.5", "STATE_PARTITIONS": "12"},  # test_scale_out
+        {"DYNAMODB_SCAN_PAGE_LIMIT": "25", "DYNAMODB_SCAN_SEGMENTS": "2",  # test_operations
+         "DYNAMODB_SCAN_MAX_RCU": "1", "PROGRESS_LOG_INTERVAL": "1"},
+        {"KAFKA_SESSION_TIMEOUT": "8", "DYNAMODB_SHARD_REFRESH_INTERVAL": "2"},  # chaos
+        {"AWS_ROLE_DURATION": "900"}, {"AWS_ROLE_DURATION": "1800"},  # test_assume_role
+        {"DYNAMODB_DISCOVERY_INTERVAL": "5", "DYNAMODB_SHARD_REFRESH_INTERVAL": "5"},  # demo
+    ]
+    for extra in extras:
+        Settings.from_env(worker_env(stack, "0123456789", **extra))
+    Settings.from_env(base_env("bench-0123456789-run-app", "bench-0123456789-run-",
+                               DYNAMODB_SCAN_SEGMENTS="8"))
+
+
+@pytest.mark.parametrize("pattern", ["-test$", "^tmp-", "^(?!prod-)", r"\.v\d+$", "(?i)ARCHIVE"])
+def test_ordinary_exclude_patterns_keep_re_search_semantics(pattern: str) -> None:
+    exclude = Settings.from_env({"DYNAMODB_TABLES_EXCLUDE": pattern}).dynamodb_tables_exclude
+    assert exclude is not None and exclude.pattern == pattern
+    for name in ("orders-test", "tmp-x", "prod-orders", "orders.v2", "old-archive-1", "orders"):
+        assert exclude.search(name) == bool(re.search(pattern, name)), (pattern, name)
+
+
+def test_a_catastrophic_exclude_pattern_is_refused_at_start_quickly() -> None:
+    """(a+)+$ backtracks exponentially: Python's re took 4 s on a 24-character name."""
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"DYNAMODB_TABLES_EXCLUDE": "(a+)+$"})
+    assert time.monotonic() - started < 1.0
+    assert info.value.setting == "DYNAMODB_TABLES_EXCLUDE"
+    assert "(a+)+$" in str(info.value)

@@ -18,7 +18,7 @@ def run_worker(**env: str) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("DYNAMODB_", "KAFKA_"))}
     full.update(env)
     return subprocess.run([FAUST, "-A", "app", "worker", "-l", "info"], cwd=ROOT, env=full,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.mark.parametrize(("variable", "value"), [
@@ -45,3 +45,24 @@ def test_bad_secret_value_is_not_echoed() -> None:
     proc = run_worker(KAFKA_SASL_PASSWORD=SECRET + "\n")
     assert proc.returncode == 2
     assert "KAFKA_SASL_PASSWORD" in proc.stderr and SECRET not in proc.stderr
+
+
+def test_the_longest_session_timeout_passes_fausts_own_check() -> None:
+    """KAFKA_SESSION_TIMEOUT over 90 s crashed the consumer at start (Faust: 'broker_session_
+    timeout cannot be greater than broker_request_timeout', 90 s by default)."""
+    code = ("from app.main import app; c = app.conf; "
+            "assert c.broker_session_timeout == 1800, c.broker_session_timeout; "
+            "assert c.broker_request_timeout >= c.broker_session_timeout, "
+            "c.broker_request_timeout")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DYNAMODB_", "KAFKA_"))}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False,
+                          env={**env, "KAFKA_SESSION_TIMEOUT": "1800"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_catastrophic_exclude_pattern_stops_the_worker_naming_it() -> None:
+    proc = run_worker(DYNAMODB_TABLES_EXCLUDE="(a+)+$")
+    assert proc.returncode == 2
+    assert "configuration error: DYNAMODB_TABLES_EXCLUDE:" in proc.stderr
+    assert "backtrack" in proc.stderr
