@@ -197,7 +197,12 @@ class ReplicatorApp(faust.App):
         if warning:
             log.warning(warning)
 
-        await ensure_topics(settings.bootstrap_servers(), internal_topics(settings),
+        # which deployment owns the APP_ID first: a worker of another one must stop with that
+        # reason (and create or check nothing else of the other's)
+        topics = internal_topics(settings)
+        deployment_topic = f"{settings.app_id}-{DEPLOYMENT_TOPIC}"
+        await ensure_topics(settings.bootstrap_servers(),
+                            {deployment_topic: topics.pop(deployment_topic)},
                             **_admin_auth(settings))
         try:
             owner = await check_deployment(settings.bootstrap_servers(), settings.app_id,
@@ -210,6 +215,7 @@ class ReplicatorApp(faust.App):
             os._exit(3)  # Faust would restart a crashed service; nothing to clean up yet
         log.info("deployment %s (recorded by %s at %s)", owner.fingerprint, owner.host,
                  owner.at)
+        await ensure_topics(settings.bootstrap_servers(), topics, **_admin_auth(settings))
 
 
 def internal_topics(s: Settings) -> dict[str, TopicSpec]:
