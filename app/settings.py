@@ -177,8 +177,13 @@ def _tag_filters(raw: str) -> tuple[TagFilter, ...]:
         raise ValueError(f"tag filters as key[:value,...][;key[:value,...]] ({exc})") from None
 
 
+TABLES_MAX = 10_000  # DynamoDB's tables per account and region, at the raised quota
+
+
 def _tables(raw: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
+    if len(names) > TABLES_MAX:
+        raise ValueError(f"at most {TABLES_MAX:,} comma-separated table names")
     for name in names:
         if not _TABLE.fullmatch(name):
             raise ValueError(f"comma-separated table names (3-255 of A-Za-z0-9._-), not {name!r}")
@@ -227,9 +232,16 @@ def _kafka_name(topic: str) -> str:
     return topic.replace(".", "_")
 
 
+def _username(raw: str) -> str:
+    if len(raw) > 1024 or any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise ValueError("a user name of up to 1024 characters without control characters")
+    return raw
+
+
 def _password(raw: str) -> str:
-    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
-        raise ValueError("a password without control characters such as a newline")
+    if len(raw) > 1024 or any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise ValueError("a password of up to 1024 characters without control characters "
+                         "such as a newline")
     return raw
 
 
@@ -357,7 +369,7 @@ class Settings:
         "KAFKA_SASL_MECHANISM", "PLAIN",
         lambda raw: _choice("plain", "scram-sha-256", "scram-sha-512", "aws_msk_iam")(raw).upper()))
     kafka_sasl_username: str | None = field(
-        metadata=_env("KAFKA_SASL_USERNAME", None, lambda raw: raw))
+        metadata=_env("KAFKA_SASL_USERNAME", None, _username))
     kafka_sasl_password: str | None = field(
         repr=False, metadata=_env("KAFKA_SASL_PASSWORD", None, _password, secret=True))
     # Amazon MSK IAM (KAFKA_SASL_MECHANISM=AWS_MSK_IAM): the region the cluster is in (default

@@ -71,8 +71,14 @@ def _word(chars: list[_Char]) -> str:
     return "".join(c for c, _ in chars[start:end])
 
 
+# what the tagging API's GetResources takes (TagFilters): more is refused by AWS
+TAG_KEYS_MAX, TAG_VALUES_MAX, TAG_KEY_CHARS, TAG_VALUE_CHARS = 50, 20, 128, 256
+
+
 def parse_tag_filters(text: str) -> tuple[TagFilter, ...]:
-    """Parse ``key[:v1,v2][;key2[:v3]]``; raise ValueError on an empty or duplicate key or value."""
+    """Parse ``key[:v1,v2][;key2[:v3]]``; raise ValueError on an empty or duplicate key or
+    value, or beyond what GetResources takes (50 keys of 128 characters, 20 values each of
+    256)."""
     chars = _lex(text)
     if not _word(chars):
         return ()
@@ -85,6 +91,9 @@ def parse_tag_filters(text: str) -> tuple[TagFilter, ...]:
             raise ValueError(f"tag filter #{n} has an empty key")
         if key in seen:
             raise ValueError(f"tag key {key!r} appears twice; list all its values after one ':'")
+        if len(key) > TAG_KEY_CHARS or len(seen) >= TAG_KEYS_MAX:
+            raise ValueError(f"at most {TAG_KEYS_MAX} tag keys of up to {TAG_KEY_CHARS} "
+                             "characters (AWS's limits)")
         seen.add(key)
         values: list[str] = []
         for raw in _split(value_part[0], ",") if value_part else []:
@@ -93,6 +102,9 @@ def parse_tag_filters(text: str) -> tuple[TagFilter, ...]:
                 raise ValueError(f"tag key {key!r} has an empty value")
             if value in values:
                 raise ValueError(f"tag key {key!r} lists value {value!r} twice")
+            if len(value) > TAG_VALUE_CHARS or len(values) >= TAG_VALUES_MAX:
+                raise ValueError(f"at most {TAG_VALUES_MAX} values of up to {TAG_VALUE_CHARS} "
+                                 f"characters per tag key (AWS's limits); see key {key[:40]!r}")
             values.append(value)
         filters.append(TagFilter(key, tuple(values)))
     return tuple(filters)

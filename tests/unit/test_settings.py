@@ -470,3 +470,22 @@ def test_a_catastrophic_exclude_pattern_is_refused_at_start_quickly() -> None:
     assert time.monotonic() - started < 1.0
     assert info.value.setting == "DYNAMODB_TABLES_EXCLUDE"
     assert "(a+)+$" in str(info.value)
+
+
+def test_list_and_text_settings_are_bounded_too() -> None:
+    """Issue 11 item 5: beyond numbers, lists stop at AWS's limits, names at sane lengths."""
+    too_many_keys = ";".join(f"k{i}" for i in range(51))
+    too_many_values = "team:" + ",".join(f"v{i}" for i in range(21))
+    for variable, value in (("DYNAMODB_TAG_FILTERS", too_many_keys),
+                            ("DYNAMODB_TAG_FILTERS", too_many_values),
+                            ("DYNAMODB_TAG_FILTERS", "k" * 129),
+                            ("DYNAMODB_TAG_FILTERS", "team:" + "v" * 257),
+                            ("DYNAMODB_TABLES", ",".join(f"t{i:05d}" for i in range(10_001))),
+                            ("KAFKA_SASL_USERNAME", "u" * 1025),
+                            ("KAFKA_SASL_USERNAME", "bad\nname"),
+                            ("KAFKA_SASL_PASSWORD", "p" * 1025)):
+        with pytest.raises(ConfigError, match=variable):
+            Settings.from_env({variable: value})
+    ok = Settings.from_env({"DYNAMODB_TAG_FILTERS": ";".join(f"k{i}" for i in range(50)),
+                            "DYNAMODB_TABLES": ",".join(f"t{i:05d}" for i in range(10_000))})
+    assert len(ok.dynamodb_tag_filters) == 50 and len(ok.dynamodb_tables) == 10_000
