@@ -13,7 +13,8 @@ from app.aws.dynamodb import Streams, Tables, Tagging
 from app.domain.coordinator import unit_key
 from app.domain.envelope import Encoder
 from app.errors import KafkaRefusedError
-from app.main import _admin_auth, app, settings
+from app.kafka_auth import client_kwargs
+from app.main import app, settings
 from app.metrics import Metrics
 from app.output import Output
 from app.state import send_control
@@ -41,7 +42,7 @@ class Runtime:
     def __init__(self) -> None:
         self.settings = settings
         self.metrics = Metrics.create()
-        self.output = Output(app, settings, _admin_auth(settings))
+        self.output = Output(app, settings, client_kwargs(settings))
         self.encoder = Encoder(settings.kafka_output_format, settings.kafka_tombstones)
         self._aws: AwsClients | None = None
         self._aws_lock = asyncio.Lock()

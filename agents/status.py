@@ -15,12 +15,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.runtime import runtime
 from app.domain.status import progress_line, refused_tables
-from app.main import _admin_auth, app, settings
+from app.kafka_auth import client_kwargs
+from app.main import app, settings
 from app.view import ClusterView
 
 log = logging.getLogger(__name__)
 PAGE = (Path(__file__).resolve().parents[1] / "app" / "static" / "status.html").read_text()
-view = ClusterView(settings, _admin_auth(settings))
+view = ClusterView(settings, client_kwargs(settings))
 
 
 @app.task

@@ -21,13 +21,14 @@ import click
 from faust.cli import AppCommand, argument, option
 
 from app.domain.status import duration
-from app.main import _admin_auth, app, settings
+from app.kafka_auth import client_kwargs
+from app.main import app, settings
 from app.state import DEPLOYMENT
 from app.view import ClusterView
 
 
 def _view() -> ClusterView:
-    return ClusterView(settings, _admin_auth(settings))
+    return ClusterView(settings, client_kwargs(settings))
 
 
 def _state(view: ClusterView, table: str) -> dict[str, Any]:
@@ -114,7 +115,7 @@ async def resync(self: AppCommand, table: str, wait: bool, timeout: float) -> No
     if state.get("phase") == "REFUSED":
         raise click.ClickException(f"{table} is REFUSED: {state.get('error')}")
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers(), acks="all", **_admin_auth(settings))
+        bootstrap_servers=settings.bootstrap_servers(), acks="all", **client_kwargs(settings))
     await producer.start()
     try:  # the control topic's key is the raw text, its value JSON (app.state)
         await producer.send_and_wait(
@@ -158,7 +159,7 @@ async def deployment(self: AppCommand, adopt: bool, as_json: bool) -> None:
     from app.domain import deployment as dep
     from app.domain.discovery import DEPLOYMENT_TOPIC
 
-    servers, auth = settings.bootstrap_servers(), _admin_auth(settings)
+    servers, auth = settings.bootstrap_servers(), client_kwargs(settings)
     topic = f"{settings.app_id}-{DEPLOYMENT_TOPIC}"
     owner = dep.current(await read_deployment(servers, topic, **auth))
     mine = settings.identity()

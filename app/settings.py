@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from app.domain.deployment import IDENTITY
@@ -33,6 +33,10 @@ from app.errors import ConfigError
 SyncMode = Literal["snapshot_and_stream", "stream_only", "snapshot_only"]
 StreamStart = Literal["trim_horizon", "latest"]
 OutputFormat = Literal["native", "seed"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "AWS_MSK_IAM"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+StateStore = Literal["rocksdb://", "memory://"]
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TABLE = re.compile(r"[A-Za-z0-9._-]{3,255}")
@@ -90,6 +94,24 @@ def _choice(*options: str) -> Callable[[str], str]:
             raise ValueError(f"one of {', '.join(options)}")
         return raw.lower()
     return parse
+
+
+def _security_protocol(raw: str) -> SecurityProtocol:
+    options = (p.lower() for p in get_args(SecurityProtocol))
+    return cast(SecurityProtocol, _choice(*options)(raw).upper())
+
+
+def _sasl_mechanism(raw: str) -> SaslMechanism:
+    options = (m.lower() for m in get_args(SaslMechanism))
+    return cast(SaslMechanism, _choice(*options)(raw).upper())
+
+
+def _log_level(raw: str) -> LogLevel:
+    return cast(LogLevel, _choice(*get_args(LogLevel))(raw))
+
+
+def _state_store(raw: str) -> StateStore:
+    return cast(StateStore, _choice(*get_args(StateStore))(raw))
 
 
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
@@ -362,12 +384,12 @@ class Settings:
     # again (also the producer's request timeout and how long a batch may wait for a leader)
     kafka_send_timeout: float = field(
         metadata=_env("KAFKA_SEND_TIMEOUT", "30", _float(1, 900)))
-    kafka_security_protocol: str = field(metadata=_env(
-        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
-        lambda raw: _choice("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")(raw).upper()))
-    kafka_sasl_mechanism: str = field(metadata=_env(
-        "KAFKA_SASL_MECHANISM", "PLAIN",
-        lambda raw: _choice("plain", "scram-sha-256", "scram-sha-512", "aws_msk_iam")(raw).upper()))
+    kafka_security_protocol: SecurityProtocol = field(
+        metadata=_env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", _security_protocol))
+    # with SASL_* and a mechanism other than AWS_MSK_IAM: KAFKA_SASL_USERNAME and
+    # KAFKA_SASL_PASSWORD are required (from_env)
+    kafka_sasl_mechanism: SaslMechanism = field(
+        metadata=_env("KAFKA_SASL_MECHANISM", "PLAIN", _sasl_mechanism))
     kafka_sasl_username: str | None = field(
         metadata=_env("KAFKA_SASL_USERNAME", None, _username))
     kafka_sasl_password: str | None = field(
@@ -387,10 +409,8 @@ class Settings:
     # until Kafka acknowledged their events: bounds memory, whatever the shard count.
     worker_max_pages: int = field(metadata=_env("WORKER_MAX_PAGES", "16", _int(1, 10_000)))
     state_partitions: int = field(metadata=_env("STATE_PARTITIONS", "8", _int(1, 1024)))
-    state_store: str = field(
-        metadata=_env("STATE_STORE", "rocksdb://", _choice("rocksdb://", "memory://")))
-    log_level: str = field(
-        metadata=_env("LOG_LEVEL", "info", _choice("debug", "info", "warning", "error")))
+    state_store: StateStore = field(metadata=_env("STATE_STORE", "rocksdb://", _state_store))
+    log_level: LogLevel = field(metadata=_env("LOG_LEVEL", "info", _log_level))
     log_format: str = field(metadata=_env("LOG_FORMAT", "text", _choice("text", "json")))
     # The status page, /status.json and /metrics (app/web.py): served on 127.0.0.1 unless
     # `--web-bind` says otherwise; with a token every page but /healthz asks for it (Bearer,
@@ -448,6 +468,14 @@ class Settings:
                     raise ConfigError(name, "expected only together with "
                                             "KAFKA_SASL_MECHANISM=AWS_MSK_IAM; it is "
                                             f"{values['kafka_sasl_mechanism']}")
+            if values["kafka_security_protocol"].startswith("SASL_"):
+                # PLAIN / SCRAM: a user name and password (the password is never shown)
+                for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
+                    if not values[name.lower()]:
+                        raise ConfigError(
+                            name, "required when KAFKA_SECURITY_PROTOCOL="
+                                  f"{values['kafka_security_protocol']} and KAFKA_SASL_MECHANISM="
+                                  f"{values['kafka_sasl_mechanism']}; it is unset")
         return cls(**values)
 
     def endpoint_for(self, service: str) -> str | None:

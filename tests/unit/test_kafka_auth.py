@@ -1,5 +1,5 @@
-"""Kafka security settings: what _credentials (Faust) and _admin_auth (aiokafka clients: the
-admin bootstrap, the cluster view, the CLI) make of them, and the Amazon MSK IAM token
+"""Kafka security settings: what app.kafka_auth's faust_credentials (Faust) and client_kwargs
+(aiokafka clients: the admin bootstrap, the cluster view, the CLI) make of them, and the Amazon MSK IAM token
 provider, checked against AWS's signer library with static credentials — no network and no
 MSK cluster here (moto's in-process STS for the role case)."""
 from __future__ import annotations
@@ -22,7 +22,7 @@ from faust.auth import OAuthCredentials, SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from app.errors import ConfigError
-from app.main import MSKAuthError, MSKIAMTokenProvider, _admin_auth, _credentials
+from app.kafka_auth import MSKAuthError, MSKIAMTokenProvider, client_kwargs, faust_credentials
 from app.settings import Settings
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -90,15 +90,15 @@ def _settings(**env: str) -> Settings:
 
 def test_plaintext() -> None:
     s = _settings()
-    assert _credentials(s) == {} and _admin_auth(s) == {}
+    assert faust_credentials(s) == {} and client_kwargs(s) == {}
 
 
 def test_ssl() -> None:
     s = _settings(KAFKA_SECURITY_PROTOCOL="SSL")
-    creds = _credentials(s)["broker_credentials"]
+    creds = faust_credentials(s)["broker_credentials"]
     assert isinstance(creds, SSLCredentials) and isinstance(creds.context, ssl.SSLContext)
     assert creds.context.verify_mode == ssl.CERT_REQUIRED and creds.context.check_hostname
-    auth = _admin_auth(s)
+    auth = client_kwargs(s)
     assert set(auth) == {"security_protocol", "ssl_context"}
     assert auth["security_protocol"] == "SSL" and isinstance(auth["ssl_context"], ssl.SSLContext)
 
@@ -109,7 +109,7 @@ def test_ssl() -> None:
 def test_sasl_plain_and_scram(protocol: str, mechanism: str) -> None:
     s = _settings(KAFKA_SECURITY_PROTOCOL=protocol, KAFKA_SASL_MECHANISM=mechanism,
                   KAFKA_SASL_USERNAME="replicator", KAFKA_SASL_PASSWORD="pw")
-    creds = _credentials(s)["broker_credentials"]
+    creds = faust_credentials(s)["broker_credentials"]
     assert isinstance(creds, SASLCredentials) and not isinstance(creds, OAuthCredentials)
     assert (creds.username, creds.password, creds.mechanism.value, creds.protocol.value) == (
         "replicator", "pw", mechanism, protocol)
@@ -117,7 +117,7 @@ def test_sasl_plain_and_scram(protocol: str, mechanism: str) -> None:
     faust_kwargs = credentials_to_aiokafka_auth(creds)
     assert (faust_kwargs["security_protocol"], faust_kwargs["sasl_mechanism"]) == (
         protocol, mechanism)
-    auth = _admin_auth(s)
+    auth = client_kwargs(s)
     expected = {"security_protocol", "sasl_mechanism", "sasl_plain_username",
                 "sasl_plain_password"} | ({"ssl_context"} if protocol == "SASL_SSL" else set())
     assert set(auth) == expected
@@ -125,15 +125,35 @@ def test_sasl_plain_and_scram(protocol: str, mechanism: str) -> None:
             auth["sasl_plain_password"]) == (protocol, mechanism, "replicator", "pw")
 
 
-def test_sasl_without_username_still_refused() -> None:
-    with pytest.raises(SystemExit) as info:
-        _credentials(_settings(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_PASSWORD="pw"))
-    assert info.value.code == 2
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+@pytest.mark.parametrize(("given", "missing"), [
+    ({"KAFKA_SASL_PASSWORD": "s3cr3t-pw"}, "KAFKA_SASL_USERNAME"),
+    ({"KAFKA_SASL_USERNAME": "replicator"}, "KAFKA_SASL_PASSWORD"),
+    ({"KAFKA_SASL_USERNAME": "  ", "KAFKA_SASL_PASSWORD": "s3cr3t-pw"}, "KAFKA_SASL_USERNAME"),
+    ({"KAFKA_SASL_USERNAME": "replicator", "KAFKA_SASL_PASSWORD": " "}, "KAFKA_SASL_PASSWORD"),
+    ({}, "KAFKA_SASL_USERNAME"),
+])
+def test_sasl_without_username_or_password_is_refused_by_the_settings(
+    protocol: str, mechanism: str, given: dict[str, str], missing: str,
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        _settings(KAFKA_SECURITY_PROTOCOL=protocol, KAFKA_SASL_MECHANISM=mechanism, **given)
+    assert info.value.setting == missing
+    assert str(info.value) == (f"{missing}: required when KAFKA_SECURITY_PROTOCOL={protocol} "
+                               f"and KAFKA_SASL_MECHANISM={mechanism}; it is unset")
+    assert "s3cr3t-pw" not in str(info.value)
+
+
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SSL"])
+def test_sasl_credentials_not_needed_without_sasl(protocol: str) -> None:
+    s = _settings(KAFKA_SECURITY_PROTOCOL=protocol)
+    assert (s.kafka_sasl_username, s.kafka_sasl_password) == (None, None)
 
 
 async def test_msk_iam_faust_and_aiokafka_objects() -> None:
     s = _settings(**IAM, AWS_REGION="eu-west-1", AWS_ROLE_ARN="arn:aws:iam::210987654321:role/t")
-    creds = _credentials(s)["broker_credentials"]  # no username/password: no SystemExit
+    creds = faust_credentials(s)["broker_credentials"]  # no username/password needed
     assert isinstance(creds, OAuthCredentials)
     assert (creds.protocol.value, creds.mechanism.value) == ("SASL_SSL", "OAUTHBEARER")
     assert isinstance(creds.ssl_context, ssl.SSLContext)
@@ -147,14 +167,14 @@ async def test_msk_iam_faust_and_aiokafka_objects() -> None:
     assert (faust_kwargs["security_protocol"], faust_kwargs["sasl_mechanism"]) == (
         "SASL_SSL", "OAUTHBEARER")
 
-    auth = _admin_auth(s)
+    auth = client_kwargs(s)
     assert set(auth) == {"security_protocol", "sasl_mechanism", "sasl_oauth_token_provider",
                          "ssl_context"}
     assert (auth["security_protocol"], auth["sasl_mechanism"]) == ("SASL_SSL", "OAUTHBEARER")
     assert isinstance(auth["sasl_oauth_token_provider"], MSKIAMTokenProvider)
     assert isinstance(auth["ssl_context"], ssl.SSLContext)
     # aiokafka accepts them (it checks the provider type for OAUTHBEARER) in every client the
-    # project builds from _admin_auth: admin bootstrap / view, view consumer, CLI producer.
+    # project builds from client_kwargs: admin bootstrap / view, view consumer, CLI producer.
     clients = [AIOKafkaAdminClient(bootstrap_servers="b:9098", **auth),
                AIOKafkaConsumer(bootstrap_servers="b:9098", **auth),
                AIOKafkaProducer(bootstrap_servers="b:9098", **auth)]
@@ -170,7 +190,7 @@ async def test_msk_iam_faust_and_aiokafka_objects() -> None:
 def test_msk_iam_role_and_region_settings_reach_the_provider() -> None:
     s = _settings(**IAM, AWS_REGION="eu-west-1", KAFKA_MSK_IAM_REGION="us-east-2",
                   KAFKA_MSK_IAM_ROLE_ARN=ROLE, AWS_ROLE_SESSION_NAME="worker-7")
-    provider = _admin_auth(s)["sasl_oauth_token_provider"]
+    provider = client_kwargs(s)["sasl_oauth_token_provider"]
     assert isinstance(provider, MSKIAMTokenProvider)
     assert (provider.region, provider.role_arn, provider.session_name) == (
         "us-east-2", ROLE, "worker-7")
@@ -242,7 +262,7 @@ async def test_token_is_a_signed_kafka_connect_url(
     assert endpoint == "https://kafka.eu-west-1.amazonaws.com/"
     assert query["Action"] == ["kafka-cluster:Connect"]
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
-    key, day, region, service, terminator = query["X-Amz-Credential"][0].split("/")
+    key, _day, region, service, terminator = query["X-Amz-Credential"][0].split("/")
     assert (key, region, service, terminator) == (
         ACCESS_KEY, "eu-west-1", "kafka-cluster", "aws4_request")
     assert query["X-Amz-Expires"] == ["900"]
@@ -329,13 +349,13 @@ async def test_role_arn_signs_with_the_assumed_role(
 
 def test_settings_for_msk_iam_never_show_a_secret(static_credentials: None) -> None:
     s = _settings(**IAM, KAFKA_MSK_IAM_ROLE_ARN=ROLE)
-    text = repr(s) + str(s.masked()) + repr(_admin_auth(s)) + repr(_credentials(s))
+    text = repr(s) + str(s.masked()) + repr(client_kwargs(s)) + repr(faust_credentials(s))
     assert SECRET_KEY not in text and ACCESS_KEY not in text
 
 
 def test_faust_app_accepts_msk_iam_credentials() -> None:
     s = _settings(**IAM)
-    app = faust.App("msk-iam-test", broker="kafka://b:9098", **_credentials(s))
+    app = faust.App("msk-iam-test", broker="kafka://b:9098", **faust_credentials(s))
     assert isinstance(app.conf.broker_credentials, OAuthCredentials)
 
 

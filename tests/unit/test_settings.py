@@ -5,13 +5,13 @@ import math
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import pytest
 
 from app.domain.discovery import TagFilter
 from app.errors import ConfigError
-from app.settings import Settings
+from app.settings import LogLevel, SaslMechanism, SecurityProtocol, Settings, StateStore
 
 
 def test_defaults() -> None:
@@ -67,6 +67,24 @@ def test_parses_given_values() -> None:
     assert s.kafka_tombstones is False
     assert s.topic_for("orders") == "orders"
     assert (s.log_level, s.state_store) == ("debug", "memory://")
+
+
+@pytest.mark.parametrize(("field", "variable", "kind"), [
+    ("kafka_security_protocol", "KAFKA_SECURITY_PROTOCOL", SecurityProtocol),
+    ("kafka_sasl_mechanism", "KAFKA_SASL_MECHANISM", SaslMechanism),
+    ("log_level", "LOG_LEVEL", LogLevel),
+    ("state_store", "STATE_STORE", StateStore),
+])
+def test_choices_are_typed_and_every_one_is_accepted(field: str, variable: str,
+                                                     kind: object) -> None:
+    assert get_type_hints(Settings)[field] == kind
+    sasl = {"KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}  # SASL_*: both required
+    for value in get_args(kind):
+        for given in (value, value.lower(), value.upper()):
+            env = {variable: given, **sasl}
+            if value == "AWS_MSK_IAM":
+                env = {variable: given, "KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}
+            assert getattr(Settings.from_env(env), field) == value
 
 
 def test_blank_means_default_except_where_empty_is_meaningful() -> None:

@@ -39,6 +39,8 @@ def test_sasl_without_credentials_is_refused() -> None:
     proc = run_worker(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_PASSWORD=SECRET)
     assert proc.returncode == 2
     assert "KAFKA_SASL_USERNAME" in proc.stderr and SECRET not in proc.stderr
+    assert "configuration error: KAFKA_SASL_USERNAME: required when " \
+        "KAFKA_SECURITY_PROTOCOL=SASL_SSL" in proc.stderr
 
 
 def test_bad_secret_value_is_not_echoed() -> None:
