@@ -70,7 +70,8 @@ test: deps browser
 	$(STACK) up
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
-test-unit: venv browser
+# In-process only: no Kafka, no worker or other process, no browser (tests/process has those).
+test-unit: venv
 	$(VPY) -m pytest tests/unit tests/agents $(PYTEST_ARGS)
 
 test-integration: deps
