@@ -86,8 +86,14 @@ bench: deps
 	$(STACK) up
 	$(VPY) -m bench
 
+# All three run, whichever fails; mypy's settings are pyproject's [tool.mypy].
+LINT_PATHS := app agents tests bench scripts
 lint: venv
-	$(VENV)/bin/ruff check app agents tests bench scripts
+	@status=0; \
+	$(VENV)/bin/ruff check $(LINT_PATHS) || status=1; \
+	$(VENV)/bin/ruff format --check $(LINT_PATHS) || status=1; \
+	$(VENV)/bin/mypy --strict app agents || status=1; \
+	exit $$status
 
 clean: stack-down
 	rm -rf .stack
