@@ -70,7 +70,8 @@ test: deps browser
 	$(STACK) up
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
-test-unit: venv browser
+# In-process only: no Kafka, no worker or other process, no browser (tests/process has those).
+test-unit: venv
 	$(VPY) -m pytest tests/unit tests/agents $(PYTEST_ARGS)
 
 test-integration: deps
@@ -85,8 +86,14 @@ bench: deps
 	$(STACK) up
 	$(VPY) -m bench
 
+# All three run, whichever fails; mypy's settings are pyproject's [tool.mypy].
+LINT_PATHS := app agents tests bench scripts
 lint: venv
-	$(VENV)/bin/ruff check app agents tests bench scripts
+	@status=0; \
+	$(VENV)/bin/ruff check $(LINT_PATHS) || status=1; \
+	$(VENV)/bin/ruff format --check $(LINT_PATHS) || status=1; \
+	$(VENV)/bin/mypy --strict app agents || status=1; \
+	exit $$status
 
 clean: stack-down
 	rm -rf .stack

@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-import demo_writer  # noqa: E402
-import stack  # noqa: E402
+import demo_writer
+import stack
 
 TABLE = demo_writer.TABLE
 PREFIX = os.environ.get("KAFKA_TOPIC_PREFIX", "dynamodb-")
@@ -61,7 +61,7 @@ def main() -> int:
     datadir = stack.STACK_DIR / "demo-worker"
     if "kafka" in started:  # a new, empty cluster: local RocksDB state of an old one is void
         shutil.rmtree(datadir, ignore_errors=True)
-    worker_log = open(stack.STACK_DIR / "demo-worker.log", "ab")
+    worker_log = open(stack.STACK_DIR / "demo-worker.log", "ab")  # noqa: SIM115 (the worker's)
     worker = subprocess.Popen(
         [str(Path(sys.executable).with_name("faust")), "-A", "app", f"--datadir={datadir}",
          "worker", "-l", "info", "--web-port=6066"],

@@ -101,7 +101,7 @@ def _pid(name: str) -> int | None:
 
 def _spawn(name: str, argv: list[str], logfile: Path, env: dict[str, str] | None = None) -> int:
     STACK_DIR.mkdir(parents=True, exist_ok=True)
-    out = open(logfile, "ab")
+    out = open(logfile, "ab")  # noqa: SIM115 (held by the child process)
     proc = subprocess.Popen(
         argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True, cwd=STACK_DIR, env=env,
@@ -167,7 +167,7 @@ def kafka_ready() -> bool:
             await client.bootstrap()
             md = await client.fetch_all_metadata()
             return len(md.brokers()) > 0
-        except Exception:
+        except Exception:  # noqa: BLE001 (a probe: any failure means not ready yet)
             return False
         finally:
             await client.close()
@@ -190,7 +190,7 @@ def moto_ready() -> bool:
     try:
         with urllib.request.urlopen(req, timeout=3) as resp:
             return resp.status == 200 and b"TableNames" in resp.read()
-    except Exception:
+    except Exception:  # noqa: BLE001 (a probe: any failure means not ready yet)
         return False
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 import agents.discovery as disc
-from app.domain.model import TableInfo
 from app import state
+from app.domain.model import TableInfo
 from app.main import settings
 from app.state import DEPLOYMENT
 

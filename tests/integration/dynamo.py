@@ -33,11 +33,11 @@ def worker_env(stack: dict[str, str], uid: str, **extra: str) -> dict[str, str]:
 def create_table(ddb: Any, name: str, keys: list[tuple[str, str]], tags: dict[str, str] | None,
                  view: str | None = "NEW_AND_OLD_IMAGES") -> str:
     """keys: [(name, S|N|B)], hash first.  Returns the table ARN."""
-    kwargs: dict[str, Any] = dict(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": k, "KeyType": "HASH" if i == 0 else "RANGE"}
-                   for i, (k, _) in enumerate(keys)],
-        AttributeDefinitions=[{"AttributeName": k, "AttributeType": t} for k, t in keys])
+    kwargs: dict[str, Any] = {
+        "TableName": name, "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": k, "KeyType": "HASH" if i == 0 else "RANGE"}
+                      for i, (k, _) in enumerate(keys)],
+        "AttributeDefinitions": [{"AttributeName": k, "AttributeType": t} for k, t in keys]}
     if view:
         kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view}
     if tags:

@@ -61,7 +61,7 @@ class Worker:
         argv = [FAUST, "-A", self.module, f"--datadir={self.datadir}", "worker", "-l", "info",
                 f"--web-port={self.web_port}",
                 "--web-host=127.0.0.1", *self.args]
-        log = open(self.logfile, "ab")
+        log = open(self.logfile, "ab")  # noqa: SIM115 (held by the worker process)
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         return self

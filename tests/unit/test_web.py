@@ -136,24 +136,3 @@ def test_tls_files_load_or_stop_the_worker_naming_the_setting(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="WEB_TLS_CERT.*do not load") as err:
         ssl_context(str(cert), str(garbage))
     assert "not a key" not in str(err.value)
-
-
-async def test_the_images_health_check_asks_healthz_without_a_token() -> None:
-    """scripts/healthcheck.py (the Dockerfile's HEALTHCHECK): 0 while /healthz answers,
-    also when every other page wants WEB_AUTH_TOKEN; 1 when nothing answers."""
-    import asyncio
-    import subprocess
-    import sys
-
-    script = Path(__file__).parents[2] / "scripts" / "healthcheck.py"
-    client = await _client(TOKEN)
-    try:
-        port = client.server.port
-        ok = await asyncio.to_thread(subprocess.run, [sys.executable, str(script), str(port)],
-                                     capture_output=True, timeout=30)
-        assert ok.returncode == 0, ok.stderr
-    finally:
-        await client.close()
-    down = await asyncio.to_thread(subprocess.run, [sys.executable, str(script), str(port)],
-                                   capture_output=True, timeout=30)
-    assert down.returncode == 1 and b"unhealthy" in down.stderr

@@ -68,3 +68,11 @@ def test_a_catastrophic_exclude_pattern_stops_the_worker_naming_it() -> None:
     assert proc.returncode == 2
     assert "configuration error: DYNAMODB_TABLES_EXCLUDE:" in proc.stderr
     assert "backtrack" in proc.stderr
+
+
+def test_worker_refuses_msk_iam_without_sasl_ssl() -> None:
+    proc = run_worker(KAFKA_SASL_MECHANISM="AWS_MSK_IAM", KAFKA_SECURITY_PROTOCOL="SSL",
+                      KAFKA_MSK_IAM_ROLE_ARN="arn:aws:iam::123456789012:role/msk-writer")
+    assert proc.returncode == 2
+    assert "configuration error: KAFKA_SASL_MECHANISM: expected AWS_MSK_IAM only with " \
+        "KAFKA_SECURITY_PROTOCOL=SASL_SSL" in proc.stderr

@@ -357,13 +357,3 @@ def test_faust_app_accepts_msk_iam_credentials() -> None:
     s = _settings(**IAM)
     app = faust.App("msk-iam-test", broker="kafka://b:9098", **faust_credentials(s))
     assert isinstance(app.conf.broker_credentials, OAuthCredentials)
-
-
-def test_worker_refuses_msk_iam_without_sasl_ssl() -> None:
-    from tests.unit.test_startup import run_worker
-
-    proc = run_worker(KAFKA_SASL_MECHANISM="AWS_MSK_IAM", KAFKA_SECURITY_PROTOCOL="SSL",
-                      KAFKA_MSK_IAM_ROLE_ARN=ROLE)
-    assert proc.returncode == 2
-    assert "configuration error: KAFKA_SASL_MECHANISM: expected AWS_MSK_IAM only with " \
-        "KAFKA_SECURITY_PROTOCOL=SASL_SSL" in proc.stderr
