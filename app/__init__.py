@@ -14,7 +14,7 @@ def __getattr__(name: str) -> Any:
         import agents.control
         import agents.discovery
         import agents.status  # noqa: F401
-        import app.cli  # noqa: F401
+        import app.cli
         from app.main import app
 
         return app

@@ -15,8 +15,8 @@ import json
 import logging
 import socket
 import time
-from datetime import UTC, datetime
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
@@ -31,11 +31,10 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
     for_code,
 )
 
-from app.domain.topics import TopicFacts, TopicSpec, internal_topic_problems
-from app.errors import InternalTopicError
-
 from app.domain import deployment
 from app.domain.discovery import DEPLOYMENT_TOPIC
+from app.domain.topics import TopicFacts, TopicSpec, internal_topic_problems
+from app.errors import InternalTopicError
 
 log = logging.getLogger(__name__)
 
