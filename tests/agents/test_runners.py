@@ -321,6 +321,26 @@ async def test_next_page_is_read_while_kafka_acks_the_previous_but_sent_after_it
     await until(lambda: held_pages(rt) == 0, "slots given back")
 
 
+async def test_a_page_slot_is_given_back_on_leaving_unless_a_commit_took_it():
+    slots = asyncio.Semaphore(2)
+    flight = runners.InFlight(slots)
+    with pytest.raises(RuntimeError):
+        async with flight.slot():
+            assert slots._value == 1
+            raise RuntimeError("the request failed")
+    assert slots._value == 2
+    async with flight.slot():  # a page with nothing to commit
+        pass
+    assert slots._value == 2
+    ack = asyncio.Event()
+    async with flight.slot():
+        await flight.commit(ack.wait())
+    assert slots._value == 1 and not flight.settled()  # held by the commit in flight
+    ack.set()
+    await flight.wait()
+    assert slots._value == 2 and flight.settled()
+
+
 async def test_one_page_slot_is_shared_by_all_shards_without_deadlock(fake, kafka, rt):
     rt.pages = asyncio.Semaphore(1)
     rt.settings = dataclasses.replace(rt.settings, worker_max_pages=1)
