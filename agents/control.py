@@ -83,8 +83,8 @@ async def handle_unit(uid: str, msg: dict[str, Any], partition: int) -> None:
     await _send(out.forward)
     if out.action == "ensure" and out.state is not None:
         runtime.supervisor.ensure(out.state)
-    elif out.action == "stop":
-        await runtime.supervisor.stop([uid])
+    elif out.action == "stop":  # not awaited: the runner's fence stops its sends already
+        runtime.supervisor.stop_soon([uid], forget=out.state is None)
     if out.state is None:
         runtime.supervisor.forget(uid)
 

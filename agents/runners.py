@@ -7,15 +7,17 @@ asks for a re-snapshot; a permanent error pauses the table with its reason."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from agents.runtime import Backoff, Runtime, pause
-from app.domain import codec, coordinator, limits
+from app.aws.dynamodb import Streams
+from app.domain import codec, coordinator, limits, pages
 from app.domain.envelope import SnapshotInfo
-from app.domain.lineage import seq_key
+from app.domain.model import StreamRecord
 from app.domain.segments import TokenBucket
 from app.errors import (
     AwsError,
@@ -30,6 +32,7 @@ from app.errors import (
 from app.output import classify
 
 log = logging.getLogger(__name__)
+Message = tuple[bytes, Any]  # a Kafka key and value (None: a tombstone)
 
 
 def _now_ms() -> int:
@@ -214,11 +217,19 @@ class InFlight:
         self._task: asyncio.Task[None] | None = None
         self._held = False
 
-    async def take_slot(self) -> None:
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """A page slot for one page, from its request on: a commit started inside takes
+        it along (freed when that commit ended); otherwise (an error, a page with nothing
+        to commit) it is given back on leaving the block."""
         await self.slots.acquire()
         self._held = True
+        try:
+            yield
+        finally:
+            self._free()
 
-    def free_slot(self) -> None:
+    def _free(self) -> None:
         if self._held:
             self._held = False
             self.slots.release()
@@ -256,16 +267,16 @@ class InFlight:
     def abandon(self) -> None:
         """On cancellation or failure: the page in flight will be re-read (duplicates,
         never loss: its checkpoint was not reported)."""
-        self.free_slot()
+        self._free()
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
 
 async def _after_aws_error(rt: Runtime, unit: dict[str, Any], op: str, exc: AwsError,
                            backoff: Backoff, stopping: asyncio.Event, flight: InFlight) -> bool:
-    """A failed page request: True to request it again (retriable, after a backoff); False
-    when the unit stopped on a permanent error (after the page in flight was delivered)."""
-    flight.free_slot()
+    """A failed page request (its slot given back): True to request it again (retriable,
+    after a backoff); False when the unit stopped on a permanent error (after the page in
+    flight was delivered)."""
     if exc.retriable:
         await _aws_retry(rt, unit["spec"]["table"], op, exc, backoff, stopping)
         return True
@@ -285,30 +296,29 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
                          now=time.monotonic())
     snap_start = spec.get("snapshot_start_ms") or _now_ms()
     where = f"segment {seg}/{total}"
-    tables = await rt.tables()
-    backoff = Backoff()
+    tables, backoff = await rt.tables(), Backoff()
     limit = rt.settings.dynamodb_scan_page_limit
-    flight = InFlight(rt.pages)
-    fenced = asyncio.Event()  # set by a commit that found the unit no longer ours
+    flight, fenced = InFlight(rt.pages), asyncio.Event()  # fenced: set by a superseded commit
     log.info("%s: scanning %s from %s", table, where, "a cursor" if cursor else "the start")
 
-    async def commit(messages: list[tuple[bytes, Any]], items: int, pos: Any,
-                     count: int) -> None:
-        if _superseded(rt, unit):
-            fenced.set()
-            return
-        await _deliver(rt, unit, topic, messages, where, "snapshot")
-        rt.metrics.snapshot_items.labels(table).inc(items)
-        if pos is not None:
-            rt.supervisor.remember(unit["id"], pos, count)
-            await rt.report(coordinator.unit_key(unit["id"]),
-                            {"type": "progress", "pos": pos, "count": count})
+    async def read_page() -> tuple[pages.ScanStep, float]:
+        """Request, decide, encode, hand to its commit: all under one page slot."""
+        nonlocal cursor, count
+        async with flight.slot():
+            page = await tables.scan(table, seg, total, cursor, limit)
+            backoff.reset()
+            snap = SnapshotInfo(running=True, start_ms=snap_start, end_ms=None, count=count)
+            messages = await _encode_items(rt, unit, page.items, snap_start, snap, where)
+            step = pages.scan_page(len(page.items), page.last_evaluated_key, count)
+            cursor, count = step.cursor, step.count
+            await flight.commit(_commit_scan(rt, unit, fenced, topic, messages, len(page.items),
+                                             step))
+            return step, page.consumed_capacity
 
     try:
         while not (stopping.is_set() or fenced.is_set()):
-            await flight.take_slot()
             try:
-                page = await tables.scan(table, seg, total, cursor, limit)
+                step, cost = await read_page()
             except AwsError as exc:
                 if exc.code == "ReadTimeoutError":  # pages too slow to serve: smaller ones
                     limit = max(10, (limit or 1000) // 2)
@@ -317,35 +327,48 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
                 if await _after_aws_error(rt, unit, "Scan", exc, backoff, stopping, flight):
                     continue
                 return
-            backoff.reset()
-            snap = SnapshotInfo(running=True, start_ms=snap_start, end_ms=None, count=count)
-            messages: list[tuple[bytes, Any]] = []
-            for item in page.items:
-                try:
-                    messages += rt.encoder.snapshot(table, spec["key_names"], item, seg, total,
-                                                    snap_start, snap)
-                except CodecError as exc:
-                    keys = {k: item[k] for k in spec["key_names"] if k in item}
-                    await _dead_letter_codec(rt, table, where, exc, keys, {"item": item})
-            count += len(page.items)
-            cursor = page.last_evaluated_key
-            pos = None if cursor is None else codec.item_to_sdk_v1(cursor)
-            await flight.commit(commit(messages, len(page.items), pos, count))
-            if fenced.is_set():  # superseded: the page was not sent
-                break
-            cost = page.consumed_capacity
-            page = messages = None  # type: ignore[assignment]  # held by the commit only
-            if cursor is None:
+            if step.finished:
                 await flight.wait()
-                if fenced.is_set():
-                    break
-                await _finish(rt, unit, {"type": "finish", "count": count})
-                log.info("%s: %s done, %d items", table, where, count)
+                if not fenced.is_set():  # superseded: the page was not sent
+                    await _finish(rt, unit, {"type": "finish", "count": step.count})
+                    log.info("%s: %s done, %d items", table, where, step.count)
                 return
-            await pause(stopping, bucket.delay_for(cost, time.monotonic()))
+            if not fenced.is_set():
+                await pause(stopping, bucket.delay_for(cost, time.monotonic()))
         await flight.wait()
     finally:
         flight.abandon()
+
+
+async def _encode_items(rt: Runtime, unit: dict[str, Any], items: list[dict[str, Any]],
+                        snap_start: int, snap: SnapshotInfo, where: str) -> list[Message]:
+    spec = unit["spec"]
+    table, names = spec["table"], spec["key_names"]
+    messages: list[Message] = []
+    for item in items:
+        try:
+            messages += rt.encoder.snapshot(table, names, item, spec["segment"], spec["total"],
+                                            snap_start, snap)
+        except CodecError as exc:
+            keys = {k: item[k] for k in names if k in item}
+            await _dead_letter_codec(rt, table, where, exc, keys, {"item": item})
+    return messages
+
+
+async def _commit_scan(rt: Runtime, unit: dict[str, Any], fenced: asyncio.Event, topic: str,
+                       messages: list[Message], items: int, step: pages.ScanStep) -> None:
+    if _superseded(rt, unit):
+        fenced.set()
+        return
+    spec = unit["spec"]
+    table = spec["table"]
+    await _deliver(rt, unit, topic, messages, f"segment {spec['segment']}/{spec['total']}",
+                   "snapshot")
+    rt.metrics.snapshot_items.labels(table).inc(items)
+    if step.pos is not None:
+        rt.supervisor.remember(unit["id"], step.pos, step.count)
+        await rt.report(coordinator.unit_key(unit["id"]),
+                        {"type": "progress", "pos": step.pos, "count": step.count})
 
 
 # ---------------------------------------------------------------- shard
@@ -354,56 +377,46 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
     table, arn, shard = spec["table"], spec["stream_arn"], spec["shard_id"]
     topic = rt.settings.topic_for(table)
     cutoff = int(spec.get("cutoff_ms") or 0)
-    pos, count = _start_pos(rt, unit)
-    snap = None
-    if spec.get("snapshot_start_ms"):
-        snap = SnapshotInfo(running=False, start_ms=spec["snapshot_start_ms"],
-                            end_ms=spec.get("snapshot_end_ms"),
-                            count=spec.get("snapshot_items") or 0)
-    streams = await rt.streams()
-    backoff = Backoff()
+    at = pages.ShardAt(*_start_pos(rt, unit))
+    streams, backoff = await rt.streams(), Backoff()
     iterator: str | None = None
-    label = f"{table}/{shard}"
-    flight = InFlight(rt.pages)
-    fenced = asyncio.Event()  # set by a commit that found the unit no longer ours
-    caught_up = False
+    flight, fenced = InFlight(rt.pages), asyncio.Event()  # fenced: set by a superseded commit
     log.info("%s: reading shard %s from %s", table, shard,
-             f"after {pos}" if pos else "TRIM_HORIZON")
+             f"after {at.pos}" if at.pos else "TRIM_HORIZON")
 
-    async def commit(messages: list[tuple[bytes, Any]], pos: str, count: int,
-                     last_ts: int) -> None:
-        if _superseded(rt, unit):
-            fenced.set()
-            return
-        if messages:
-            await _deliver(rt, unit, topic, messages, f"shard {shard}", "stream")
-        lag_ms = max(0, _now_ms() - last_ts)
-        rt.metrics.lag_seconds.labels(table, shard).set(lag_ms / 1000)
-        rt.supervisor.remember(unit["id"], pos, count)
-        await rt.report(coordinator.unit_key(unit["id"]),
-                        {"type": "progress", "pos": pos, "count": count, "lag_ms": lag_ms,
-                         "ts_ms": last_ts})
+    async def read_page() -> pages.ShardPage:
+        """Request, decide, encode, hand to its commit: all under one page slot."""
+        nonlocal iterator, at
+        async with flight.slot():
+            if iterator is None:
+                iterator = await streams.iterator(arn, shard, at.pos)
+            page = await streams.records(iterator, f"{table}/{shard}")
+            backoff.reset()
+            step = pages.shard_page(page.records, page.next_iterator, at, cutoff,
+                                    flight.settled())
+            messages = await _encode_changes(rt, unit, [page.records[i] for i in step.send])
+            if step.skipped:
+                rt.metrics.skipped_before_cutoff.labels(table).inc(step.skipped)
+            if step.commit:
+                await flight.commit(_commit_shard(rt, unit, fenced, topic, messages, step))
+            at, iterator = step.at, page.next_iterator
+            return step
 
     try:
         while not (stopping.is_set() or fenced.is_set()):
-            await flight.take_slot()
             try:
-                if iterator is None:
-                    iterator = await streams.iterator(arn, shard, pos)
-                page = await streams.records(iterator, label)
+                step = await read_page()
             except ExpiredIteratorError:
-                flight.free_slot()
                 iterator = None  # re-acquire after the last record read
                 rt.metrics.retries.labels(table, "expired_iterator").inc()
                 log.info("%s: shard %s iterator expired; re-acquiring after %s", table, shard,
-                         pos)
+                         at.pos)
                 if backoff.attempt:  # expiring again right away: do not spin
                     await pause(stopping, backoff.next())
                 else:
                     backoff.attempt = 1
                 continue
             except (TrimmedDataError, ResourceNotFoundError) as exc:
-                flight.free_slot()
                 await flight.wait()
                 await _resnapshot(rt, unit, f"shard {shard} position trimmed ({exc.code})")
                 return
@@ -412,57 +425,15 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
                                           flight):
                     continue
                 return
-            backoff.reset()
-            messages: list[tuple[bytes, Any]] = []
-            last_seq: str | None = None
-            last_ts = skipped = 0
-            for rec in page.records:
-                last_seq, last_ts = rec.sequence_number, rec.approx_ts_ms
-                if rec.approx_ts_ms < cutoff:
-                    skipped += 1
-                    continue
-                try:
-                    messages += rt.encoder.change(table, spec["key_names"], rec, arn, shard, snap)
-                except CodecError as exc:
-                    await _dead_letter_codec(
-                        rt, table, f"shard {shard} seq {rec.sequence_number}", exc, rec.keys,
-                        {"event_name": rec.event_name, "sequence_number": rec.sequence_number,
-                         "approx_ts_ms": rec.approx_ts_ms, "keys": rec.keys,
-                         "new_image": rec.new_image, "old_image": rec.old_image})
-            if skipped:
-                rt.metrics.skipped_before_cutoff.labels(table).inc(skipped)
-            if last_seq is not None and seq_key(last_seq) > seq_key(pos):
-                pos, count = last_seq, count + len(page.records)
-                await flight.commit(commit(messages, pos, count, last_ts))
-                caught_up = False
-            else:
-                flight.free_slot()
-            iterator, idle = page.next_iterator, not page.records
             if fenced.is_set():  # superseded: the page was not sent
                 break
-            if idle and iterator is not None and not caught_up and flight.settled():
-                # an empty page of an open shard, every page before it delivered: nothing
-                # is waiting, so the lag is 0 (not the last batch's, which would keep lag
-                # alerts firing on quiet tables)
-                caught_up = True
+            if step.report_caught_up:  # nothing waiting: lag 0, not the last batch's
                 rt.metrics.lag_seconds.labels(table, shard).set(0)
                 await rt.report(coordinator.unit_key(unit["id"]), {"type": "caught_up"})
-            # a runner waiting for its next page slot must not keep this page alive
-            page = messages = None  # type: ignore[assignment]
-            if iterator is None:  # closed and fully read: children may start
-                await flight.wait()
-                if fenced.is_set():
-                    break
-                listing = None
-                try:
-                    listing = coordinator.encode_listing((await streams.describe(arn)).shards)
-                except AwsError as exc:
-                    log.warning("%s: DescribeStream after shard end failed: %s", table, exc)
-                await _finish(rt, unit, {"type": "finish", "pos": pos, "count": count,
-                                         "listing": listing})
-                log.info("%s: shard %s finished (%d records)", table, shard, count)
+            if step.finished:  # closed and fully read: children may start
+                await _finish_shard(rt, unit, flight, fenced, streams, at)
                 return
-            if idle:
+            if step.idle:
                 await pause(stopping, rt.settings.dynamodb_poll_interval)
         await flight.wait()
     finally:
@@ -473,6 +444,64 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
             rt.metrics.lag_seconds.remove(table, shard)
         except KeyError:
             pass
+
+
+async def _encode_changes(rt: Runtime, unit: dict[str, Any],
+                          records: list[StreamRecord]) -> list[Message]:
+    spec = unit["spec"]
+    table, arn, shard = spec["table"], spec["stream_arn"], spec["shard_id"]
+    snap = None
+    if spec.get("snapshot_start_ms"):
+        snap = SnapshotInfo(running=False, start_ms=spec["snapshot_start_ms"],
+                            end_ms=spec.get("snapshot_end_ms"),
+                            count=spec.get("snapshot_items") or 0)
+    messages: list[Message] = []
+    for rec in records:
+        try:
+            messages += rt.encoder.change(table, spec["key_names"], rec, arn, shard, snap)
+        except CodecError as exc:
+            await _dead_letter_codec(
+                rt, table, f"shard {shard} seq {rec.sequence_number}", exc, rec.keys,
+                {"event_name": rec.event_name, "sequence_number": rec.sequence_number,
+                 "approx_ts_ms": rec.approx_ts_ms, "keys": rec.keys,
+                 "new_image": rec.new_image, "old_image": rec.old_image})
+    return messages
+
+
+async def _commit_shard(rt: Runtime, unit: dict[str, Any], fenced: asyncio.Event, topic: str,
+                        messages: list[Message], step: pages.ShardPage) -> None:
+    if _superseded(rt, unit):
+        fenced.set()
+        return
+    spec = unit["spec"]
+    table, shard = spec["table"], spec["shard_id"]
+    if messages:
+        await _deliver(rt, unit, topic, messages, f"shard {shard}", "stream")
+    lag_ms = max(0, _now_ms() - step.last_ts_ms)
+    rt.metrics.lag_seconds.labels(table, shard).set(lag_ms / 1000)
+    rt.supervisor.remember(unit["id"], step.at.pos, step.at.count)
+    await rt.report(coordinator.unit_key(unit["id"]),
+                    {"type": "progress", "pos": step.at.pos, "count": step.at.count,
+                     "lag_ms": lag_ms, "ts_ms": step.last_ts_ms})
+
+
+async def _finish_shard(rt: Runtime, unit: dict[str, Any], flight: InFlight,
+                        fenced: asyncio.Event, streams: Streams, at: pages.ShardAt) -> None:
+    """The shard is closed and fully read: once its last commit is through (and was not
+    superseded), report it finished with the stream's shard listing (children may start)."""
+    await flight.wait()
+    if fenced.is_set():
+        return
+    spec = unit["spec"]
+    table, shard = spec["table"], spec["shard_id"]
+    listing = None
+    try:
+        listing = coordinator.encode_listing((await streams.describe(spec["stream_arn"])).shards)
+    except AwsError as exc:
+        log.warning("%s: DescribeStream after shard end failed: %s", table, exc)
+    await _finish(rt, unit, {"type": "finish", "pos": at.pos, "count": at.count,
+                             "listing": listing})
+    log.info("%s: shard %s finished (%d records)", table, shard, at.count)
 
 
 # ---------------------------------------------------------------- stream watcher

@@ -119,18 +119,22 @@ async def pause(stopping: asyncio.Event, seconds: float) -> bool:
     return stopping.is_set()
 
 
+_Entry = tuple[asyncio.Task[None], asyncio.Event, int]  # a runner, its stopping event, partition
+
+
 class Supervisor:
     """One task per unit this worker actively owns.  Stopping is graceful: the runner
     finishes (and checkpoints) its current batch, then is cancelled after `grace`."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.tasks: dict[str, tuple[asyncio.Task[None], asyncio.Event, int]] = {}
+        self.tasks: dict[str, _Entry] = {}
         # positions this worker itself got acknowledged: never restart behind them
         self.local_pos: dict[str, tuple[Any, int]] = {}
         # units whose runner completed here, with their finish report
         self.finished: dict[str, dict[str, Any]] = {}
         self._reports: set[asyncio.Task[None]] = set()
+        self._stops: set[asyncio.Task[None]] = set()  # stop_soon()s still waiting
         self.closing = False  # the worker shuts down: no new runner
 
     def running(self) -> list[str]:
@@ -184,9 +188,36 @@ class Supervisor:
                 await pause(stopping, delay)
 
     async def stop(self, uids: list[str], grace: float = 5.0) -> None:
+        await self._stopped(self._signal(uids), grace)
+
+    def stop_soon(self, uids: list[str], grace: float = 5.0, forget: bool = False) -> None:
+        """Stop without waiting (the control agent must not hold its event for a runner's
+        last batch): the runners are told now, so an ensure() right after starts a new one
+        only once the old one ended; the wait and the cancel after `grace` run in a task of
+        their own (errors logged).  A stopped unit's runner sends nothing more meanwhile:
+        its fence (Runtime.fence) refuses its next commit.  ``forget``: the unit was dropped;
+        its memory is forgotten again once its runner ended (a last commit may have
+        remembered its position), unless the unit was started again meanwhile."""
+        entries = self._signal(uids)
+        if entries:
+            task = asyncio.ensure_future(self._stopped(entries, grace, forget))
+            self._stops.add(task)
+            task.add_done_callback(self._stop_done)
+
+    def _stop_done(self, task: asyncio.Task[None]) -> None:
+        self._stops.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("stopping runners failed", exc_info=task.exception())
+
+    def _signal(self, uids: list[str]) -> list[tuple[str, _Entry]]:
         entries = [(uid, self.tasks[uid]) for uid in uids if uid in self.tasks]
         for _, (_, stopping, _) in entries:
             stopping.set()
+        return entries
+
+    async def _stopped(self, entries: list[tuple[str, _Entry]], grace: float,
+                       forget: bool = False) -> None:
+        """Wait (bounded by `grace`, then cancel) until these signalled runners ended."""
         pending = [t for _, (t, _, _) in entries if not t.done()]
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)
@@ -197,6 +228,8 @@ class Supervisor:
         for uid, entry in entries:
             if self.tasks.get(uid) is entry:  # not replaced by an ensure() meanwhile
                 del self.tasks[uid]
+                if forget:
+                    self.forget(uid)
 
     async def stop_partitions(self, partitions: set[int], grace: float = 5.0) -> None:
         await self.stop([uid for uid, (_, _, p) in self.tasks.items() if p in partitions], grace)

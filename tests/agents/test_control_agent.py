@@ -1,7 +1,7 @@
 """The control agent in Faust's ``test_context()``: real agent, real tables, no broker.
 
 What leaves the agent is recorded instead of produced: follow-up control messages
-(``agents.control._send``) and the supervisor's ensure/stop (no runner starts).  The
+(``agents.control._send``) and the supervisor's ensure/stop/stop_soon (no runner starts).  The
 tests feed recorded commands back to the agent, as the control topic would.
 """
 from __future__ import annotations
@@ -43,6 +43,9 @@ class Recorder:
         self.ensured.append(unit)
 
     async def stop(self, uids: list[str], grace: float = 5.0) -> None:
+        self.stopped.extend(uids)
+
+    def stop_soon(self, uids: list[str], grace: float = 5.0, forget: bool = False) -> None:
         self.stopped.extend(uids)
 
     def take(self) -> list[co.Command]:
@@ -87,6 +90,7 @@ def rec(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     monkeypatch.setattr(ctl, "_send", r.send)
     monkeypatch.setattr(ctl.runtime.supervisor, "ensure", r.ensure)
     monkeypatch.setattr(ctl.runtime.supervisor, "stop", r.stop)
+    monkeypatch.setattr(ctl.runtime.supervisor, "stop_soon", r.stop_soon)
     return r
 
 
@@ -362,3 +366,39 @@ async def test_messages_from_another_deployment_are_counted_and_logged_once(
     errors = [r.getMessage() for r in caplog.records if "other deployment" in r.getMessage()]
     assert len(errors) == 1 and "f0reign" in errors[0] and DEPLOYMENT in errors[0]
     assert row("orders")["phase"] == "INIT_SYNC"  # applied all the same
+
+
+# ---------------------------------------------------------------- stops run beside the agent
+async def test_a_stop_does_not_hold_the_control_agent(control: Control,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    """The agent awaited the runner's stop inside the event (up to the 5 s grace and the
+    cancel after it): every message of its partitions waited, and rebalances with them.
+    Now the stop runs beside it; the fence refuses the stopped runner's sends meanwhile."""
+    import asyncio
+    import time
+
+    owned = {TP(ctl.control_topic.get_topic_name(), 0)}
+    monkeypatch.setattr(app.assignor, "assigned_actives", lambda: owned)
+    sup = ctl.runtime.supervisor
+    for name in ("stop", "stop_soon"):  # the real ones (the Recorder's are the instance's)
+        monkeypatch.delattr(sup, name)
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    await control.deliver()
+    uid = SCANS[0]
+    last_batch = asyncio.Event()  # a runner whose last batch waits for Kafka
+    runner, stopping = asyncio.ensure_future(last_batch.wait()), asyncio.Event()
+    monkeypatch.setitem(sup.tasks, uid, (runner, stopping, 0))
+
+    started = time.monotonic()
+    await control.put(f"u:{uid}", {"type": "stop"})
+    await control.put(f"u:{SCANS[1]}", {"type": "progress", "pos": {"k": 1}, "count": 4})
+    assert time.monotonic() - started < 1.0  # not the grace period
+    assert units[uid]["status"] == "stopped" and units[SCANS[1]]["count"] == 4
+    assert stopping.is_set() and not runner.done()  # told at once, still finishing
+    assert not ctl.is_current(units[uid])  # its next commit is refused
+    last_batch.set()
+    for _ in range(200):
+        if uid not in sup.tasks:
+            break
+        await asyncio.sleep(0.005)
+    assert runner.done() and uid not in sup.tasks and not sup._stops

@@ -321,6 +321,26 @@ async def test_next_page_is_read_while_kafka_acks_the_previous_but_sent_after_it
     await until(lambda: held_pages(rt) == 0, "slots given back")
 
 
+async def test_a_page_slot_is_given_back_on_leaving_unless_a_commit_took_it():
+    slots = asyncio.Semaphore(2)
+    flight = runners.InFlight(slots)
+    with pytest.raises(RuntimeError):
+        async with flight.slot():
+            assert slots._value == 1
+            raise RuntimeError("the request failed")
+    assert slots._value == 2
+    async with flight.slot():  # a page with nothing to commit
+        pass
+    assert slots._value == 2
+    ack = asyncio.Event()
+    async with flight.slot():
+        await flight.commit(ack.wait())
+    assert slots._value == 1 and not flight.settled()  # held by the commit in flight
+    ack.set()
+    await flight.wait()
+    assert slots._value == 2 and flight.settled()
+
+
 async def test_one_page_slot_is_shared_by_all_shards_without_deadlock(fake, kafka, rt):
     rt.pages = asyncio.Semaphore(1)
     rt.settings = dataclasses.replace(rt.settings, worker_max_pages=1)
@@ -467,6 +487,66 @@ async def test_ensure_while_stopping_waits_for_the_old_runner(fake, stream, kafk
     assert old.done()
     await until(lambda: fake.calls["get_shard_iterator"] > iterators, "the new runner reading")
     assert rt.supervisor.running() == [unit["id"]]
+
+
+async def test_stop_soon_returns_at_once_and_the_batch_completes_beside(
+        fake, stream, kafka, rt, caplog):
+    """The control agent's stop: the runner is told at once, its last batch is delivered
+    and checkpointed after stop_soon returned; an ensure() right after waits for it; a
+    dropped unit's memory is forgotten once its runner ended (its last commit remembered
+    a position after the agent's forget)."""
+    arn, shard = stream
+    unit = shard_unit(arn, shard)
+    kafka.gate = asyncio.Event()
+    seqs = put(fake, arn, "a", "b")
+    rt.supervisor.ensure(unit)
+    old, stopping, _ = rt.supervisor.tasks[unit["id"]]
+    await until(lambda: kafka.entered == 1, "a batch in flight")
+    rt.supervisor.stop_soon([unit["id"]], grace=2.0, forget=True)
+    assert stopping.is_set() and not old.done()  # told now, not waited for
+    rt.supervisor.forget(unit["id"])  # what the agent does next for a dropped unit
+    kafka.gate.set()
+    await until(old.done, "the old runner's end")
+    assert kafka.seqs() == seqs and kafka.last_pos() == seqs[-1]
+    await until(lambda: unit["id"] not in rt.supervisor.tasks, "the stop's cleanup")
+    assert unit["id"] not in rt.supervisor.local_pos  # remembered after forget: forgotten
+
+    # stop_soon then ensure of the same unit (a stop and a create in quick succession)
+    kafka.gate = asyncio.Event()
+    more = put(fake, arn, "c")
+    unit = shard_unit(arn, shard, pos=seqs[-1], count=2)  # as stored (the memory is gone)
+    rt.supervisor.ensure(unit)
+    first, _, _ = rt.supervisor.tasks[unit["id"]]
+    await until(lambda: kafka.entered == 2, "its batch in flight")
+    rt.supervisor.stop_soon([unit["id"]], grace=2.0, forget=True)
+    rt.supervisor.ensure(unit)
+    second, _, _ = rt.supervisor.tasks[unit["id"]]
+    assert second is not first
+    reads = fake.calls["get_shard_iterator"]
+    await asyncio.sleep(0.01)
+    assert fake.calls["get_shard_iterator"] == reads  # not reading beside the old one
+    kafka.gate.set()
+    await until(lambda: fake.calls["get_shard_iterator"] > reads, "the new runner reading")
+    assert rt.supervisor.running() == [unit["id"]] and first.done()
+    assert rt.supervisor.tasks[unit["id"]][0] is second  # the old stop left it alone
+    assert unit["id"] in rt.supervisor.local_pos  # and did not forget the new one's memory
+    assert not rt.supervisor._stops and "stopping runners failed" not in caplog.text
+    assert kafka.seqs() == seqs + more
+
+
+async def test_a_failing_background_stop_is_logged(rt, caplog, monkeypatch):
+    async def broken(*args: Any) -> None:
+        raise RuntimeError("boom")
+
+    task = asyncio.ensure_future(asyncio.sleep(10))
+    rt.supervisor.tasks["u1"] = (task, asyncio.Event(), 0)
+    with monkeypatch.context() as patch:
+        patch.setattr(rt.supervisor, "_stopped", broken)
+        rt.supervisor.stop_soon(["u1"])
+        await until(lambda: not rt.supervisor._stops, "the stop task's end")
+    assert "stopping runners failed" in caplog.text and "boom" in caplog.text
+    task.cancel()
+    del rt.supervisor.tasks["u1"]
 
 
 async def test_a_runner_that_fails_is_restarted_from_its_position(fake, stream, kafka, rt,
