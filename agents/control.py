@@ -14,6 +14,7 @@ from faust.types import TP
 
 from agents.runtime import runtime
 from app.domain import coordinator as co
+from app.domain import protocol as pr
 from app.main import app
 from app.state import DEPLOYMENT, control_topic, policy, send_control, tables, units
 
@@ -45,36 +46,36 @@ async def _apply_table(name: str, out: co.Outcome, partition: int) -> None:
     await _send(out.commands)
 
 
-async def handle_table(name: str, msg: dict[str, Any], partition: int) -> None:
+async def handle_table(msg: pr.TableMessage, partition: int) -> None:
+    name = msg.table
     s = tables.get(name)
-    kind, now = msg["type"], _now()
-    if kind == "discovered":
-        out = co.on_discovered(s, msg["info"], now, policy)
-    elif kind == "refused":  # before the None check: a new table may be refused
-        out = co.on_refused(s, msg["info"], msg.get("reason") or "refused", now)
-        if "refused" in out.events:  # once per reason, not every discovery round
-            log.warning("%s: REFUSED: %s", name, msg.get("reason"))
-    elif s is None:
-        return  # a late report for a forgotten table
-    elif kind == "unit_done":
-        out = co.on_unit_done(s, msg, now, policy)
-    elif kind == "shards":
-        out = co.on_shards(s, msg, now, policy)
-    elif kind == "unit_failed":
-        out = co.on_unit_failed(s, msg, now)
-    elif kind == "resnapshot":
-        if msg.get("epoch") not in (None, s.get("epoch")):
-            return
-        out = co.on_resnapshot(s, msg.get("reason", "requested"), None, now, policy)
-    elif kind == "stop":
-        out = co.on_stop(s, msg.get("reason", "requested"), now)
-    else:
-        log.error("control: unknown table message %r for %s", kind, name)
-        return
+    now = _now()
+    match msg:
+        case pr.Discovered():
+            out = co.on_discovered(s, msg.info, now, policy)
+        case pr.Refused():  # before the None check: a new table may be refused
+            out = co.on_refused(s, msg.info, msg.reason or "refused", now)
+            if "refused" in out.events:  # once per reason, not every discovery round
+                log.warning("%s: REFUSED: %s", name, msg.reason)
+        case _ if s is None:
+            return  # a late report for a forgotten table
+        case pr.UnitDone():
+            out = co.on_unit_done(s, msg, now, policy)
+        case pr.Shards():
+            out = co.on_shards(s, msg, now, policy)
+        case pr.UnitFailed():
+            out = co.on_unit_failed(s, msg, now)
+        case pr.Resnapshot():
+            if msg.epoch not in (None, s.get("epoch")):
+                return
+            out = co.on_resnapshot(s, msg.reason or "requested", None, now, policy)
+        case pr.StopTable():
+            out = co.on_stop(s, msg.reason or "requested", now)
     await _apply_table(name, out, partition)
 
 
-async def handle_unit(uid: str, msg: dict[str, Any], partition: int) -> None:
+async def handle_unit(msg: pr.UnitMessage, partition: int) -> None:
+    uid = msg.uid
     out = co.on_unit(units.get(uid), uid, msg, partition, _now())
     if out.state is None:
         units.pop(uid, None)
@@ -89,8 +90,8 @@ async def handle_unit(uid: str, msg: dict[str, Any], partition: int) -> None:
         runtime.supervisor.forget(uid)
 
 
-async def handle_sweep(msg: dict[str, Any], partition: int) -> None:
-    present = set(msg["present"])
+async def handle_sweep(msg: pr.Sweep, partition: int) -> None:
+    present = set(msg.present)
     for name, s in list(tables.items()):
         if s.get("partition") == partition:
             out = co.on_sweep(s, present, _now())
@@ -121,20 +122,25 @@ def _check_sender(msg: dict[str, Any]) -> None:
 @app.agent(control_topic, concurrency=1)
 async def control(stream: Any) -> None:
     async for event in stream.events():
-        key, msg, partition = event.key, event.value, event.message.partition
-        _check_sender(msg)
+        key, value, partition = event.key, event.value, event.message.partition
+        _check_sender(value)
         try:
-            if key == "sweep":
-                await handle_sweep(msg, partition)
-            elif key.startswith("t:"):
-                await handle_table(key[2:], msg, partition)
-            elif key.startswith("u:"):
-                await handle_unit(key[2:], msg, partition)
-            else:
-                log.error("control: message with unknown key %r ignored", key)
+            msg = pr.decode(key, value)
+        except pr.ProtocolError as exc:  # unknown key or type, a field missing: said, skipped
+            log.error("control: message ignored: %s", exc)
+            continue
+        try:
+            match msg:
+                case pr.Sweep():
+                    await handle_sweep(msg, partition)
+                case pr.Discovered() | pr.Refused() | pr.UnitDone() | pr.Shards() | \
+                        pr.UnitFailed() | pr.Resnapshot() | pr.StopTable():
+                    await handle_table(msg, partition)
+                case _:
+                    await handle_unit(msg, partition)
         except Exception:
             # one bad message must not stop the control loop for every table
-            log.exception("control: failed to apply %r for %s", msg.get("type"), key)
+            log.exception("control: failed to apply %s for %s", type(msg).__name__, key)
 
 
 # ---------------------------------------------------------------- rebalance hooks

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from agents.runtime import runtime
-from app.domain import coordinator as co
+from app.domain import protocol as pr
 from app.domain.discovery import matches, refusal, select, table_name_from_arn, topic_refusals
 from app.domain.model import TableInfo
 from app.errors import AwsError
@@ -91,13 +91,14 @@ async def discover_once() -> list[str]:
         # the control agent logs the reason once per change
         present.append(name)
         reason = bad_topics.get(name) or refusal(info, needs_stream())
-        message = ({"type": "discovered"} if reason is None
-                   else {"type": "refused", "reason": reason})
-        await send_control(co.table_key(name),
-                           {**message, "info": info_message(info), "now": now})
+        message: pr.Message = (
+            pr.Discovered(table=name, info=info_message(info), now=now) if reason is None
+            else pr.Refused(table=name, reason=reason, info=info_message(info), now=now))
+        await send_control(*pr.encode(message))
     # the discovery was complete: tables not seen any more stop (on every partition)
+    sweep = pr.encode(pr.Sweep(present=present, now=now))
     for partition in range(settings.state_partitions):
-        await send_control("sweep", {"present": present, "now": now}, partition)
+        await send_control(*sweep, partition)
     return present
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import click
 from faust.cli import AppCommand, argument, option
 
+from app.domain import protocol
 from app.domain.status import duration
 from app.kafka_auth import client_kwargs
 from app.main import app, settings
@@ -117,12 +118,12 @@ async def resync(self: AppCommand, table: str, wait: bool, timeout: float) -> No
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers(), acks="all", **client_kwargs(settings))
     await producer.start()
+    key, value = protocol.encode(protocol.Resnapshot(
+        table=table, reason="requested by an operator (resync)", fp=DEPLOYMENT))
     try:  # the control topic's key is the raw text, its value JSON (app.state)
         await producer.send_and_wait(
-            f"{settings.app_id}-control", json.dumps(
-                {"type": "resnapshot", "reason": "requested by an operator (resync)",
-                 "fp": DEPLOYMENT}).encode(),
-            key=f"t:{table}".encode(), partition=state.get("partition"))
+            f"{settings.app_id}-control", json.dumps(value).encode(),
+            key=key.encode(), partition=state.get("partition"))
     finally:
         await producer.stop()
     epoch = int(state.get("epoch") or 0)

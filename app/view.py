@@ -15,7 +15,8 @@ import logging
 import time
 from typing import Any
 
-from app.domain.status import Rates, checkpoints, table_rows, unit_table
+from app.domain.protocol import UnitId
+from app.domain.status import Rates, checkpoints, table_rows
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,12 @@ class ClusterView:
         if row is None:
             self.units.pop(name, None)
             return
-        kind, table, _ = unit_table(name)  # raises for what is not a unit id: not stored
+        unit = UnitId.parse(name)  # raises for what is not a unit id: not stored
         if not isinstance(row, dict) or not isinstance(row.get("spec"), dict):
             raise TypeError(f"unit {name!r}: not a unit state")
         self.units[name] = row
         before = int(old.get("count") or 0) if old and old.get("spec") == row.get("spec") else 0
-        self.rates.add(table, kind, ts_ms, int(row.get("count") or 0) - before)
+        self.rates.add(unit.table, unit.kind, ts_ms, int(row.get("count") or 0) - before)
 
     def rows(self, now_ms: int | None = None) -> list[dict[str, Any]]:
         return table_rows(self.tables, self.units, self.rates,

@@ -19,19 +19,20 @@ A table forgotten after STOPPED for longer than the retention keeps a tiny FORGO
 (name, epoch): a table of the same name that comes back continues the epoch count, so
 unit ids (which carry the epoch) never repeat across lives.
 
-Work units are named so that the table state can enumerate them:
-    scan|<table>|<epoch>|<segment>|<total>
-    watch|<table>|<epoch>                 (DescribeStream poller, one per streaming table)
-    shard|<table>|<epoch>|<stream_arn>|<shard_id>
+Work units are named (app.domain.protocol.UnitId) so that the table state can enumerate
+them.  Messages in and out are the typed messages of app.domain.protocol; the commands
+returned are already encoded by its codec (key, wire dict).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from app.domain import lineage
+from app.domain import protocol as pr
 from app.domain.model import Shard
+from app.domain.protocol import table_key, unit_key  # the runners import them from here too
 from app.domain.segments import plan_segments, rcu_budget
 
 RETENTION_MS = 24 * 3600 * 1000
@@ -39,7 +40,8 @@ ACTIVE = ("INIT_SYNC", "STREAMING")
 RETIRED_HEALS = 5  # sweeps that repeat the drops of a superseded epoch
 
 State = dict[str, Any]
-Command = tuple[str, dict[str, Any]]  # (control-topic key, message)
+_T = TypeVar("_T", pr.UnitDone, pr.Shards, pr.UnitFailed)
+Command = tuple[str, dict[str, Any]]  # (control-topic key, message), from pr.encode
 
 
 @dataclass(frozen=True)
@@ -68,29 +70,47 @@ class Outcome:
     events: list[str] = field(default_factory=list)  # metric names: resnapshot, lost_shard…
 
 
-def table_key(name: str) -> str:
-    return f"t:{name}"
+def scan_unit_id(name: str, epoch: int, segment: int, total: int) -> str:
+    return pr.UnitId.scan(name, epoch, segment, total).format()
 
 
-def unit_key(unit_id: str) -> str:
-    return f"u:{unit_id}"
+def watch_unit_id(name: str, epoch: int) -> str:
+    return pr.UnitId.watch(name, epoch).format()
 
 
-def scan_id(name: str, epoch: int, segment: int, total: int) -> str:
-    return f"scan|{name}|{epoch}|{segment}|{total}"
+def shard_unit_id(name: str, epoch: int, stream_arn: str, shard: str) -> str:
+    """The id of the unit reading DynamoDB shard ``shard`` (not a shard id)."""
+    return pr.UnitId.shard(name, epoch, stream_arn, shard).format()
 
 
-def watch_id(name: str, epoch: int) -> str:
-    return f"watch|{name}|{epoch}"
-
-
-def shard_id(name: str, epoch: int, stream_arn: str, shard: str) -> str:
-    return f"shard|{name}|{epoch}|{stream_arn}|{shard}"
+# old names, for callers outside app.domain (tests/agents/test_runners.py,
+# tests/unit/test_view.py, bench/inproc.py) until they move to the names above
+scan_id = scan_unit_id
+shard_id = shard_unit_id
 
 
 # ---------------------------------------------------------------- helpers
-def _cmd(unit_id: str, kind: str, **body: Any) -> Command:
-    return unit_key(unit_id), {"type": kind, **body}
+def _typed(cls: type[_T], key: str, msg: _T | Mapping[str, Any]) -> _T:
+    """Transitional: a wire dict (``type`` optional) from a caller that does not build
+    typed messages yet (tests/agents/test_runners.py, tests/integration/test_state_size.py)
+    goes through the codec.  Remove once they do."""
+    if isinstance(msg, Mapping):
+        decoded = pr.decode(key, {"type": cls.TYPE, **msg})
+        assert isinstance(decoded, cls)
+        return decoded
+    return msg
+
+
+def _drop(unit_id: str) -> Command:
+    return pr.encode(pr.Drop(uid=unit_id))
+
+
+def _stop(unit_id: str) -> Command:
+    return pr.encode(pr.StopUnit(uid=unit_id))
+
+
+def _create(unit_id: str, spec: dict[str, Any]) -> Command:
+    return pr.encode(pr.Create(uid=unit_id, spec=spec))
 
 
 def _unit_spec(s: State, kind: str, **extra: Any) -> dict[str, Any]:
@@ -105,12 +125,13 @@ def _scan_units(s: State) -> list[str]:
     snap = s.get("snapshot")
     if not snap:
         return []
-    return [scan_id(s["name"], s["epoch"], i, snap["total"]) for i in range(snap["total"])]
+    return [scan_unit_id(s["name"], s["epoch"], i, snap["total"])
+            for i in range(snap["total"])]
 
 
 def _shard_units(s: State,
                  statuses: Sequence[str] = ("running", "finished", "pending")) -> list[str]:
-    return [shard_id(s["name"], s["epoch"], s["stream_arn"], sid)
+    return [shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid)
             for sid, e in sorted(s.get("shards", {}).items()) if e["status"] in statuses]
 
 
@@ -118,7 +139,7 @@ def all_units(s: State) -> list[str]:
     """Every unit the table may have in its current epoch."""
     units = _scan_units(s) + _shard_units(s)
     if s.get("stream_arn"):
-        units.append(watch_id(s["name"], s["epoch"]))
+        units.append(watch_unit_id(s["name"], s["epoch"]))
     return units
 
 
@@ -126,19 +147,19 @@ def _create_scans(s: State, only_pending: bool = True) -> list[Command]:
     snap = s["snapshot"]
     done = set(snap["done"])
     per_segment = snap["rcu"] / snap["total"] if snap.get("rcu") else None
-    return [_cmd(scan_id(s["name"], s["epoch"], i, snap["total"]), "create",
-                 unit=_unit_spec(s, "scan", segment=i, total=snap["total"], rcu=per_segment))
+    return [_create(scan_unit_id(s["name"], s["epoch"], i, snap["total"]),
+                    _unit_spec(s, "scan", segment=i, total=snap["total"], rcu=per_segment))
             for i in range(snap["total"]) if not (only_pending and i in done)]
 
 
 def _create_watch(s: State) -> Command:
-    return _cmd(watch_id(s["name"], s["epoch"]), "create", unit=_unit_spec(s, "watch"))
+    return _create(watch_unit_id(s["name"], s["epoch"]), _unit_spec(s, "watch"))
 
 
 def _create_shards(s: State, ids: Sequence[str]) -> list[Command]:
-    return [_cmd(shard_id(s["name"], s["epoch"], s["stream_arn"], sid), "create",
-                 unit=_unit_spec(s, "shard", shard_id=sid,
-                                 parent=s["shards"].get(sid, {}).get("parent")))
+    return [_create(shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid),
+                    _unit_spec(s, "shard", shard_id=sid,
+                               parent=s["shards"].get(sid, {}).get("parent")))
             for sid in ids]
 
 
@@ -174,7 +195,7 @@ def _retire(old: State, out: Outcome) -> Outcome:
     that the sweeps repeat the drops (a control message can be lost around a rebalance,
     and an undropped unit of a superseded epoch would run again at every rebalance)."""
     units = all_units(old)
-    out.commands[:0] = [_cmd(u, "drop") for u in units]
+    out.commands[:0] = [_drop(u) for u in units]
     if out.state is not None:
         out.state = {**out.state,
                      "retired": {"units": units, "heals": RETIRED_HEALS} if units else None}
@@ -188,7 +209,7 @@ def _heal_retired(s: State) -> Outcome:
         return Outcome(s)
     heals = int(retired.get("heals", 0)) - 1
     s = {**s, "retired": {**retired, "heals": heals} if heals > 0 else None}
-    return Outcome(s, [_cmd(u, "drop") for u in retired["units"]])
+    return Outcome(s, [_drop(u) for u in retired["units"]])
 
 
 def on_discovered(s: State | None, info: Mapping[str, Any], now: int, p: Policy) -> Outcome:
@@ -229,7 +250,7 @@ def _heal(s: State) -> list[Command]:
 def _running_units(s: State) -> list[str]:
     units = _scan_units(s) + _shard_units(s, ("running",))
     if s.get("stream_arn"):
-        units.append(watch_id(s["name"], s["epoch"]))
+        units.append(watch_unit_id(s["name"], s["epoch"]))
     return units
 
 
@@ -259,7 +280,7 @@ def on_stop(s: State, reason: str, now: int, error: bool = False) -> Outcome:
     if s["phase"] == "FORGOTTEN":
         return Outcome(s)
     if s["phase"] in ("STOPPED", "ERROR"):  # again: repeat the stops (one may be lost)
-        return Outcome(s, [_cmd(u, "stop") for u in _running_units(s)])
+        return Outcome(s, [_stop(u) for u in _running_units(s)])
     resume = s["phase"] if s["phase"] in (*ACTIVE, "SNAPSHOT_DONE") else None
     # the positions stop advancing now, or stopped already: a table that failed again
     # right after its retry never advanced in between, so the first halt still counts
@@ -267,7 +288,7 @@ def on_stop(s: State, reason: str, now: int, error: bool = False) -> Outcome:
     s = {**s, "phase": "ERROR" if error else "STOPPED", "resume_phase": resume,
          "stopped_ms": now, "halted_ms": halted, "updated_ms": now, "reason": reason,
          "error": reason if error else s.get("error")}
-    return Outcome(s, [_cmd(u, "stop") for u in _running_units(s)],
+    return Outcome(s, [_stop(u) for u in _running_units(s)],
                    [f"{s['name']}: {s['phase']} ({reason})"])
 
 
@@ -293,7 +314,7 @@ def on_refused(s: State | None, info: Mapping[str, Any], reason: str, now: int) 
         old = {"reason": None,
                "resume_phase": s["phase"] if running else s.get("resume_phase"),
                "stopped_ms": now if running else s.get("stopped_ms")}
-    stops = [] if old.get("new") else [_cmd(u, "stop") for u in _running_units(s)]
+    stops = [] if old.get("new") else [_stop(u) for u in _running_units(s)]
     if s.get("phase") == "REFUSED" and old["reason"] == reason:
         return Outcome(s, stops)
     s = {**s, "phase": "REFUSED", "reason": reason, "error": reason, "updated_ms": now,
@@ -354,24 +375,28 @@ def on_resnapshot(s: State, reason: str, info: Mapping[str, Any] | None, now: in
     return out
 
 
-def _stale(s: State, msg: Mapping[str, Any]) -> bool:
-    return msg.get("epoch") != s.get("epoch") or s["phase"] not in ACTIVE
+def _stale(s: State, msg: pr.UnitDone | pr.Shards | pr.UnitFailed) -> bool:
+    return msg.epoch != s.get("epoch") or s["phase"] not in ACTIVE
 
 
-def on_unit_done(s: State, msg: Mapping[str, Any], now: int, p: Policy) -> Outcome:
+def on_unit_done(s: State, msg: pr.UnitDone | Mapping[str, Any], now: int,
+                 p: Policy) -> Outcome:
+    msg = _typed(pr.UnitDone, table_key(s["name"]), msg)
     if _stale(s, msg):
         return Outcome(s)
-    if msg["kind"] == "scan":
+    if msg.kind == "scan":
         snap = dict(s["snapshot"])
-        if msg["segment"] in snap["done"]:
+        if msg.segment is None:
+            raise KeyError("segment")  # as before the typed messages: the message is bad
+        if msg.segment in snap["done"]:
             return Outcome(s)
-        snap["done"] = sorted({*snap["done"], msg["segment"]})
-        snap["items"] += int(msg.get("count", 0))
+        snap["done"] = sorted({*snap["done"], msg.segment})
+        snap["items"] += int(msg.count)
         s = {**s, "snapshot": snap, "updated_ms": now}
         if len(snap["done"]) < snap["total"]:
             return Outcome(s)
         snap["end_ms"] = now
-        drops = [_cmd(u, "drop") for u in _scan_units(s)]
+        drops = [_drop(u) for u in _scan_units(s)]
         if p.mode == "snapshot_only":
             return Outcome({**s, "phase": "SNAPSHOT_DONE"}, drops,
                            [f"{s['name']}: snapshot done, {snap['items']} items"])
@@ -386,24 +411,28 @@ def on_unit_done(s: State, msg: Mapping[str, Any], now: int, p: Policy) -> Outco
         s = {**s, "phase": "STREAMING", "cutoff_ms": cutoff, "halted_ms": None}
         return Outcome(s, [*drops, _create_watch(s)],
                        [f"{s['name']}: snapshot done, {snap['items']} items; streaming"])
-    if msg["kind"] == "shard":  # a shard read to its end: the positions do advance
-        return _replan({**s, "halted_ms": None}, msg.get("listing"), [msg["shard_id"]], now, p)
+    if msg.kind == "shard":  # a shard read to its end: the positions do advance
+        if msg.shard_id is None:
+            raise KeyError("shard_id")  # as before the typed messages: the message is bad
+        return _replan({**s, "halted_ms": None}, msg.listing, [msg.shard_id], now, p)
     return Outcome(s)
 
 
-def on_shards(s: State, msg: Mapping[str, Any], now: int, p: Policy) -> Outcome:
+def on_shards(s: State, msg: pr.Shards | Mapping[str, Any], now: int, p: Policy) -> Outcome:
+    msg = _typed(pr.Shards, table_key(s["name"]), msg)
     if _stale(s, msg) or s["phase"] != "STREAMING":
         return Outcome(s)
     if s.get("halted_ms") and now - (s.get("resumed_ms") or now) >= 2 * p.error_retry_ms:
         # running for a while since the resume without failing: the runners advance
         s = {**s, "halted_ms": None}
-    return _replan(s, msg["listing"], [], now, p)
+    return _replan(s, msg.listing, [], now, p)
 
 
-def on_unit_failed(s: State, msg: Mapping[str, Any], now: int) -> Outcome:
+def on_unit_failed(s: State, msg: pr.UnitFailed | Mapping[str, Any], now: int) -> Outcome:
+    msg = _typed(pr.UnitFailed, table_key(s["name"]), msg)
     if _stale(s, msg):
         return Outcome(s)
-    out = on_stop(s, f"{msg.get('unit')}: {msg.get('error')}", now, error=True)
+    out = on_stop(s, f"{msg.unit}: {msg.error}", now, error=True)
     out.events.append("table_error")
     return out
 
@@ -432,13 +461,13 @@ def _replan(s: State, listing: Sequence[Sequence[Any]] | None, finished: list[st
         out.events.append("lost_shard")
         return out
     s = {**s, "shards": result.known, "shard_floor": result.floor, "updated_ms": now}
-    drops = [_cmd(shard_id(s["name"], s["epoch"], s["stream_arn"], sid), "drop")
+    drops = [_drop(shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid))
              for sid in result.prune]
     return Outcome(s, [*_create_shards(s, result.start), *drops])
 
 
 # ---------------------------------------------------------------- unit transitions
-UnitAction = Literal["ensure", "stop", None]
+UnitAction = Literal["ensure", "stop"] | None
 
 
 @dataclass
@@ -452,59 +481,63 @@ def _seq_after(new: Any, old: Any) -> bool:
     return old is None or (new is not None and int(new) > int(old))
 
 
-def _unit_done(u: State, msg: Mapping[str, Any]) -> dict[str, Any]:
+def _unit_done(u: State, count: int | None = None,
+               listing: list[list[Any]] | None = None) -> Command:
     spec = u["spec"]
-    return {"type": "unit_done", "unit": u["id"], "kind": spec["kind"], "epoch": spec["epoch"],
-            "segment": spec.get("segment"), "shard_id": spec.get("shard_id"),
-            "count": int(msg.get("count", u["count"])), "listing": msg.get("listing")}
+    return pr.encode(pr.UnitDone(
+        table=spec["table"], unit=u["id"], kind=spec["kind"], epoch=spec["epoch"],
+        segment=spec.get("segment"), shard_id=spec.get("shard_id"),
+        count=int(u["count"] if count is None else count), listing=listing))
 
 
-def on_unit(u: State | None, unit_id: str, msg: Mapping[str, Any], partition: int,
-            now: int) -> UnitOutcome:
-    kind = msg["type"]
-    if kind == "create":
-        spec = msg["unit"]
+def on_unit(u: State | None, unit_id: str, msg: pr.UnitMessage | Mapping[str, Any],
+            partition: int, now: int) -> UnitOutcome:
+    if isinstance(msg, Mapping):  # transitional, as _typed: a wire dict goes through the codec
+        decoded = pr.decode(unit_key(unit_id), msg)
+        assert not isinstance(decoded, pr.Sweep | pr.TableMessage)
+        msg = decoded
+    if isinstance(msg, pr.Create):
+        spec = dict(msg.spec)
         if u is None or u["spec"].get("epoch") != spec.get("epoch"):
             u = {"id": unit_id, "spec": spec, "status": "active", "pos": None, "count": 0,
                  "lag_ms": None, "error": None}
         elif u["status"] == "finished":  # a repeated create: repeat the unit_done
-            return UnitOutcome(u, None, [(table_key(spec["table"]), _unit_done(u, {}))])
+            return UnitOutcome(u, None, [_unit_done(u)])
         u = {**u, "spec": spec, "status": "active", "partition": partition, "updated_ms": now}
         return UnitOutcome(u, "ensure")
     if u is None:
         return UnitOutcome(None)  # a late report for a dropped unit
-    if kind == "progress":
-        if u["spec"]["kind"] == "shard":
-            if not _seq_after(msg.get("pos"), u.get("pos")):
+    match msg:
+        case pr.Progress():
+            if u["spec"]["kind"] == "shard":
+                if not _seq_after(msg.pos, u.get("pos")):
+                    return UnitOutcome(u)
+            elif int(msg.count) <= int(u.get("count", 0)):
                 return UnitOutcome(u)
-        elif int(msg.get("count", 0)) <= int(u.get("count", 0)):
-            return UnitOutcome(u)
-        return UnitOutcome({**u, "pos": msg.get("pos"), "count": int(msg.get("count", 0)),
-                            "lag_ms": msg.get("lag_ms"), "ts_ms": msg.get("ts_ms"),
-                            "updated_ms": now})
-    if kind == "caught_up":  # an open shard's read came back empty: nothing waits
-        if u["status"] != "active" or u.get("lag_ms") == 0:
-            return UnitOutcome(u)
-        return UnitOutcome({**u, "lag_ms": 0, "updated_ms": now})
-    if kind == "finish":
-        if u["status"] == "finished":
-            return UnitOutcome(u)
-        spec = u["spec"]
-        done = _unit_done(u, msg)
-        pos = msg.get("pos") if msg.get("pos") is not None else u.get("pos")
-        return UnitOutcome({**u, "status": "finished", "pos": pos,
-                            "count": int(msg.get("count", u["count"])), "updated_ms": now},
-                           "stop", [(table_key(spec["table"]), done)])
-    if kind == "failed":
-        spec = u["spec"]
-        fail = {"type": "unit_failed", "unit": u["id"], "epoch": spec["epoch"],
-                "error": msg.get("error")}
-        return UnitOutcome({**u, "status": "failed", "error": msg.get("error"), "updated_ms": now},
-                           "stop", [(table_key(spec["table"]), fail)])
-    if kind == "stop":
-        if u["status"] == "finished":
-            return UnitOutcome(u, "stop")
-        return UnitOutcome({**u, "status": "stopped", "updated_ms": now}, "stop")
-    if kind == "drop":
-        return UnitOutcome(None, "stop")
-    raise ValueError(f"unknown unit message type {kind!r}")
+            return UnitOutcome({**u, "pos": msg.pos, "count": int(msg.count),
+                                "lag_ms": msg.lag_ms, "ts_ms": msg.ts_ms, "updated_ms": now})
+        case pr.CaughtUp():  # an open shard's read came back empty: nothing waits
+            if u["status"] != "active" or u.get("lag_ms") == 0:
+                return UnitOutcome(u)
+            return UnitOutcome({**u, "lag_ms": 0, "updated_ms": now})
+        case pr.Finish():
+            if u["status"] == "finished":
+                return UnitOutcome(u)
+            done = _unit_done(u, msg.count, msg.listing)
+            pos = msg.pos if msg.pos is not None else u.get("pos")
+            count = int(u["count"] if msg.count is None else msg.count)
+            return UnitOutcome({**u, "status": "finished", "pos": pos, "count": count,
+                                "updated_ms": now}, "stop", [done])
+        case pr.Failed():
+            spec = u["spec"]
+            fail = pr.encode(pr.UnitFailed(table=spec["table"], unit=u["id"],
+                                           epoch=spec["epoch"], error=msg.error))
+            return UnitOutcome({**u, "status": "failed", "error": msg.error,
+                                "updated_ms": now}, "stop", [fail])
+        case pr.StopUnit():
+            if u["status"] == "finished":
+                return UnitOutcome(u, "stop")
+            return UnitOutcome({**u, "status": "stopped", "updated_ms": now}, "stop")
+        case pr.Drop():
+            return UnitOutcome(None, "stop")
+    raise ValueError(f"not a unit message: {msg!r}")

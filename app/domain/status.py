@@ -10,6 +10,8 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from app.domain.protocol import UnitId
+
 RATE_WINDOW_MS = 30_000
 
 
@@ -45,12 +47,6 @@ class Rates:
     def forget(self, table: str) -> None:
         for key in [k for k in self._seen if k[0] == table]:
             del self._seen[key]
-
-
-def unit_table(uid: str) -> tuple[str, str, int]:
-    """(kind, table, epoch) of a unit id such as ``shard|orders|3|arn…|shardId-…``."""
-    kind, table, epoch = uid.split("|", 3)[:3]
-    return kind, table, int(epoch)
 
 
 def _snapshot(s: Mapping[str, Any], scans: list[Mapping[str, Any]], rate: float,
@@ -99,10 +95,10 @@ def table_rows(tables: Mapping[str, Mapping[str, Any]], units: Mapping[str, Mapp
                rates: Rates, now_ms: int) -> list[dict[str, Any]]:
     by_table: dict[str, list[Mapping[str, Any]]] = {}
     for uid, u in units.items():
-        kind, table, epoch = unit_table(uid)
-        t = tables.get(table)
-        if t is not None and t.get("epoch") == epoch:
-            by_table.setdefault(table, []).append(u)
+        unit = UnitId.parse(uid)
+        t = tables.get(unit.table)
+        if t is not None and t.get("epoch") == unit.epoch:
+            by_table.setdefault(unit.table, []).append(u)
     rows = []
     for name in sorted(tables):
         s = tables[name]
@@ -150,10 +146,10 @@ def checkpoints(table: str, tables: Mapping[str, Mapping[str, Any]],
         return []
     out = []
     for uid, u in sorted(units.items()):
-        kind, name, epoch = unit_table(uid)
-        if name != table or epoch != s.get("epoch"):
+        unit = UnitId.parse(uid)
+        if unit.table != table or unit.epoch != s.get("epoch"):
             continue
-        spec = u["spec"]
+        kind, spec = unit.kind, u["spec"]
         where = (spec.get("shard_id") if kind == "shard"
                  else f"segment {spec.get('segment')}/{spec.get('total')}" if kind == "scan"
                  else "stream watcher")

@@ -244,17 +244,26 @@ async def test_bad_messages_do_not_stop_the_agent(control: Control,
     caplog.set_level(logging.ERROR, logger="agents.control")
     await control.put("t:orders", {"type": "discovered", "info": INFO})
     await control.deliver()
-    await control.put("t:orders", {"type": "bogus"})  # unknown table message: logged
-    await control.put(f"u:{SCANS[0]}", {"type": "bogus"})  # on_unit raises: caught
+    # what the codec (app.domain.protocol) cannot read is logged and skipped
+    await control.put("t:orders", {"type": "bogus"})  # unknown table message type
+    await control.put(f"u:{SCANS[0]}", {"type": "bogus"})  # unknown unit message type
     await control.put("x:what", {"type": "progress"})  # unknown key
-    await control.put("t:orders", {"no": "type"})  # malformed: KeyError, caught
+    await control.put("t:orders", {"no": "type"})  # no type
+    await control.put("t:orders", {"type": "shards", "epoch": 1})  # a required field missing
+    await control.put("t:orders", ["not", "an", "object"])
+    # decoded, but the transition raises (a scan's unit_done without its segment): caught
+    await control.put("t:orders", {"type": "unit_done", "kind": "scan", "epoch": 1})
     # the agent is still alive and applies the next message
     await control.put(f"u:{SCANS[0]}", {"type": "progress", "pos": {"k": 1}, "count": 7})
     assert units[SCANS[0]]["count"] == 7 and row("orders")["phase"] == "INIT_SYNC"
     messages = [r.getMessage() for r in caplog.records]
-    assert any("unknown table message 'bogus'" in m for m in messages)
-    assert any("failed to apply 'bogus'" in m for m in messages)
+    assert any("unknown table message type 'bogus' for 't:orders'" in m for m in messages)
+    assert any(f"unknown unit message type 'bogus' for 'u:{SCANS[0]}'" in m for m in messages)
     assert any("unknown key 'x:what'" in m for m in messages)
+    assert any("unknown table message type None" in m for m in messages)
+    assert any("shards message for 't:orders' without 'listing'" in m for m in messages)
+    assert any("is not an object" in m for m in messages)
+    assert any("failed to apply UnitDone for t:orders" in m for m in messages)
 
 
 async def test_late_reports_for_unknown_tables_and_units_are_ignored(control: Control):

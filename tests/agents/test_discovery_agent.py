@@ -8,6 +8,7 @@ import pytest
 
 import agents.discovery as disc
 from app import state
+from app.domain import protocol as pr
 from app.domain.model import TableInfo
 from app.main import settings
 from app.state import DEPLOYMENT
@@ -73,6 +74,13 @@ async def test_tables_without_the_new_image_are_refused_unless_snapshot_only(
     assert present == ["good", "keys", "new", "none", "old"]
     sweeps = [v for k, v in topic.sent if k == "sweep"]
     assert len(sweeps) == settings.state_partitions and sweeps[0]["present"] == present
+    # the wire form is the one workers always wrote (fields in this order), and decodes
+    assert list(sent["good"]) == ["type", "info", "now", "fp"]
+    assert list(sent["old"]) == ["type", "reason", "info", "now", "fp"]
+    assert list(sweeps[0]) == ["present", "now", "fp"]
+    decoded = [pr.decode(k, v) for k, v in topic.sent]
+    assert isinstance(decoded[0], pr.Discovered | pr.Refused)
+    assert all(pr.encode(m) == (k, v) for m, (k, v) in zip(decoded, topic.sent, strict=True))
 
     topic.sent.clear()  # DYNAMODB_SYNC_MODE=snapshot_only reads no stream: all accepted
     monkeypatch.setattr(disc, "needs_stream", lambda: False)

@@ -1,6 +1,7 @@
 """Pure state transitions of a replicated table and of its work units (no services)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from app.domain import coordinator as co
+from app.domain import protocol as pr
 from app.domain.coordinator import RETENTION_MS, Policy
 
 NOW = 1_700_000_000_000
@@ -28,6 +30,32 @@ def info(**kw: Any) -> dict[str, Any]:
             "NEW_AND_OLD_IMAGES", **kw}
 
 
+# The transitions take typed messages (app.domain.protocol); these tests write them as
+# they travel on the control topic and decode them with the one codec.
+def table_msg(kind: str, msg: Mapping[str, Any] | pr.Message) -> Any:
+    if not isinstance(msg, Mapping):
+        return msg
+    return pr.decode(co.table_key("orders"), {"type": kind, **msg})
+
+
+def on_unit_done(s: co.State, msg: Any, now: int, p: Policy) -> co.Outcome:
+    return co.on_unit_done(s, table_msg("unit_done", msg), now, p)
+
+
+def on_shards(s: co.State, msg: Any, now: int, p: Policy) -> co.Outcome:
+    return co.on_shards(s, table_msg("shards", msg), now, p)
+
+
+def on_unit_failed(s: co.State, msg: Any, now: int) -> co.Outcome:
+    return co.on_unit_failed(s, table_msg("unit_failed", msg), now)
+
+
+def on_unit(u: co.State | None, uid: str, msg: Any, partition: int,
+            now: int) -> co.UnitOutcome:
+    typed = pr.decode(co.unit_key(uid), msg) if isinstance(msg, Mapping) else msg
+    return co.on_unit(u, uid, typed, partition, now)
+
+
 def keys(cmds: list[co.Command], kind: str | None = None) -> list[str]:
     return [k for k, m in cmds if kind is None or m["type"] == kind]
 
@@ -42,7 +70,7 @@ def shard_key(sid: str, epoch: int = 1, stream: str = STREAM) -> str:
 
 def done(segment: int, epoch: int = 1, count: int = 0) -> dict[str, Any]:
     return {"type": "unit_done", "kind": "scan", "epoch": epoch, "segment": segment,
-            "count": count, "unit": co.scan_id("orders", epoch, segment, 3)}
+            "count": count, "unit": co.scan_unit_id("orders", epoch, segment, 3)}
 
 
 def new_table(p: Policy = P, now: int = NOW, **kw: Any) -> co.State:
@@ -53,7 +81,7 @@ def streaming(p: Policy = P) -> co.State:
     """A table whose snapshot (3 segments, 10 items each) is done: STREAMING, epoch 1."""
     s = new_table(p)
     for i in range(3):
-        s = co.on_unit_done(s, done(i, count=10), NOW + 1000, p).state
+        s = on_unit_done(s, done(i, count=10), NOW + 1000, p).state
     assert s["phase"] == "STREAMING"
     return s
 
@@ -66,11 +94,11 @@ def listing(*shards: tuple[str, str | None, int, int | None]) -> list[list[Any]]
 def with_shards(p: Policy = P) -> co.State:
     """STREAMING with lineage a (finished) -> b (running), c (running), d (pending, child of c)."""
     s = streaming(p)
-    s = co.on_shards(s, {"epoch": 1, "listing": listing(
+    s = on_shards(s, {"epoch": 1, "listing": listing(
         ("a", None, 0, 10), ("b", "a", 11, None), ("c", None, 5, 20))}, NOW, p).state
-    s = co.on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "a", "listing": None},
+    s = on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "a", "listing": None},
                         NOW, p).state
-    s = co.on_shards(s, {"epoch": 1, "listing": listing(
+    s = on_shards(s, {"epoch": 1, "listing": listing(
         ("a", None, 0, 10), ("b", "a", 11, None), ("c", None, 5, 20), ("d", "c", 21, None))},
         NOW, p).state
     assert {k: e["status"] for k, e in s["shards"].items()} == {
@@ -92,7 +120,7 @@ def test_new_table_snapshot_and_stream_starts_init_sync():
     for i, (key, msg) in enumerate(out.commands):
         assert msg["type"] == "create"
         unit = msg["unit"]
-        assert key == f"u:{co.scan_id('orders', 1, i, 3)}"
+        assert key == f"u:{co.scan_unit_id('orders', 1, i, 3)}"
         assert unit == {"kind": "scan", "table": "orders", "epoch": 1, "key_names": ["pk", "sk"],
                         "stream_arn": STREAM, "cutoff_ms": NOW - 60_000,
                         "snapshot_start_ms": NOW, "snapshot_end_ms": None, "snapshot_items": 0,
@@ -145,8 +173,8 @@ def test_rediscovery_keeps_state_and_repeats_only_the_work_in_progress(build):
         assert keys(out.commands) == scan_keys(s["epoch"], pending, total=s["snapshot"]["total"])
     else:
         running = sorted(k for k, e in s["shards"].items() if e["status"] == "running")
-        assert keys(out.commands) == [co.unit_key(co.watch_id(s["name"], s["epoch"]))] + [
-            co.unit_key(co.shard_id(s["name"], s["epoch"], s["stream_arn"], k)) for k in running]
+        assert keys(out.commands) == [co.unit_key(co.watch_unit_id(s["name"], s["epoch"]))] + [
+            co.unit_key(co.shard_unit_id(s["name"], s["epoch"], s["stream_arn"], k)) for k in running]
     assert out.state["phase"] == s["phase"] and out.state["epoch"] == s["epoch"]
     assert out.state["snapshot"] == s["snapshot"] and out.state["shards"] == s["shards"]
     assert out.state["item_count"] == 99  # the describe fields are refreshed
@@ -154,7 +182,7 @@ def test_rediscovery_keeps_state_and_repeats_only_the_work_in_progress(build):
 
 def test_rediscovery_of_snapshot_done_is_a_noop():
     p = Policy(mode="snapshot_only", segments=1)
-    s = co.on_unit_done(new_table(p), done(0), NOW, p).state
+    s = on_unit_done(new_table(p), done(0), NOW, p).state
     assert s["phase"] == "SNAPSHOT_DONE"
     out = co.on_discovered(s, info(), NOW + HOUR, p)
     assert out.commands == [] and out.state["phase"] == "SNAPSHOT_DONE"
@@ -182,11 +210,11 @@ def test_replaced_stream_or_table_drops_every_old_unit_and_starts_new_epoch(chan
 def test_all_segments_done_switches_to_streaming():
     s = new_table()
     for i, n in [(2, 7), (0, 5)]:
-        out = co.on_unit_done(s, done(i, count=n), NOW + 10, P)
+        out = on_unit_done(s, done(i, count=n), NOW + 10, P)
         assert out.commands == [] and out.state["phase"] == "INIT_SYNC"
         s = out.state
     assert s["snapshot"]["done"] == [0, 2] and s["snapshot"]["items"] == 12
-    out = co.on_unit_done(s, done(1, count=3), NOW + 5000, P)
+    out = on_unit_done(s, done(1, count=3), NOW + 5000, P)
     s = out.state
     assert s["phase"] == "STREAMING"
     assert s["snapshot"]["items"] == 15 and s["snapshot"]["end_ms"] == NOW + 5000
@@ -202,15 +230,15 @@ def test_all_segments_done_switches_to_streaming():
 def test_unit_done_does_not_mutate_its_input():
     s = new_table()
     before = repr(s)
-    co.on_unit_done(s, done(0, count=4), NOW, P)
+    on_unit_done(s, done(0, count=4), NOW, P)
     assert repr(s) == before
 
 
 def test_snapshot_only_finishes_in_snapshot_done_without_watch():
     p = Policy(mode="snapshot_only", segments=2)
     s = new_table(p)
-    s = co.on_unit_done(s, done(0, count=1), NOW, p).state
-    out = co.on_unit_done(s, done(1, count=2), NOW + 1, p)
+    s = on_unit_done(s, done(0, count=1), NOW, p).state
+    out = on_unit_done(s, done(1, count=2), NOW + 1, p)
     assert out.state["phase"] == "SNAPSHOT_DONE" and out.state["snapshot"]["items"] == 3
     assert out.commands == [(k, {"type": "drop"}) for k in scan_keys(1, range(2), total=2)]
 
@@ -218,27 +246,27 @@ def test_snapshot_only_finishes_in_snapshot_done_without_watch():
 @pytest.mark.parametrize("epoch", [0, 2, None])
 def test_unit_done_of_another_epoch_is_ignored(epoch):
     s = new_table()
-    out = co.on_unit_done(s, done(0, count=5) | {"epoch": epoch}, NOW, P)
+    out = on_unit_done(s, done(0, count=5) | {"epoch": epoch}, NOW, P)
     assert out.state is s and out.commands == []
 
 
 def test_duplicate_unit_done_counts_once():
-    s = co.on_unit_done(new_table(), done(1, count=5), NOW, P).state
-    out = co.on_unit_done(s, done(1, count=5), NOW, P)
+    s = on_unit_done(new_table(), done(1, count=5), NOW, P).state
+    out = on_unit_done(s, done(1, count=5), NOW, P)
     assert out.state["snapshot"]["items"] == 5 and out.state["snapshot"]["done"] == [1]
     assert out.commands == []
-    s = co.on_unit_done(out.state, done(0, count=1), NOW, P).state
-    s = co.on_unit_done(s, done(2, count=1), NOW, P).state
+    s = on_unit_done(out.state, done(0, count=1), NOW, P).state
+    s = on_unit_done(s, done(2, count=1), NOW, P).state
     assert s["phase"] == "STREAMING" and s["snapshot"]["items"] == 7
     # a late duplicate after the switch changes nothing either
-    again = co.on_unit_done(s, done(2, count=1), NOW, P)
+    again = on_unit_done(s, done(2, count=1), NOW, P)
     assert again.state["snapshot"]["items"] == 7 and again.commands == []
 
 
 # ================================================================ shards
 def test_listing_creates_units_only_for_ready_shards():
     s = streaming()
-    out = co.on_shards(s, {"epoch": 1, "listing": listing(
+    out = on_shards(s, {"epoch": 1, "listing": listing(
         ("a", None, 0, 10), ("b", "a", 11, None), ("t", "trimmed-parent", 3, None))}, NOW, P)
     assert keys(out.commands, "create") == [shard_key("a"), shard_key("t")]
     assert {k: (e["parent"], e["status"]) for k, e in out.state["shards"].items()} == {
@@ -248,7 +276,7 @@ def test_listing_creates_units_only_for_ready_shards():
         "shard", "t", "trimmed-parent", 1)
     assert spec["cutoff_ms"] == NOW - 60_000 and spec["snapshot_items"] == 30
     # the same listing again starts nothing twice
-    again = co.on_shards(out.state, {"epoch": 1, "listing": listing(
+    again = on_shards(out.state, {"epoch": 1, "listing": listing(
         ("a", None, 0, 10), ("b", "a", 11, None), ("t", "trimmed-parent", 3, None))}, NOW, P)
     assert again.commands == []
 
@@ -256,16 +284,16 @@ def test_listing_creates_units_only_for_ready_shards():
 def test_shards_message_ignored_when_stale_or_not_streaming():
     lst = {"epoch": 1, "listing": listing(("a", None, 0, None))}
     s = new_table()
-    assert co.on_shards(s, lst, NOW, P).state is s
+    assert on_shards(s, lst, NOW, P).state is s
     s = streaming()
-    assert co.on_shards(s, lst | {"epoch": 2}, NOW, P).commands == []
+    assert on_shards(s, lst | {"epoch": 2}, NOW, P).commands == []
 
 
 def test_finished_shard_starts_its_children():
     s = streaming()
     lst = listing(("a", None, 0, 10), ("b", "a", 11, None), ("c", "a", 12, None))
-    s = co.on_shards(s, {"epoch": 1, "listing": lst}, NOW, P).state
-    out = co.on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "a", "listing": lst},
+    s = on_shards(s, {"epoch": 1, "listing": lst}, NOW, P).state
+    out = on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "a", "listing": lst},
                           NOW, P)
     assert keys(out.commands, "create") == [shard_key("b"), shard_key("c")]
     assert {k: e["status"] for k, e in out.state["shards"].items()} == {
@@ -275,9 +303,9 @@ def test_finished_shard_starts_its_children():
 def test_finished_and_unlisted_shard_is_pruned():
     s = with_shards()  # a finished, b (child of a) running
     lst = listing(("b", "a", 11, 30), ("c", None, 5, 20), ("d", "c", 21, None))
-    out = co.on_shards(s, {"epoch": 1, "listing": lst}, NOW, P)
+    out = on_shards(s, {"epoch": 1, "listing": lst}, NOW, P)
     assert out.commands == [] and out.state["shards"]["a"]["status"] == "finished"  # b needs it
-    out = co.on_unit_done(out.state, {"kind": "shard", "epoch": 1, "shard_id": "b",
+    out = on_unit_done(out.state, {"kind": "shard", "epoch": 1, "shard_id": "b",
                                       "listing": lst}, NOW, P)
     assert out.commands == [(shard_key("a"), {"type": "drop"})]
     assert "a" not in out.state["shards"] and out.state["epoch"] == 1
@@ -285,7 +313,7 @@ def test_finished_and_unlisted_shard_is_pruned():
 
 def test_running_shard_missing_from_listing_resnapshots():
     s = with_shards()  # a finished, b and c running, d pending
-    out = co.on_shards(s, {"epoch": 1, "listing": listing(
+    out = on_shards(s, {"epoch": 1, "listing": listing(
         ("a", None, 0, 10), ("b", "a", 11, None), ("d", "c", 21, None))}, NOW + HOUR, P)
     new = out.state
     assert new["epoch"] == 2 and new["phase"] == "INIT_SYNC" and new["resnapshots"] == 1
@@ -322,7 +350,7 @@ def test_sweep_without_the_table_stops_its_running_units():
 
 
 def test_sweep_during_init_sync_keeps_resume_phase():
-    s = co.on_unit_done(new_table(), done(1, count=3), NOW, P).state
+    s = on_unit_done(new_table(), done(1, count=3), NOW, P).state
     out = co.on_sweep(s, set(), NOW + 1)
     assert out.state["phase"] == "STOPPED" and out.state["resume_phase"] == "INIT_SYNC"
     assert set(scan_keys(1, [0, 2])) <= set(keys(out.commands, "stop"))
@@ -352,7 +380,7 @@ def test_stopped_table_is_kept_then_forgotten_after_24h():
 
 # ================================================================ resume
 def test_stopped_init_sync_resumes_only_pending_segments():
-    s = co.on_unit_done(new_table(), done(1, count=3), NOW, P).state
+    s = on_unit_done(new_table(), done(1, count=3), NOW, P).state
     stopped = co.on_sweep(s, set(), NOW + 10).state
     out = co.on_discovered(stopped, info(), NOW + HOUR, P)
     r = out.state
@@ -375,7 +403,7 @@ def test_stopped_streaming_resumes_watch_and_running_shards():
 
 def test_stopped_snapshot_done_resumes_to_snapshot_done_not_streaming():
     p = Policy(mode="snapshot_only", segments=1)
-    s = co.on_unit_done(new_table(p), done(0, count=2), NOW, p).state
+    s = on_unit_done(new_table(p), done(0, count=2), NOW, p).state
     stopped = co.on_sweep(s, set(), NOW).state
     assert stopped["phase"] == "STOPPED"
     out = co.on_discovered(stopped, info(), NOW + HOUR, p)
@@ -417,7 +445,7 @@ def test_refused_new_table_shows_its_reason_and_runs_nothing():
     changed = co.on_refused(s, info(stream_arn=None, view_type=None), "no stream", NOW + HOUR)
     assert changed.state["error"] == "no stream" and changed.events == ["refused"]
     # reports of a refused table's (old) units change nothing
-    assert co.on_unit_done(s, done(0, epoch=0), NOW, P).state is s
+    assert on_unit_done(s, done(0, epoch=0), NOW, P).state is s
 
 
 def test_refused_streaming_table_stops_its_units_keeps_positions_and_resumes():
@@ -432,7 +460,7 @@ def test_refused_streaming_table_stops_its_units_keeps_positions_and_resumes():
     assert r["refused"] == {"reason": KEYS, "resume_phase": "STREAMING", "stopped_ms": NOW + HOUR}
     repeat = co.on_refused(r, info(view_type="KEYS_ONLY"), KEYS, NOW + 2 * HOUR)
     assert repeat.state is r and keys(repeat.commands, "stop") == stops  # one may be lost
-    assert co.on_shards(r, {"epoch": 1, "listing": listing(("a", None, 0, None))},
+    assert on_shards(r, {"epoch": 1, "listing": listing(("a", None, 0, None))},
                         NOW, P).state is r
     # the view type fixed (same stream): streaming resumes where it stopped
     back = co.on_discovered(r, info(), NOW + 3 * HOUR, P)
@@ -443,7 +471,7 @@ def test_refused_streaming_table_stops_its_units_keeps_positions_and_resumes():
 
 
 def test_refused_during_init_sync_then_swept_resumes_the_snapshot_not_streaming():
-    s = co.on_unit_done(new_table(), done(1, count=3), NOW, P).state
+    s = on_unit_done(new_table(), done(1, count=3), NOW, P).state
     r = co.on_refused(s, info(view_type="OLD_IMAGE"), OLD, NOW + 10).state
     swept = co.on_sweep(r, set(), NOW + HOUR)  # no longer discovered: stops like any other
     assert swept.state["phase"] == "STOPPED" and swept.state["error"] == OLD
@@ -497,27 +525,27 @@ def test_refused_table_no_longer_discovered_is_forgotten_after_24h():
 # ================================================================ errors
 def test_unit_failed_pauses_the_table_in_error():
     s = with_shards()
-    out = co.on_unit_failed(s, {"epoch": 1, "unit": "shard|x", "error": "AccessDenied"}, NOW)
+    out = on_unit_failed(s, {"epoch": 1, "unit": "shard|x", "error": "AccessDenied"}, NOW)
     e = out.state
     assert e["phase"] == "ERROR" and e["error"] == "shard|x: AccessDenied"
     assert e["resume_phase"] == "STREAMING" and e["updated_ms"] == NOW
     assert out.events == ["table_error"]
     assert {"u:watch|orders|1", shard_key("b"), shard_key("c")} <= set(keys(out.commands, "stop"))
     # errors are sticky until retried: a second failure or a sweep changes nothing
-    assert co.on_unit_failed(e, {"epoch": 1, "unit": "u", "error": "x"}, NOW).commands == []
+    assert on_unit_failed(e, {"epoch": 1, "unit": "u", "error": "x"}, NOW).commands == []
     assert co.on_sweep(e, set(), NOW + 1).state is e
 
 
 def test_unit_failed_of_another_epoch_is_ignored():
     s = streaming()
-    out = co.on_unit_failed(s, {"epoch": 7, "unit": "u", "error": "x"}, NOW)
+    out = on_unit_failed(s, {"epoch": 7, "unit": "u", "error": "x"}, NOW)
     assert out.state is s and out.commands == []
 
 
 def test_error_table_is_retried_by_discovery_only_after_error_retry_ms():
     p = Policy(segments=3, error_retry_ms=300_000)
-    s = co.on_unit_done(new_table(p), done(0), NOW, p).state
-    e = co.on_unit_failed(s, {"epoch": 1, "unit": "scan|x", "error": "boom"}, NOW + 10).state
+    s = on_unit_done(new_table(p), done(0), NOW, p).state
+    e = on_unit_failed(s, {"epoch": 1, "unit": "scan|x", "error": "boom"}, NOW + 10).state
     out = co.on_discovered(e, info(), NOW + 10 + 299_999, p)
     assert out.state["phase"] == "ERROR" and out.commands == []
     out = co.on_discovered(e, info(), NOW + 10 + 300_000, p)
@@ -534,12 +562,12 @@ def create(spec: dict[str, Any]) -> dict[str, Any]:
 SHARD_SPEC = {"kind": "shard", "table": "orders", "epoch": 1, "shard_id": "s1",
               "stream_arn": STREAM}
 SCAN_SPEC = {"kind": "scan", "table": "orders", "epoch": 1, "segment": 2, "total": 3}
-SHARD_UID = co.shard_id("orders", 1, STREAM, "s1")
-SCAN_UID = co.scan_id("orders", 1, 2, 3)
+SHARD_UID = co.shard_unit_id("orders", 1, STREAM, "s1")
+SCAN_UID = co.scan_unit_id("orders", 1, 2, 3)
 
 
 def test_create_new_unit_is_active_and_ensured():
-    out = co.on_unit(None, SCAN_UID, create(SCAN_SPEC), 3, NOW)
+    out = on_unit(None, SCAN_UID, create(SCAN_SPEC), 3, NOW)
     assert out.action == "ensure" and out.forward == []
     assert out.state == {"id": SCAN_UID, "spec": SCAN_SPEC, "status": "active", "pos": None,
                          "count": 0, "lag_ms": None, "error": None, "partition": 3,
@@ -547,51 +575,51 @@ def test_create_new_unit_is_active_and_ensured():
 
 
 def test_shard_progress_compares_sequence_numbers_as_integers():
-    u = co.on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
-    u = co.on_unit(u, SHARD_UID, {"type": "progress", "pos": SEQ21_HI, "count": 5,
+    u = on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
+    u = on_unit(u, SHARD_UID, {"type": "progress", "pos": SEQ21_HI, "count": 5,
                                   "lag_ms": 7, "ts_ms": NOW - 7}, 0, NOW).state
     assert (u["pos"], u["count"], u["lag_ms"], u["ts_ms"]) == (SEQ21_HI, 5, 7, NOW - 7)
-    u = co.on_unit(u, SHARD_UID, {"type": "progress", "pos": SEQ40, "count": 6}, 0, NOW).state
+    u = on_unit(u, SHARD_UID, {"type": "progress", "pos": SEQ40, "count": 6}, 0, NOW).state
     assert u["pos"] == SEQ40  # "1000…" (40 digits) > "999…" (21 digits) as numbers
     for older in (SEQ21_HI, SEQ21, SEQ40):  # lower or equal: never moves back
-        out = co.on_unit(u, SHARD_UID, {"type": "progress", "pos": older, "count": 99}, 0, NOW)
+        out = on_unit(u, SHARD_UID, {"type": "progress", "pos": older, "count": 99}, 0, NOW)
         assert out.state is u and out.state["pos"] == SEQ40 and out.state["count"] == 6
-    out = co.on_unit(u, SHARD_UID, {"type": "progress", "pos": None, "count": 99}, 0, NOW)
+    out = on_unit(u, SHARD_UID, {"type": "progress", "pos": None, "count": 99}, 0, NOW)
     assert out.state["pos"] == SEQ40
 
 
 def test_scan_progress_is_ordered_by_count():
-    u = co.on_unit(None, SCAN_UID, create(SCAN_SPEC), 0, NOW).state
-    u = co.on_unit(u, SCAN_UID, {"type": "progress", "pos": {"pk": {"S": "m"}}, "count": 10},
+    u = on_unit(None, SCAN_UID, create(SCAN_SPEC), 0, NOW).state
+    u = on_unit(u, SCAN_UID, {"type": "progress", "pos": {"pk": {"S": "m"}}, "count": 10},
                    0, NOW + 1).state
     assert u["pos"] == {"pk": {"S": "m"}} and u["count"] == 10 and u["updated_ms"] == NOW + 1
     for stale in (10, 3):
-        out = co.on_unit(u, SCAN_UID, {"type": "progress", "pos": {"pk": {"S": "a"}},
+        out = on_unit(u, SCAN_UID, {"type": "progress", "pos": {"pk": {"S": "a"}},
                                        "count": stale}, 0, NOW + 2)
         assert out.state is u
-    u = co.on_unit(u, SCAN_UID, {"type": "progress", "pos": {"pk": {"S": "z"}}, "count": 11},
+    u = on_unit(u, SCAN_UID, {"type": "progress", "pos": {"pk": {"S": "z"}}, "count": 11},
                    0, NOW).state
     assert u["pos"] == {"pk": {"S": "z"}} and u["count"] == 11
 
 
 def test_finish_forwards_unit_done_exactly_once():
-    u = co.on_unit(None, SCAN_UID, create(SCAN_SPEC), 0, NOW).state
-    u = co.on_unit(u, SCAN_UID, {"type": "progress", "pos": {"k": 1}, "count": 4}, 0, NOW).state
-    out = co.on_unit(u, SCAN_UID, {"type": "finish", "count": 9}, 0, NOW + 5)
+    u = on_unit(None, SCAN_UID, create(SCAN_SPEC), 0, NOW).state
+    u = on_unit(u, SCAN_UID, {"type": "progress", "pos": {"k": 1}, "count": 4}, 0, NOW).state
+    out = on_unit(u, SCAN_UID, {"type": "finish", "count": 9}, 0, NOW + 5)
     assert out.action == "stop"
     assert out.forward == [("t:orders", {
         "type": "unit_done", "unit": SCAN_UID, "kind": "scan", "epoch": 1, "segment": 2,
         "shard_id": None, "count": 9, "listing": None})]
     assert out.state["status"] == "finished" and out.state["count"] == 9
     assert out.state["pos"] == {"k": 1}
-    again = co.on_unit(out.state, SCAN_UID, {"type": "finish", "count": 9}, 0, NOW + 6)
+    again = on_unit(out.state, SCAN_UID, {"type": "finish", "count": 9}, 0, NOW + 6)
     assert again.forward == [] and again.state is out.state
 
 
 def test_shard_finish_carries_listing_and_position():
-    u = co.on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
+    u = on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
     lst = listing(("s1", None, 0, 9), ("s2", "s1", 10, None))
-    out = co.on_unit(u, SHARD_UID, {"type": "finish", "pos": SEQ21, "count": 3,
+    out = on_unit(u, SHARD_UID, {"type": "finish", "pos": SEQ21, "count": 3,
                                     "listing": lst}, 0, NOW)
     (key, msg), = out.forward
     assert key == "t:orders" and msg["kind"] == "shard" and msg["shard_id"] == "s1"
@@ -599,17 +627,17 @@ def test_shard_finish_carries_listing_and_position():
 
 
 def test_finished_unit_is_not_restarted_by_create_or_stop():
-    u = co.on_unit(None, SCAN_UID, create(SCAN_SPEC), 0, NOW).state
-    fin = co.on_unit(u, SCAN_UID, {"type": "finish", "count": 1}, 0, NOW).state
-    out = co.on_unit(fin, SCAN_UID, create(SCAN_SPEC), 0, NOW)
+    u = on_unit(None, SCAN_UID, create(SCAN_SPEC), 0, NOW).state
+    fin = on_unit(u, SCAN_UID, {"type": "finish", "count": 1}, 0, NOW).state
+    out = on_unit(fin, SCAN_UID, create(SCAN_SPEC), 0, NOW)
     assert out.state is fin and out.action is None
-    out = co.on_unit(fin, SCAN_UID, {"type": "stop"}, 0, NOW)
+    out = on_unit(fin, SCAN_UID, {"type": "stop"}, 0, NOW)
     assert out.state["status"] == "finished" and out.action == "stop"
 
 
 def test_failed_forwards_unit_failed():
-    u = co.on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
-    out = co.on_unit(u, SHARD_UID, {"type": "failed", "error": "denied"}, 0, NOW)
+    u = on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
+    out = on_unit(u, SHARD_UID, {"type": "failed", "error": "denied"}, 0, NOW)
     assert out.state["status"] == "failed" and out.state["error"] == "denied"
     assert out.action == "stop"
     assert out.forward == [("t:orders", {"type": "unit_failed", "unit": SHARD_UID, "epoch": 1,
@@ -617,47 +645,59 @@ def test_failed_forwards_unit_failed():
 
 
 def test_stop_keeps_position_and_create_in_same_epoch_resumes_it():
-    u = co.on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
-    u = co.on_unit(u, SHARD_UID, {"type": "progress", "pos": SEQ40, "count": 8}, 0, NOW).state
-    out = co.on_unit(u, SHARD_UID, {"type": "stop"}, 0, NOW)
+    u = on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
+    u = on_unit(u, SHARD_UID, {"type": "progress", "pos": SEQ40, "count": 8}, 0, NOW).state
+    out = on_unit(u, SHARD_UID, {"type": "stop"}, 0, NOW)
     assert out.action == "stop" and out.state["status"] == "stopped"
     assert out.state["pos"] == SEQ40
     # a late progress from the stopping runner still advances the checkpoint
     late = SEQ40[:-1] + "5"
-    s2 = co.on_unit(out.state, SHARD_UID, {"type": "progress", "pos": late, "count": 9}, 0,
+    s2 = on_unit(out.state, SHARD_UID, {"type": "progress", "pos": late, "count": 9}, 0,
                     NOW).state
     assert s2["pos"] == late and s2["status"] == "stopped"
     spec = {**SHARD_SPEC, "cutoff_ms": 5}
-    r = co.on_unit(s2, SHARD_UID, create(spec), 2, NOW + 1)
+    r = on_unit(s2, SHARD_UID, create(spec), 2, NOW + 1)
     assert r.action == "ensure" and r.state["status"] == "active"
     assert (r.state["pos"], r.state["count"], r.state["partition"]) == (late, 9, 2)
     assert r.state["spec"] == spec
 
 
 def test_create_with_a_new_epoch_resets_the_position():
-    u = co.on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
-    u = co.on_unit(u, SHARD_UID, {"type": "progress", "pos": SEQ40, "count": 8}, 0, NOW).state
-    fin = co.on_unit(u, SHARD_UID, {"type": "finish", "count": 8}, 0, NOW).state
-    r = co.on_unit(fin, SHARD_UID, create({**SHARD_SPEC, "epoch": 2}), 0, NOW)
+    u = on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
+    u = on_unit(u, SHARD_UID, {"type": "progress", "pos": SEQ40, "count": 8}, 0, NOW).state
+    fin = on_unit(u, SHARD_UID, {"type": "finish", "count": 8}, 0, NOW).state
+    r = on_unit(fin, SHARD_UID, create({**SHARD_SPEC, "epoch": 2}), 0, NOW)
     assert r.action == "ensure" and r.state["status"] == "active"
     assert (r.state["pos"], r.state["count"], r.state["spec"]["epoch"]) == (None, 0, 2)
 
 
 def test_drop_forgets_and_late_reports_are_ignored():
-    u = co.on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
-    out = co.on_unit(u, SHARD_UID, {"type": "drop"}, 0, NOW)
+    u = on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
+    out = on_unit(u, SHARD_UID, {"type": "drop"}, 0, NOW)
     assert out.state is None and out.action == "stop"
     for msg in ({"type": "progress", "pos": SEQ40, "count": 1},
                 {"type": "finish", "count": 1}, {"type": "failed", "error": "x"},
                 {"type": "stop"}, {"type": "drop"}):
-        late = co.on_unit(None, SHARD_UID, msg, 0, NOW)
+        late = on_unit(None, SHARD_UID, msg, 0, NOW)
         assert late.state is None and late.forward == [] and late.action is None
 
 
 def test_unknown_unit_message_type_raises():
-    u = co.on_unit(None, SCAN_UID, create(SCAN_SPEC), 0, NOW).state
-    with pytest.raises(ValueError, match="bogus"):
+    with pytest.raises(pr.ProtocolError, match="unknown unit message type 'bogus'"):
+        pr.decode(co.unit_key(SCAN_UID), {"type": "bogus"})
+
+
+def test_wire_dicts_still_accepted_through_the_codec():
+    # transitional, for callers that do not build typed messages yet (the runners' tests)
+    u = co.on_unit(None, SCAN_UID, {"type": "create", "unit": SCAN_SPEC}, 0, NOW).state
+    assert co.on_unit(u, SCAN_UID, {"type": "finish", "count": 2}, 0, NOW).forward
+    with pytest.raises(pr.ProtocolError):
         co.on_unit(u, SCAN_UID, {"type": "bogus"}, 0, NOW)
+    s = streaming()
+    assert co.on_shards(s, {"epoch": 1, "listing": listing(("a", None, 0, None))}, NOW,
+                        P).state["shards"]["a"]["status"] == "running"
+    assert co.on_unit_failed(s, {"epoch": 1, "unit": "u", "error": "x"}, NOW).state[
+        "phase"] == "ERROR"
 
 
 def test_listing_round_trip():
@@ -699,11 +739,11 @@ class Replication(RuleBasedStateMachine):
         elif s is None:
             return
         elif kind == "unit_done":
-            out = co.on_unit_done(s, msg, self.now, self.p)
+            out = on_unit_done(s, msg, self.now, self.p)
         elif kind == "shards":
-            out = co.on_shards(s, msg, self.now, self.p)
+            out = on_shards(s, msg, self.now, self.p)
         elif kind == "unit_failed":
-            out = co.on_unit_failed(s, msg, self.now)
+            out = on_unit_failed(s, msg, self.now)
         elif kind == "resnapshot":
             if msg["epoch"] != s["epoch"]:
                 return
@@ -718,7 +758,7 @@ class Replication(RuleBasedStateMachine):
             self.unit(key[2:], m)
 
     def unit(self, uid: str, msg: dict[str, Any]) -> None:
-        out = co.on_unit(self.units.get(uid), uid, msg, 0, self.now)
+        out = on_unit(self.units.get(uid), uid, msg, 0, self.now)
         if out.state is None:
             self.units.pop(uid, None)
         else:
@@ -793,11 +833,11 @@ class Replication(RuleBasedStateMachine):
     @rule(data=st.data())
     def shard_reads_to_end(self, data: st.DataObject) -> None:
         candidates = sorted(u for u in self.running if u.startswith("shard|")
-                            and self.stream.get(u.rsplit("|", 1)[1], [0, 0, None])[2] is not None)
+                            and self.stream.get(pr.UnitId.parse(u).shard_id, [0, 0, None])[2] is not None)
         if not candidates:
             return
         uid = data.draw(st.sampled_from(candidates))
-        end = self.stream[uid.rsplit("|", 1)[1]][2]
+        end = self.stream[pr.UnitId.parse(uid).shard_id][2]
         self.unit(uid, {"type": "progress", "pos": str(10**20 + end), "count": 1})
         self.unit(uid, {"type": "finish", "pos": str(10**20 + end), "count": 1,
                         "listing": self.listing()})
@@ -806,7 +846,7 @@ class Replication(RuleBasedStateMachine):
     @rule(data=st.data())
     def shard_finds_its_position_trimmed(self, data: st.DataObject) -> None:
         gone = sorted(u for u in self.running if u.startswith("shard|")
-                      and u.rsplit("|", 1)[1] not in self.stream)
+                      and pr.UnitId.parse(u).shard_id not in self.stream)
         if gone:
             uid = data.draw(st.sampled_from(gone))
             self.table({"type": "resnapshot", "epoch": self.units[uid]["spec"]["epoch"]})
@@ -841,7 +881,7 @@ class Replication(RuleBasedStateMachine):
     def streaming_has_exactly_its_watch_running(self) -> None:
         if self.s is not None and self.s["phase"] == "STREAMING":
             assert [u for u in self.running if u.startswith("watch|")] == [
-                co.watch_id("orders", self.s["epoch"])]
+                co.watch_unit_id("orders", self.s["epoch"])]
             assert not any(u.startswith("scan|") for u in self.units)
 
     @invariant()
@@ -862,9 +902,9 @@ TestReplication.settings = settings(max_examples=200, stateful_step_count=40, de
 
 def test_a_repeated_create_of_a_finished_unit_repeats_its_unit_done():
     """The heal for a lost unit_done: discovery re-sends creates for work in progress."""
-    u = co.on_unit(None, SCAN_UID, create(SCAN_SPEC), 0, NOW).state
-    u = co.on_unit(u, SCAN_UID, {"type": "finish", "count": 9}, 0, NOW).state
-    out = co.on_unit(u, SCAN_UID, create(SCAN_SPEC), 0, NOW + 60_000)
+    u = on_unit(None, SCAN_UID, create(SCAN_SPEC), 0, NOW).state
+    u = on_unit(u, SCAN_UID, {"type": "finish", "count": 9}, 0, NOW).state
+    out = on_unit(u, SCAN_UID, create(SCAN_SPEC), 0, NOW + 60_000)
     assert out.state is u and out.action is None  # no runner starts again
     assert out.forward == [("t:orders", {
         "type": "unit_done", "unit": SCAN_UID, "kind": "scan", "epoch": 1, "segment": 2,
@@ -873,11 +913,11 @@ def test_a_repeated_create_of_a_finished_unit_repeats_its_unit_done():
 
 def test_lost_unit_done_is_healed_by_the_next_discovery():
     s = new_table()  # INIT_SYNC, 3 segments; segment 1's unit_done was lost
-    s = co.on_unit_done(s, done(0), NOW, P).state
-    s = co.on_unit_done(s, done(2), NOW, P).state
+    s = on_unit_done(s, done(0), NOW, P).state
+    s = on_unit_done(s, done(2), NOW, P).state
     heal = co.on_discovered(s, info(), NOW + HOUR, P).commands
     assert keys(heal) == scan_keys(1, [1])  # only the segment still believed running
-    out = co.on_unit_done(s, done(1), NOW + HOUR, P)  # what the repeated create brings back
+    out = on_unit_done(s, done(1), NOW + HOUR, P)  # what the repeated create brings back
     assert out.state["phase"] == "STREAMING"
 
 
@@ -885,7 +925,7 @@ def test_lost_unit_done_is_healed_by_the_next_discovery():
 def finish_snapshot(s: co.State, now: int, p: Policy = P) -> co.Outcome:
     out = co.Outcome(s)
     for i in range(3):
-        out = co.on_unit_done(out.state, done(i, epoch=s["epoch"], count=10), now, p)
+        out = on_unit_done(out.state, done(i, epoch=s["epoch"], count=10), now, p)
     return out
 
 
@@ -922,13 +962,13 @@ def test_repeated_errors_do_not_reset_the_retention_clock():
     retry (every 5 min) resumed after 24 h from trimmed positions without a word."""
     s = with_shards()
     t = NOW
-    s = co.on_unit_failed(s, {"epoch": 1, "unit": "shard|x", "error": "AccessDenied"}, t).state
+    s = on_unit_failed(s, {"epoch": 1, "unit": "shard|x", "error": "AccessDenied"}, t).state
     while t < NOW + 23 * HOUR - P.error_retry_ms:
         t += P.error_retry_ms
         out = co.on_discovered(s, info(), t, P)
         assert out.state["phase"] == "STREAMING" and out.events == [], t - NOW
         t += 1000  # fails again right away
-        s = co.on_unit_failed(out.state, {"epoch": 1, "unit": "shard|x", "error": "denied"},
+        s = on_unit_failed(out.state, {"epoch": 1, "unit": "shard|x", "error": "denied"},
                               t).state
     out = co.on_discovered(s, info(), t + P.error_retry_ms, P)  # >= 23 h after the 1st
     assert out.events == ["resnapshot"] and out.state["epoch"] == 2
@@ -941,7 +981,7 @@ def test_a_table_that_streams_again_restarts_its_retention_clock():
     s = co.on_discovered(s, info(), NOW + 20 * HOUR, P).state
     assert s["phase"] == "STREAMING" and s["halted_ms"] == NOW
     # a shard read to its end proves the positions advance
-    s = co.on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "b", "listing": None},
+    s = on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "b", "listing": None},
                         NOW + 21 * HOUR, P).state
     assert s["halted_ms"] is None
     s = co.on_sweep(s, set(), NOW + 22 * HOUR).state  # stopped again for 5 h: resumable
@@ -955,9 +995,9 @@ def test_a_table_running_without_error_for_a_while_restarts_its_retention_clock(
     listing_ = listing(("a", None, 0, 10), ("b", "a", 11, None), ("c", None, 5, 20),
                        ("d", "c", 21, None))
     t = NOW + 20 * HOUR + P.error_retry_ms
-    assert co.on_shards(s, {"epoch": 1, "listing": listing_}, t, P).state["halted_ms"] == NOW
+    assert on_shards(s, {"epoch": 1, "listing": listing_}, t, P).state["halted_ms"] == NOW
     t = NOW + 20 * HOUR + 2 * P.error_retry_ms
-    assert co.on_shards(s, {"epoch": 1, "listing": listing_}, t, P).state["halted_ms"] is None
+    assert on_shards(s, {"epoch": 1, "listing": listing_}, t, P).state["halted_ms"] is None
 
 
 def test_a_forgotten_table_comes_back_with_new_unit_ids():
@@ -975,7 +1015,7 @@ def test_a_forgotten_table_comes_back_with_new_unit_ids():
     # a forgotten row ignores everything but a discovery
     assert co.on_stop(forgotten, "x", NOW).state is forgotten
     assert co.on_resnapshot(forgotten, "x", None, NOW, P).state is forgotten
-    assert co.on_unit_done(forgotten, done(0), NOW, P).state is forgotten
+    assert on_unit_done(forgotten, done(0), NOW, P).state is forgotten
 
 
 def test_drops_of_a_superseded_epoch_are_repeated_by_the_sweeps():
@@ -1004,11 +1044,11 @@ def test_a_stale_listing_never_revives_a_pruned_shard_in_the_table_state():
     s = with_shards()  # a finished, b (child of a) running
     # b is read to its end, and a was trimmed meanwhile: a is pruned
     fresh = listing(("b", "a", 11, 30), ("c", None, 5, 20), ("d", "c", 21, None))
-    s = co.on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "b", "listing": fresh},
+    s = on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "b", "listing": fresh},
                         NOW, P).state
     assert "a" not in s["shards"] and s["shards"]["b"]["status"] == "finished"
     stale = listing(("a", None, 0, 10), ("b", "a", 11, None), ("c", None, 5, 20))
-    out = co.on_shards(s, {"epoch": 1, "listing": stale}, NOW + 1, P)
+    out = on_shards(s, {"epoch": 1, "listing": stale}, NOW + 1, P)
     assert "a" not in out.state["shards"] and keys(out.commands) == []
     assert out.events == [] and out.state["epoch"] == 1
 

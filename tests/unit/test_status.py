@@ -26,7 +26,7 @@ def table(phase: str = "INIT_SYNC", **extra) -> dict:
 
 
 def scan(seg: int, count: int, epoch: int = 2) -> tuple[str, dict]:
-    uid = co.scan_id("orders", epoch, seg, 4)
+    uid = co.scan_unit_id("orders", epoch, seg, 4)
     return uid, {"id": uid, "spec": {"kind": "scan", "table": "orders", "epoch": epoch,
                                      "segment": seg, "total": 4}, "status": "active",
                  "pos": {"pk": {"s": f"c{seg}"}}, "count": count}
@@ -34,7 +34,7 @@ def scan(seg: int, count: int, epoch: int = 2) -> tuple[str, dict]:
 
 def shard(sid: str, count: int, lag_ms: int | None, ts_ms: int | None,
           status: str = "active") -> tuple[str, dict]:
-    uid = co.shard_id("orders", 2, ARN, sid)
+    uid = co.shard_unit_id("orders", 2, ARN, sid)
     return uid, {"id": uid, "spec": {"kind": "shard", "table": "orders", "epoch": 2,
                                      "shard_id": sid, "parent": None}, "status": status,
                  "pos": "123", "count": count, "lag_ms": lag_ms, "ts_ms": ts_ms}
