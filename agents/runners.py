@@ -16,6 +16,7 @@ from typing import Any
 from agents.runtime import Backoff, Runtime, pause
 from app.aws.dynamodb import Streams
 from app.domain import codec, coordinator, limits, pages
+from app.domain import protocol as pr
 from app.domain.envelope import SnapshotInfo
 from app.domain.model import StreamRecord
 from app.domain.segments import TokenBucket
@@ -172,15 +173,14 @@ async def _aws_retry(rt: Runtime, table: str, op: str, exc: AwsError, backoff: B
 
 async def _fail(rt: Runtime, unit: dict[str, Any], exc: BaseException) -> None:
     log.error("%s: permanent error, pausing the table: %s", unit["id"], exc)
-    await rt.report(coordinator.unit_key(unit["id"]),
-                    {"type": "failed", "error": str(exc)[:500]}, wait=True)
+    await rt.report(pr.Failed(uid=unit["id"], error=str(exc)[:500]), wait=True)
 
 
-async def _finish(rt: Runtime, unit: dict[str, Any], message: dict[str, Any]) -> None:
+async def _finish(rt: Runtime, unit: dict[str, Any], message: pr.Finish) -> None:
     """The unit's work is complete: remember it in this worker (a repeated create must not
     re-run it) and report it."""
     rt.supervisor.finished[unit["id"]] = message
-    await rt.report(coordinator.unit_key(unit["id"]), message, wait=True)
+    await rt.report(message, wait=True)
 
 
 def _superseded(rt: Runtime, unit: dict[str, Any]) -> bool:
@@ -198,8 +198,8 @@ def _superseded(rt: Runtime, unit: dict[str, Any]) -> bool:
 async def _resnapshot(rt: Runtime, unit: dict[str, Any], reason: str) -> None:
     spec = unit["spec"]
     log.warning("%s: %s -> automatic re-snapshot of table %s", unit["id"], reason, spec["table"])
-    await rt.report(coordinator.table_key(spec["table"]),
-                    {"type": "resnapshot", "reason": reason, "epoch": spec["epoch"]}, wait=True)
+    await rt.report(pr.Resnapshot(table=spec["table"], reason=reason, epoch=spec["epoch"]),
+                    wait=True)
 
 
 # ---------------------------------------------------------------- one page in flight
@@ -330,7 +330,7 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
             if step.finished:
                 await flight.wait()
                 if not fenced.is_set():  # superseded: the page was not sent
-                    await _finish(rt, unit, {"type": "finish", "count": step.count})
+                    await _finish(rt, unit, pr.Finish(uid=unit["id"], count=step.count))
                     log.info("%s: %s done, %d items", table, where, step.count)
                 return
             if not fenced.is_set():
@@ -367,8 +367,7 @@ async def _commit_scan(rt: Runtime, unit: dict[str, Any], fenced: asyncio.Event,
     rt.metrics.snapshot_items.labels(table).inc(items)
     if step.pos is not None:
         rt.supervisor.remember(unit["id"], step.pos, step.count)
-        await rt.report(coordinator.unit_key(unit["id"]),
-                        {"type": "progress", "pos": step.pos, "count": step.count})
+        await rt.report(pr.Progress(uid=unit["id"], pos=step.pos, count=step.count))
 
 
 # ---------------------------------------------------------------- shard
@@ -429,7 +428,7 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
                 break
             if step.report_caught_up:  # nothing waiting: lag 0, not the last batch's
                 rt.metrics.lag_seconds.labels(table, shard).set(0)
-                await rt.report(coordinator.unit_key(unit["id"]), {"type": "caught_up"})
+                await rt.report(pr.CaughtUp(uid=unit["id"]))
             if step.finished:  # closed and fully read: children may start
                 await _finish_shard(rt, unit, flight, fenced, streams, at)
                 return
@@ -480,9 +479,8 @@ async def _commit_shard(rt: Runtime, unit: dict[str, Any], fenced: asyncio.Event
     lag_ms = max(0, _now_ms() - step.last_ts_ms)
     rt.metrics.lag_seconds.labels(table, shard).set(lag_ms / 1000)
     rt.supervisor.remember(unit["id"], step.at.pos, step.at.count)
-    await rt.report(coordinator.unit_key(unit["id"]),
-                    {"type": "progress", "pos": step.at.pos, "count": step.at.count,
-                     "lag_ms": lag_ms, "ts_ms": step.last_ts_ms})
+    await rt.report(pr.Progress(uid=unit["id"], pos=step.at.pos, count=step.at.count,
+                                lag_ms=lag_ms, ts_ms=step.last_ts_ms))
 
 
 async def _finish_shard(rt: Runtime, unit: dict[str, Any], flight: InFlight,
@@ -499,8 +497,8 @@ async def _finish_shard(rt: Runtime, unit: dict[str, Any], flight: InFlight,
         listing = coordinator.encode_listing((await streams.describe(spec["stream_arn"])).shards)
     except AwsError as exc:
         log.warning("%s: DescribeStream after shard end failed: %s", table, exc)
-    await _finish(rt, unit, {"type": "finish", "pos": at.pos, "count": at.count,
-                             "listing": listing})
+    await _finish(rt, unit, pr.Finish(uid=unit["id"], pos=at.pos, count=at.count,
+                                      listing=listing))
     log.info("%s: shard %s finished (%d records)", table, shard, at.count)
 
 
@@ -515,8 +513,7 @@ async def run_watch(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
         try:
             listing = coordinator.encode_listing((await streams.describe(arn)).shards)
             if listing != last or rounds % 10 == 0:
-                await rt.report(coordinator.table_key(table),
-                                {"type": "shards", "epoch": spec["epoch"], "listing": listing},
+                await rt.report(pr.Shards(table=table, epoch=spec["epoch"], listing=listing),
                                 wait=True)
                 last = listing
             rounds += 1

@@ -10,7 +10,7 @@ from typing import Any
 
 from app.aws.clients import AwsClients
 from app.aws.dynamodb import Streams, Tables, Tagging
-from app.domain.coordinator import unit_key
+from app.domain import protocol as pr
 from app.domain.envelope import Encoder
 from app.errors import KafkaRefusedError
 from app.kafka_auth import client_kwargs
@@ -69,8 +69,9 @@ class Runtime:
     async def tagging(self) -> Tagging:
         return Tagging((await self.aws()).tagging)
 
-    async def report(self, key: str, message: dict[str, Any], wait: bool = False) -> None:
-        fut = await send_control(key, message)
+    async def report(self, message: pr.Message, wait: bool = False) -> None:
+        """Send a runner's report to the control topic (encoded by the one codec)."""
+        fut = await send_control(*pr.encode(message))
         if wait:
             await fut
 
@@ -132,7 +133,7 @@ class Supervisor:
         # positions this worker itself got acknowledged: never restart behind them
         self.local_pos: dict[str, tuple[Any, int]] = {}
         # units whose runner completed here, with their finish report
-        self.finished: dict[str, dict[str, Any]] = {}
+        self.finished: dict[str, pr.Finish] = {}
         self._reports: set[asyncio.Task[None]] = set()
         self._stops: set[asyncio.Task[None]] = set()  # stop_soon()s still waiting
         self.closing = False  # the worker shuts down: no new runner
@@ -151,7 +152,7 @@ class Supervisor:
         if uid in self.finished:
             # created again before the agent stored our finish (e.g. a discovery heal): the
             # work is done; repeating the report also heals a finish that got lost
-            task = asyncio.ensure_future(self.rt.report(unit_key(uid), self.finished[uid]))
+            task = asyncio.ensure_future(self.rt.report(self.finished[uid]))
             self._reports.add(task)
             task.add_done_callback(self._reports.discard)
             return

@@ -32,7 +32,7 @@ async def follow_cluster_view() -> None:
             return
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the view must outlive any read error
             log.warning("cluster view: %s: %s; re-reading in 5s", type(exc).__name__, exc)
             await asyncio.sleep(5)
 

@@ -92,7 +92,7 @@ def _shard_unit(table: str, arn: str, shard: str, n: int) -> dict[str, Any]:
     spec = {"kind": "shard", "table": table, "epoch": 1, "key_names": list(KEY_NAMES),
             "stream_arn": arn, "cutoff_ms": 0, "snapshot_start_ms": None,
             "snapshot_end_ms": None, "snapshot_items": None, "shard_id": shard, "parent": None}
-    return {"id": co.shard_id(table, 1, arn, shard) + f"~{n}", "spec": spec, "pos": None,
+    return {"id": co.shard_unit_id(table, 1, arn, shard) + f"~{n}", "spec": spec, "pos": None,
             "count": 0, "status": "active", "partition": 0}
 
 
@@ -103,7 +103,7 @@ def _scan_unit(table: str, n: int) -> dict[str, Any]:
             "stream_arn": None, "cutoff_ms": 0, "snapshot_start_ms": int(time.time() * 1000),
             "snapshot_end_ms": None, "snapshot_items": None, "segment": 0, "total": 1,
             "rcu": None}
-    return {"id": co.scan_id(table, 1, 0, 1) + f"~{n}", "spec": spec, "pos": None,
+    return {"id": co.scan_unit_id(table, 1, 0, 1) + f"~{n}", "spec": spec, "pos": None,
             "count": 0, "status": "active", "partition": 0}
 
 

@@ -83,11 +83,6 @@ def shard_unit_id(name: str, epoch: int, stream_arn: str, shard: str) -> str:
     return pr.UnitId.shard(name, epoch, stream_arn, shard).format()
 
 
-# old names, for callers outside app.domain (tests/agents/test_runners.py,
-# tests/unit/test_view.py, bench/inproc.py) until they move to the names above
-scan_id = scan_unit_id
-shard_id = shard_unit_id
-
 
 # ---------------------------------------------------------------- helpers
 def _typed(cls: type[_T], key: str, msg: _T | Mapping[str, Any]) -> _T:

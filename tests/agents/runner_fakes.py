@@ -7,6 +7,7 @@ import copy
 import json
 from typing import Any
 
+from app.domain import protocol as pr
 from tests.fakes.streams import FakeStreams, client_error
 
 
@@ -108,8 +109,9 @@ class Kafka:
                           size: int | None = None, payload: bytes | None = None) -> None:
         self.dead.append((table, where, error, keys, size, payload))
 
-    async def report(self, key: str, message: dict[str, Any], wait: bool = False) -> None:
-        self.log.append(("report", key, message))
+    async def report(self, message: pr.Message, wait: bool = False) -> None:
+        key, value = pr.encode(message)  # what the control topic would carry
+        self.log.append(("report", key, value))
 
     def values(self) -> list[dict]:
         return [v for e in self.log if e[0] == "sent" for v in e[1]]

@@ -20,6 +20,7 @@ from agents import runners
 from agents.runtime import Backoff, Runtime
 from app.aws.dynamodb import Streams, Tables
 from app.domain import coordinator as co
+from app.domain import protocol as pr
 from tests.agents.runner_fakes import FakeDynamo, Kafka, RecordingStreams
 from tests.fakes.streams import START_TIME, FakeStreams
 
@@ -62,14 +63,14 @@ def shard_unit(arn: str, shard: str, *, pos: str | None = None, count: int = 0,
     spec = {"kind": "shard", "table": table, "epoch": 1, "key_names": ["pk"],
             "stream_arn": arn, "shard_id": shard, "cutoff_ms": cutoff_ms,
             "snapshot_start_ms": None, "snapshot_end_ms": None, "snapshot_items": None}
-    return {"id": co.shard_id(table, 1, arn, shard), "spec": spec, "status": "active",
+    return {"id": co.shard_unit_id(table, 1, arn, shard), "spec": spec, "status": "active",
             "pos": pos, "count": count, "partition": partition}
 
 
 def scan_unit(*, pos: dict | None = None, count: int = 0) -> dict[str, Any]:
     spec = {"kind": "scan", "table": TABLE, "epoch": 1, "key_names": ["pk"], "segment": 0,
             "total": 1, "rcu": None, "snapshot_start_ms": 1_767_225_600_000}
-    return {"id": co.scan_id(TABLE, 1, 0, 1), "spec": spec, "status": "active",
+    return {"id": co.scan_unit_id(TABLE, 1, 0, 1), "spec": spec, "status": "active",
             "pos": pos, "count": count, "partition": 0}
 
 
@@ -559,11 +560,11 @@ async def test_a_runner_that_fails_is_restarted_from_its_position(fake, stream, 
     real_report = kafka.report
     failures = []
 
-    async def flaky_report(key, message, wait=False):
-        if message["type"] == "progress" and not failures:
+    async def flaky_report(message, wait=False):
+        if isinstance(message, pr.Progress) and not failures:
             failures.append(message)
             raise ConnectionError("Kafka unreachable")
-        await real_report(key, message, wait)
+        await real_report(message, wait)
 
     rt.report = flaky_report
     first = put(fake, arn, "a", "b")

@@ -164,7 +164,7 @@ async def test_batches_fit_the_topics_limit_and_a_refused_record_goes_to_the_dlq
         unit = {"id": f"shard|t-{uid}|1|arn|s", "spec": {"table": f"t-{uid}"}}
         reports: list[Any] = []
 
-        async def report(key: str, message: dict[str, Any], wait: bool = False) -> None:
+        async def report(message: Any, wait: bool = False) -> None:
             reports.append(message)
 
         rt.report = report  # type: ignore[method-assign]

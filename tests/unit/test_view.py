@@ -22,7 +22,7 @@ def test_latest_row_wins_deletes_forget_and_counts_become_rates():
              "snapshot": {"start_ms": NOW, "end_ms": None, "total": 1, "done": [],
                           "items": 0}, "shards": {}}
     rec(view, T, "orders", state, NOW - 30_000)
-    uid = co.scan_id("orders", 1, 0, 1)
+    uid = co.scan_unit_id("orders", 1, 0, 1)
     spec = {"kind": "scan", "table": "orders", "epoch": 1, "segment": 0, "total": 1}
     for i, count in enumerate((10, 30, 60)):  # three pages, 1 s apart
         rec(view, U, uid, {"id": uid, "spec": spec, "status": "active", "count": count},
