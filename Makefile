@@ -67,6 +67,8 @@ run: deps
 	$(VPY) scripts/run_demo.py
 
 test: deps browser
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(STACK) up
 	$(VPY) -m pytest $(PYTEST_ARGS)
 

@@ -4,6 +4,7 @@ Messages keyed ``t:<table>`` drive a table's lifecycle, ``u:<unit>`` a work unit
 and ``sweep`` (sent to every partition) stops tables discovery no longer sees.  The
 transitions themselves are pure (app.domain.coordinator); this agent loads, applies,
 stores, sends.  concurrency=1: it writes tables (faust #606)."""
+
 from __future__ import annotations
 
 import logging
@@ -113,10 +114,15 @@ def _check_sender(msg: dict[str, Any]) -> None:
     runtime.metrics.foreign_control_messages.labels(sender).inc()
     if sender not in _foreign_seen:
         _foreign_seen.add(sender)
-        log.error("control: messages from a worker or CLI with other deployment settings "
-                  "(fingerprint %s, this worker %s): two deployments share APP_ID %s, or an "
-                  "adopted change is rolling out; `faust -A app deployment` shows which "
-                  "settings own it", sender, DEPLOYMENT, app.conf.id)
+        log.error(
+            "control: messages from a worker or CLI with other deployment settings "
+            "(fingerprint %s, this worker %s): two deployments share APP_ID %s, or an "
+            "adopted change is rolling out; `faust -A app deployment` shows which "
+            "settings own it",
+            sender,
+            DEPLOYMENT,
+            app.conf.id,
+        )
 
 
 @app.agent(control_topic, concurrency=1)
@@ -133,8 +139,15 @@ async def control(stream: Any) -> None:
             match msg:
                 case pr.Sweep():
                     await handle_sweep(msg, partition)
-                case pr.Discovered() | pr.Refused() | pr.UnitDone() | pr.Shards() | \
-                        pr.UnitFailed() | pr.Resnapshot() | pr.StopTable():
+                case (
+                    pr.Discovered()
+                    | pr.Refused()
+                    | pr.UnitDone()
+                    | pr.Shards()
+                    | pr.UnitFailed()
+                    | pr.Resnapshot()
+                    | pr.StopTable()
+                ):
                     await handle_table(msg, partition)
                 case _:
                     await handle_unit(msg, partition)
@@ -153,16 +166,22 @@ def _superseded_epoch(spec: dict[str, Any], owned: set[int]) -> bool:
     a row of a partition it actively owns is current (RocksDB keeps the rows of partitions
     that moved away, frozen at their last value)."""
     table = tables.get(spec["table"])
-    return table is not None and table.get("partition") in owned and \
-        table.get("epoch") != spec["epoch"]
+    return (
+        table is not None
+        and table.get("partition") in owned
+        and table.get("epoch") != spec["epoch"]
+    )
 
 
 def is_current(unit: dict[str, Any]) -> bool:
     """The fence a runner passes before each page it sends: its unit is still stored as
     active in the same epoch, on a control partition this worker actively owns."""
     stored = units.get(unit["id"])
-    if stored is None or stored.get("status") != "active" or \
-            stored["spec"].get("epoch") != unit["spec"]["epoch"]:
+    if (
+        stored is None
+        or stored.get("status") != "active"
+        or stored["spec"].get("epoch") != unit["spec"]["epoch"]
+    ):
         return False
     owned = _control_partitions(app.assignor.assigned_actives())
     if stored.get("partition") not in owned:
@@ -183,16 +202,23 @@ async def _revoked(app: Any, revoked: set[TP], **kwargs: Any) -> None:
 async def _rebalanced(app: Any, **kwargs: Any) -> None:
     """After table recovery: run exactly the active units of the partitions we own."""
     owned = _control_partitions(app.assignor.assigned_actives())
-    wanted = {uid: u for uid, u in units.items()
-              if u.get("status") == "active" and u.get("partition") in owned
-              and not _superseded_epoch(u["spec"], owned)}  # its drop may be on its way
+    wanted = {
+        uid: u
+        for uid, u in units.items()
+        if u.get("status") == "active"
+        and u.get("partition") in owned
+        and not _superseded_epoch(u["spec"], owned)
+    }  # its drop may be on its way
     stale = [uid for uid in runtime.supervisor.running() if uid not in wanted]
     await runtime.supervisor.stop(stale)
     runtime.supervisor.retain(set(wanted))
     for u in wanted.values():
         runtime.supervisor.ensure(u)
-    log.info("rebalance complete: %d control partitions owned, %d units running",
-             len(owned), len(runtime.supervisor.running()))
+    log.info(
+        "rebalance complete: %d control partitions owned, %d units running",
+        len(owned),
+        len(runtime.supervisor.running()),
+    )
 
 
 @app.on_before_shutdown.connect

@@ -1,5 +1,6 @@
 """Leader-only discovery timer: which tables to replicate.  It only emits messages
 (idempotent: a worker may briefly believe it is leader after losing it)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -59,21 +60,30 @@ def usable(info: TableInfo) -> bool:
 
 
 def info_message(info: TableInfo) -> dict[str, Any]:
-    return {"name": info.name, "table_arn": info.arn, "stream_arn": info.stream_arn,
-            "key_names": list(info.key_names), "item_count": info.item_count,
-            "size_bytes": info.size_bytes, "read_capacity": info.read_capacity,
-            "view_type": info.stream_view_type}
+    return {
+        "name": info.name,
+        "table_arn": info.arn,
+        "stream_arn": info.stream_arn,
+        "key_names": list(info.key_names),
+        "item_count": info.item_count,
+        "size_bytes": info.size_bytes,
+        "read_capacity": info.read_capacity,
+        "view_type": info.stream_view_type,
+    }
 
 
 async def discover_once() -> list[str]:
     """One discovery round; returns the tables it asked to replicate."""
     # in a thread: the exclude pattern's searches release the GIL, so even a pattern that
     # times out on many names never holds the event loop (each search is bounded too)
-    selection = await asyncio.to_thread(select, await candidates(), (),
-                                        settings.dynamodb_tables_exclude)
+    selection = await asyncio.to_thread(
+        select, await candidates(), (), settings.dynamodb_tables_exclude
+    )
     names = selection.names
-    bad_topics = {**topic_refusals(names, settings.kafka_topic_prefix, settings.app_id),
-                  **selection.refused}
+    bad_topics = {
+        **topic_refusals(names, settings.kafka_topic_prefix, settings.app_id),
+        **selection.refused,
+    }
     tables = await runtime.tables()
     present: list[str] = []
     now = int(time.time() * 1000)
@@ -92,8 +102,10 @@ async def discover_once() -> list[str]:
         present.append(name)
         reason = bad_topics.get(name) or refusal(info, needs_stream())
         message: pr.Message = (
-            pr.Discovered(table=name, info=info_message(info), now=now) if reason is None
-            else pr.Refused(table=name, reason=reason, info=info_message(info), now=now))
+            pr.Discovered(table=name, info=info_message(info), now=now)
+            if reason is None
+            else pr.Refused(table=name, reason=reason, info=info_message(info), now=now)
+        )
         await send_control(*pr.encode(message))
     # the discovery was complete: tables not seen any more stop (on every partition)
     sweep = pr.encode(pr.Sweep(present=present, now=now))

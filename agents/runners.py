@@ -4,6 +4,7 @@ Each loop does AWS and Kafka I/O only, and reports positions as control messages
 after Kafka acknowledged the batch (the checkpoint is the position after the last
 record delivered).  Errors: retriable ones back off with jitter; a trimmed position
 asks for a re-snapshot; a permanent error pauses the table with its reason."""
+
 from __future__ import annotations
 
 import asyncio
@@ -48,8 +49,14 @@ def _start_pos(rt: Runtime, unit: dict[str, Any]) -> tuple[Any, int]:
     return pos, count
 
 
-async def _deliver(rt: Runtime, unit: dict[str, Any], topic: str,
-                   messages: list[tuple[bytes, Any]], where: str, kind: str) -> None:
+async def _deliver(
+    rt: Runtime,
+    unit: dict[str, Any],
+    topic: str,
+    messages: list[tuple[bytes, Any]],
+    where: str,
+    kind: str,
+) -> None:
     """Send a batch until Kafka acknowledged all of it.  Counts what was delivered (events,
     not tombstones; their bytes) as `kind`.
 
@@ -67,10 +74,12 @@ async def _deliver(rt: Runtime, unit: dict[str, Any], topic: str,
     for key, value in messages:
         size = limits.record_bytes(key, value)
         if value is not None and size > limit:
-            why = (f"too large: event of {size} bytes exceeds KAFKA_MAX_RECORD_BYTES={setting}"
-                   if size > setting else
-                   f"too large: event of {size} bytes exceeds the {limit} bytes topic {topic} "
-                   f"accepts (its max.message.bytes)")
+            why = (
+                f"too large: event of {size} bytes exceeds KAFKA_MAX_RECORD_BYTES={setting}"
+                if size > setting
+                else f"too large: event of {size} bytes exceeds the {limit} bytes topic {topic} "
+                f"accepts (its max.message.bytes)"
+            )
             await _dead_letter_size(rt, table, where, why, key, value)
         else:
             todo.append((key, value))
@@ -88,10 +97,17 @@ async def _deliver(rt: Runtime, unit: dict[str, Any], topic: str,
         for exc, failed in failures:
             verdict = classify(exc)
             if verdict == "permanent":
-                log.error("%s %s: Kafka refused the send to %s for good (%s: %s)", table,
-                          where, topic, type(exc).__name__, exc)
-                refused = KafkaRefusedError(f"Kafka refused writes to {topic}: "
-                                            f"{type(exc).__name__}: {exc}", resource=table)
+                log.error(
+                    "%s %s: Kafka refused the send to %s for good (%s: %s)",
+                    table,
+                    where,
+                    topic,
+                    type(exc).__name__,
+                    exc,
+                )
+                refused = KafkaRefusedError(
+                    f"Kafka refused writes to {topic}: {type(exc).__name__}: {exc}", resource=table
+                )
                 await _fail(rt, unit, refused)
                 raise refused from exc
             if verdict == "too_large" and not one_per_batch:
@@ -99,8 +115,10 @@ async def _deliver(rt: Runtime, unit: dict[str, Any], topic: str,
                 todo += failed  # again one record per batch: which one is refused?
             elif verdict == "too_large":
                 key, value = failed[0]  # alone in its batch, the first of its partition
-                why = (f"too large: record of {limits.record_bytes(key, value)} bytes refused by "
-                       f"topic {topic} ({type(exc).__name__}); raise its max.message.bytes")
+                why = (
+                    f"too large: record of {limits.record_bytes(key, value)} bytes refused by "
+                    f"topic {topic} ({type(exc).__name__}); raise its max.message.bytes"
+                )
                 await _dead_letter_size(rt, table, where, why, key, value)
                 delivered.remove(failed[0])
                 todo += failed[1:]
@@ -112,9 +130,17 @@ async def _deliver(rt: Runtime, unit: dict[str, Any], topic: str,
             reason = "kafka_timeout" if classify(retry) == "timeout" else "kafka"
             rt.metrics.retries.labels(table, reason).inc()
             delay = backoff.next()
-            log.warning("%s %s: Kafka send to %s failed (%s: %s); sending %d unacknowledged "
-                        "events again in %.1fs", table, where, topic, type(retry).__name__,
-                        retry, len(todo), delay)
+            log.warning(
+                "%s %s: Kafka send to %s failed (%s: %s); sending %d unacknowledged "
+                "events again in %.1fs",
+                table,
+                where,
+                topic,
+                type(retry).__name__,
+                retry,
+                len(todo),
+                delay,
+            )
             await asyncio.sleep(delay)
     values = [v for _, v in delivered if v is not None]
     rt.metrics.events_out.labels(table, kind).inc(len(values))
@@ -129,45 +155,65 @@ async def _topic_limit(rt: Runtime, unit: dict[str, Any], topic: str) -> int:
             return await rt.output.ensure_topic(topic)
         except Exception as exc:  # broker unreachable, metadata not there yet: again
             if classify(exc) == "permanent":
-                refused = KafkaRefusedError(f"cannot prepare topic {topic}: "
-                                            f"{type(exc).__name__}: {exc}")
+                refused = KafkaRefusedError(
+                    f"cannot prepare topic {topic}: {type(exc).__name__}: {exc}"
+                )
                 await _fail(rt, unit, refused)
                 raise refused from exc
             rt.metrics.retries.labels(unit["spec"]["table"], "kafka_topic").inc()
             delay = backoff.next()
-            log.warning("topic %s not usable yet (%s: %s); again in %.1fs", topic,
-                        type(exc).__name__, exc, delay)
+            log.warning(
+                "topic %s not usable yet (%s: %s); again in %.1fs",
+                topic,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
             await asyncio.sleep(delay)
 
 
-async def _dead_letter_size(rt: Runtime, table: str, where: str, why: str, key: bytes,
-                            value: bytes | None) -> None:
+async def _dead_letter_size(
+    rt: Runtime, table: str, where: str, why: str, key: bytes, value: bytes | None
+) -> None:
     log.error("%s %s: %s; dead-lettered", table, where, why)
     rt.metrics.dead_letters.labels(table, "too_large").inc()
-    await rt.output.dead_letter(table, where, why, key.decode(), len(value or b""),
-                                payload=value)
+    await rt.output.dead_letter(table, where, why, key.decode(), len(value or b""), payload=value)
 
 
-async def _dead_letter_codec(rt: Runtime, table: str, where: str, exc: CodecError,
-                             keys: Any, received: dict[str, Any]) -> None:
+async def _dead_letter_codec(
+    rt: Runtime, table: str, where: str, exc: CodecError, keys: Any, received: dict[str, Any]
+) -> None:
     """An item the codec refused: its keys and the item as received go to the DLQ (the
     error names the attribute, never its value)."""
     log.error("%s %s: not representable, dead-lettered: %s", table, where, exc)
     rt.metrics.dead_letters.labels(table, "codec").inc()
-    await rt.output.dead_letter(table, where, str(exc), codec.as_received(keys),
-                                payload=codec.dumps(codec.as_received(received)))
+    await rt.output.dead_letter(
+        table,
+        where,
+        str(exc),
+        codec.as_received(keys),
+        payload=codec.dumps(codec.as_received(received)),
+    )
 
 
-async def _aws_retry(rt: Runtime, table: str, op: str, exc: AwsError, backoff: Backoff,
-                     stopping: asyncio.Event) -> None:
+async def _aws_retry(
+    rt: Runtime, table: str, op: str, exc: AwsError, backoff: Backoff, stopping: asyncio.Event
+) -> None:
     if isinstance(exc, ThrottledError):
         rt.metrics.throttles.labels(table, op).inc()
     else:
         rt.metrics.retries.labels(table, exc.code or type(exc).__name__).inc()
     delay = backoff.next()
     level = logging.WARNING if backoff.attempt >= 5 else logging.INFO
-    log.log(level, "%s: %s retriable error (attempt %d): %s; backing off %.2fs", table, op,
-            backoff.attempt, exc, delay)
+    log.log(
+        level,
+        "%s: %s retriable error (attempt %d): %s; backing off %.2fs",
+        table,
+        op,
+        backoff.attempt,
+        exc,
+        delay,
+    )
     await pause(stopping, delay)
 
 
@@ -190,16 +236,20 @@ def _superseded(rt: Runtime, unit: dict[str, Any]) -> bool:
     if rt.fence(unit):
         return False
     rt.metrics.retries.labels(unit["spec"]["table"], "superseded").inc()
-    log.info("%s: no longer current here (dropped, stopped, other epoch or owner); "
-             "its page is left to the current owner", unit["id"])
+    log.info(
+        "%s: no longer current here (dropped, stopped, other epoch or owner); "
+        "its page is left to the current owner",
+        unit["id"],
+    )
     return True
 
 
 async def _resnapshot(rt: Runtime, unit: dict[str, Any], reason: str) -> None:
     spec = unit["spec"]
     log.warning("%s: %s -> automatic re-snapshot of table %s", unit["id"], reason, spec["table"])
-    await rt.report(pr.Resnapshot(table=spec["table"], reason=reason, epoch=spec["epoch"]),
-                    wait=True)
+    await rt.report(
+        pr.Resnapshot(table=spec["table"], reason=reason, epoch=spec["epoch"]), wait=True
+    )
 
 
 # ---------------------------------------------------------------- one page in flight
@@ -272,8 +322,15 @@ class InFlight:
             self._task.cancel()
 
 
-async def _after_aws_error(rt: Runtime, unit: dict[str, Any], op: str, exc: AwsError,
-                           backoff: Backoff, stopping: asyncio.Event, flight: InFlight) -> bool:
+async def _after_aws_error(
+    rt: Runtime,
+    unit: dict[str, Any],
+    op: str,
+    exc: AwsError,
+    backoff: Backoff,
+    stopping: asyncio.Event,
+    flight: InFlight,
+) -> bool:
     """A failed page request (its slot given back): True to request it again (retriable,
     after a backoff); False when the unit stopped on a permanent error (after the page in
     flight was delivered)."""
@@ -292,8 +349,9 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
     topic = rt.settings.topic_for(table)
     pos, count = _start_pos(rt, unit)
     cursor = codec.sdk_v1_to_item(pos) if pos else None
-    bucket = TokenBucket(spec.get("rcu"), burst=max(1.0, spec.get("rcu") or 1.0),
-                         now=time.monotonic())
+    bucket = TokenBucket(
+        spec.get("rcu"), burst=max(1.0, spec.get("rcu") or 1.0), now=time.monotonic()
+    )
     snap_start = spec.get("snapshot_start_ms") or _now_ms()
     where = f"segment {seg}/{total}"
     tables, backoff = await rt.tables(), Backoff()
@@ -311,8 +369,9 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
             messages = await _encode_items(rt, unit, page.items, snap_start, snap, where)
             step = pages.scan_page(len(page.items), page.last_evaluated_key, count)
             cursor, count = step.cursor, step.count
-            await flight.commit(_commit_scan(rt, unit, fenced, topic, messages, len(page.items),
-                                             step))
+            await flight.commit(
+                _commit_scan(rt, unit, fenced, topic, messages, len(page.items), step)
+            )
             return step, page.consumed_capacity
 
     try:
@@ -322,8 +381,9 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
             except AwsError as exc:
                 if exc.code == "ReadTimeoutError":  # pages too slow to serve: smaller ones
                     limit = max(10, (limit or 1000) // 2)
-                    log.warning("%s %s: Scan page timed out; Limit lowered to %d", table,
-                                where, limit)
+                    log.warning(
+                        "%s %s: Scan page timed out; Limit lowered to %d", table, where, limit
+                    )
                 if await _after_aws_error(rt, unit, "Scan", exc, backoff, stopping, flight):
                     continue
                 return
@@ -340,30 +400,45 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
         flight.abandon()
 
 
-async def _encode_items(rt: Runtime, unit: dict[str, Any], items: list[dict[str, Any]],
-                        snap_start: int, snap: SnapshotInfo, where: str) -> list[Message]:
+async def _encode_items(
+    rt: Runtime,
+    unit: dict[str, Any],
+    items: list[dict[str, Any]],
+    snap_start: int,
+    snap: SnapshotInfo,
+    where: str,
+) -> list[Message]:
     spec = unit["spec"]
     table, names = spec["table"], spec["key_names"]
     messages: list[Message] = []
     for item in items:
         try:
-            messages += rt.encoder.snapshot(table, names, item, spec["segment"], spec["total"],
-                                            snap_start, snap)
+            messages += rt.encoder.snapshot(
+                table, names, item, spec["segment"], spec["total"], snap_start, snap
+            )
         except CodecError as exc:
             keys = {k: item[k] for k in names if k in item}
             await _dead_letter_codec(rt, table, where, exc, keys, {"item": item})
     return messages
 
 
-async def _commit_scan(rt: Runtime, unit: dict[str, Any], fenced: asyncio.Event, topic: str,
-                       messages: list[Message], items: int, step: pages.ScanStep) -> None:
+async def _commit_scan(
+    rt: Runtime,
+    unit: dict[str, Any],
+    fenced: asyncio.Event,
+    topic: str,
+    messages: list[Message],
+    items: int,
+    step: pages.ScanStep,
+) -> None:
     if _superseded(rt, unit):
         fenced.set()
         return
     spec = unit["spec"]
     table = spec["table"]
-    await _deliver(rt, unit, topic, messages, f"segment {spec['segment']}/{spec['total']}",
-                   "snapshot")
+    await _deliver(
+        rt, unit, topic, messages, f"segment {spec['segment']}/{spec['total']}", "snapshot"
+    )
     rt.metrics.snapshot_items.labels(table).inc(items)
     if step.pos is not None:
         rt.supervisor.remember(unit["id"], step.pos, step.count)
@@ -380,8 +455,12 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
     streams, backoff = await rt.streams(), Backoff()
     iterator: str | None = None
     flight, fenced = InFlight(rt.pages), asyncio.Event()  # fenced: set by a superseded commit
-    log.info("%s: reading shard %s from %s", table, shard,
-             f"after {at.pos}" if at.pos else "TRIM_HORIZON")
+    log.info(
+        "%s: reading shard %s from %s",
+        table,
+        shard,
+        f"after {at.pos}" if at.pos else "TRIM_HORIZON",
+    )
 
     async def read_page() -> pages.ShardPage:
         """Request, decide, encode, hand to its commit: all under one page slot."""
@@ -391,8 +470,7 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
                 iterator = await streams.iterator(arn, shard, at.pos)
             page = await streams.records(iterator, f"{table}/{shard}")
             backoff.reset()
-            step = pages.shard_page(page.records, page.next_iterator, at, cutoff,
-                                    flight.settled())
+            step = pages.shard_page(page.records, page.next_iterator, at, cutoff, flight.settled())
             messages = await _encode_changes(rt, unit, [page.records[i] for i in step.send])
             if step.skipped:
                 rt.metrics.skipped_before_cutoff.labels(table).inc(step.skipped)
@@ -408,8 +486,9 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
             except ExpiredIteratorError:
                 iterator = None  # re-acquire after the last record read
                 rt.metrics.retries.labels(table, "expired_iterator").inc()
-                log.info("%s: shard %s iterator expired; re-acquiring after %s", table, shard,
-                         at.pos)
+                log.info(
+                    "%s: shard %s iterator expired; re-acquiring after %s", table, shard, at.pos
+                )
                 if backoff.attempt:  # expiring again right away: do not spin
                     await pause(stopping, backoff.next())
                 else:
@@ -420,8 +499,7 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
                 await _resnapshot(rt, unit, f"shard {shard} position trimmed ({exc.code})")
                 return
             except AwsError as exc:
-                if await _after_aws_error(rt, unit, "GetRecords", exc, backoff, stopping,
-                                          flight):
+                if await _after_aws_error(rt, unit, "GetRecords", exc, backoff, stopping, flight):
                     continue
                 return
             if fenced.is_set():  # superseded: the page was not sent
@@ -445,30 +523,50 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
             pass
 
 
-async def _encode_changes(rt: Runtime, unit: dict[str, Any],
-                          records: list[StreamRecord]) -> list[Message]:
+async def _encode_changes(
+    rt: Runtime, unit: dict[str, Any], records: list[StreamRecord]
+) -> list[Message]:
     spec = unit["spec"]
     table, arn, shard = spec["table"], spec["stream_arn"], spec["shard_id"]
     snap = None
     if spec.get("snapshot_start_ms"):
-        snap = SnapshotInfo(running=False, start_ms=spec["snapshot_start_ms"],
-                            end_ms=spec.get("snapshot_end_ms"),
-                            count=spec.get("snapshot_items") or 0)
+        snap = SnapshotInfo(
+            running=False,
+            start_ms=spec["snapshot_start_ms"],
+            end_ms=spec.get("snapshot_end_ms"),
+            count=spec.get("snapshot_items") or 0,
+        )
     messages: list[Message] = []
     for rec in records:
         try:
             messages += rt.encoder.change(table, spec["key_names"], rec, arn, shard, snap)
         except CodecError as exc:
             await _dead_letter_codec(
-                rt, table, f"shard {shard} seq {rec.sequence_number}", exc, rec.keys,
-                {"event_name": rec.event_name, "sequence_number": rec.sequence_number,
-                 "approx_ts_ms": rec.approx_ts_ms, "keys": rec.keys,
-                 "new_image": rec.new_image, "old_image": rec.old_image})
+                rt,
+                table,
+                f"shard {shard} seq {rec.sequence_number}",
+                exc,
+                rec.keys,
+                {
+                    "event_name": rec.event_name,
+                    "sequence_number": rec.sequence_number,
+                    "approx_ts_ms": rec.approx_ts_ms,
+                    "keys": rec.keys,
+                    "new_image": rec.new_image,
+                    "old_image": rec.old_image,
+                },
+            )
     return messages
 
 
-async def _commit_shard(rt: Runtime, unit: dict[str, Any], fenced: asyncio.Event, topic: str,
-                        messages: list[Message], step: pages.ShardPage) -> None:
+async def _commit_shard(
+    rt: Runtime,
+    unit: dict[str, Any],
+    fenced: asyncio.Event,
+    topic: str,
+    messages: list[Message],
+    step: pages.ShardPage,
+) -> None:
     if _superseded(rt, unit):
         fenced.set()
         return
@@ -479,12 +577,25 @@ async def _commit_shard(rt: Runtime, unit: dict[str, Any], fenced: asyncio.Event
     lag_ms = max(0, _now_ms() - step.last_ts_ms)
     rt.metrics.lag_seconds.labels(table, shard).set(lag_ms / 1000)
     rt.supervisor.remember(unit["id"], step.at.pos, step.at.count)
-    await rt.report(pr.Progress(uid=unit["id"], pos=step.at.pos, count=step.at.count,
-                                lag_ms=lag_ms, ts_ms=step.last_ts_ms))
+    await rt.report(
+        pr.Progress(
+            uid=unit["id"],
+            pos=step.at.pos,
+            count=step.at.count,
+            lag_ms=lag_ms,
+            ts_ms=step.last_ts_ms,
+        )
+    )
 
 
-async def _finish_shard(rt: Runtime, unit: dict[str, Any], flight: InFlight,
-                        fenced: asyncio.Event, streams: Streams, at: pages.ShardAt) -> None:
+async def _finish_shard(
+    rt: Runtime,
+    unit: dict[str, Any],
+    flight: InFlight,
+    fenced: asyncio.Event,
+    streams: Streams,
+    at: pages.ShardAt,
+) -> None:
     """The shard is closed and fully read: once its last commit is through (and was not
     superseded), report it finished with the stream's shard listing (children may start)."""
     await flight.wait()
@@ -497,8 +608,7 @@ async def _finish_shard(rt: Runtime, unit: dict[str, Any], flight: InFlight,
         listing = coordinator.encode_listing((await streams.describe(spec["stream_arn"])).shards)
     except AwsError as exc:
         log.warning("%s: DescribeStream after shard end failed: %s", table, exc)
-    await _finish(rt, unit, pr.Finish(uid=unit["id"], pos=at.pos, count=at.count,
-                                      listing=listing))
+    await _finish(rt, unit, pr.Finish(uid=unit["id"], pos=at.pos, count=at.count, listing=listing))
     log.info("%s: shard %s finished (%d records)", table, shard, at.count)
 
 
@@ -513,8 +623,9 @@ async def run_watch(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
         try:
             listing = coordinator.encode_listing((await streams.describe(arn)).shards)
             if listing != last or rounds % 10 == 0:
-                await rt.report(pr.Shards(table=table, epoch=spec["epoch"], listing=listing),
-                                wait=True)
+                await rt.report(
+                    pr.Shards(table=table, epoch=spec["epoch"], listing=listing), wait=True
+                )
                 last = listing
             rounds += 1
         except ReplicatorError as exc:

@@ -1,5 +1,6 @@
 """What runners share in one worker: settings, AWS edges, output, encoder, metrics,
 and the supervisor that starts/stops one asyncio task per owned work unit."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,7 +33,7 @@ class Backoff:
 
     def next(self) -> float:
         self.attempt += 1
-        return random.uniform(0, min(self.cap, self.base * 2 ** self.attempt))
+        return random.uniform(0, min(self.cap, self.base * 2**self.attempt))
 
     def reset(self) -> None:
         self.attempt = 0
@@ -89,16 +90,22 @@ class Runtime:
             late = []
             for uid, (pos, count) in self.supervisor.local_pos.items():
                 stored = units.get(uid)
-                if stored and stored.get("status") == "active" and \
-                        int(stored.get("count") or 0) < count:
+                if (
+                    stored
+                    and stored.get("status") == "active"
+                    and int(stored.get("count") or 0) < count
+                ):
                     late.append(uid)
             return late
 
         while (late := behind()) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         if late:
-            log.warning("shutdown: %d unit checkpoint(s) not yet stored; a restart may "
-                        "repeat their last batch", len(late))
+            log.warning(
+                "shutdown: %d unit checkpoint(s) not yet stored; a restart may "
+                "repeat their last batch",
+                len(late),
+            )
         else:
             log.info("shutdown: runners stopped, final checkpoints stored")
 
@@ -164,11 +171,17 @@ class Supervisor:
             previous = current[0]
         stopping = asyncio.Event()
         task = asyncio.ensure_future(
-            self._guard(RUNNERS[unit["spec"]["kind"]], unit, stopping, previous))
+            self._guard(RUNNERS[unit["spec"]["kind"]], unit, stopping, previous)
+        )
         self.tasks[uid] = (task, stopping, int(unit.get("partition", -1)))
 
-    async def _guard(self, runner: Runner, unit: dict[str, Any], stopping: asyncio.Event,
-                     previous: asyncio.Task[None] | None) -> None:
+    async def _guard(
+        self,
+        runner: Runner,
+        unit: dict[str, Any],
+        stopping: asyncio.Event,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
         """Run the unit; an unexpected error (e.g. Kafka unreachable for the checkpoint
         report) restarts it from its last acknowledged position after a backoff."""
         if previous is not None:
@@ -216,8 +229,9 @@ class Supervisor:
             stopping.set()
         return entries
 
-    async def _stopped(self, entries: list[tuple[str, _Entry]], grace: float,
-                       forget: bool = False) -> None:
+    async def _stopped(
+        self, entries: list[tuple[str, _Entry]], grace: float, forget: bool = False
+    ) -> None:
         """Wait (bounded by `grace`, then cancel) until these signalled runners ended."""
         pending = [t for _, (t, _, _) in entries if not t.done()]
         if pending:

@@ -1,6 +1,7 @@
 """What operators see: the status page and its JSON, Prometheus /metrics, and the
 leader's INIT_SYNC progress log — all from one ClusterView every worker follows, so
 any worker answers for the whole cluster."""
+
 from __future__ import annotations
 
 import asyncio
@@ -48,9 +49,13 @@ async def log_progress() -> None:
 
 
 def status() -> dict[str, Any]:
-    return {"app_id": settings.app_id, "worker": f"{socket.gethostname()}:{app.conf.web_port}",
-            "caught_up": view.caught_up.is_set(), "generated_ms": int(time.time() * 1000),
-            "tables": view.rows()}
+    return {
+        "app_id": settings.app_id,
+        "worker": f"{socket.gethostname()}:{app.conf.web_port}",
+        "caught_up": view.caught_up.is_set(),
+        "generated_ms": int(time.time() * 1000),
+        "tables": view.rows(),
+    }
 
 
 @app.page("/status")
@@ -80,5 +85,6 @@ class Metrics(View):
         if view.caught_up.is_set():  # the cluster's refused tables, as of this scrape
             runtime.metrics.set_refused(refused_tables(view.tables))
         # the header as given: aiohttp refuses a charset inside content_type=
-        return self.bytes(generate_latest(runtime.metrics.registry),
-                          headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return self.bytes(
+            generate_latest(runtime.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )

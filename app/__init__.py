@@ -2,6 +2,7 @@
 
 The Faust app is built lazily so that `import app.domain…` in unit tests neither
 reads the environment nor imports Faust."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -8,6 +8,7 @@ An existing topic is used as it is, so it is checked against what Kafka describe
 (partitions, replication, cleanup.policy, max.message.bytes): what would break the worker
 stops it here, naming the topic (app.domain.topics judges); what weakens it is a warning at
 every start."""
+
 from __future__ import annotations
 
 import asyncio
@@ -42,9 +43,12 @@ log = logging.getLogger(__name__)
 _CHECKED_CONFIGS = ("cleanup.policy", "max.message.bytes")
 
 
-async def ensure_topics(bootstrap: list[str] | str,
-                        topics: Mapping[str, tuple[int, int, Mapping[str, str]]],
-                        timeout: float = 60.0, **client_kwargs: object) -> None:
+async def ensure_topics(
+    bootstrap: list[str] | str,
+    topics: Mapping[str, tuple[int, int, Mapping[str, str]]],
+    timeout: float = 60.0,
+    **client_kwargs: object,
+) -> None:
     """topics: name -> (partitions, replication, config), created when absent; then every
     one is checked.  Raises InternalTopicError when Kafka refuses to create one, or one
     exists in a shape the worker cannot run on; RuntimeError when Kafka stays unreachable
@@ -66,8 +70,9 @@ async def ensure_topics(bootstrap: list[str] | str,
             break
         except KafkaError as exc:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Kafka at {servers} unreachable for "
-                                   f"{timeout:.0f}s: {exc}") from exc
+                raise RuntimeError(
+                    f"Kafka at {servers} unreachable for {timeout:.0f}s: {exc}"
+                ) from exc
             log.warning("Kafka not reachable yet (%s); retrying", exc)
             await asyncio.sleep(1.0)
         finally:
@@ -83,9 +88,12 @@ async def ensure_topics(bootstrap: list[str] | str,
 async def _create(admin: Any, missing: Mapping[str, TopicSpec]) -> None:
     """Create the topics; a topic that appeared meanwhile is fine, a retriable error is
     raised for the caller's retry, anything else stops the start naming the topic."""
-    resp = await admin.create_topics([NewTopic(name, s.partitions, s.replication,
-                                               topic_configs=dict(s.config))
-                                      for name, s in missing.items()])
+    resp = await admin.create_topics(
+        [
+            NewTopic(name, s.partitions, s.replication, topic_configs=dict(s.config))
+            for name, s in missing.items()
+        ]
+    )
     refused = []
     for name, code, *rest in resp.topic_errors:
         if code in (0, TopicAlreadyExistsError.errno):
@@ -95,9 +103,11 @@ async def _create(admin: Any, missing: Mapping[str, TopicSpec]) -> None:
         if error.retriable:
             raise error(f"creating topic {name}: {reason}")
         spec = missing[name]
-        message = (f"cannot create internal topic {name} ({spec.partitions} partitions = "
-                   f"STATE_PARTITIONS, replication factor {spec.replication} = "
-                   f"KAFKA_TOPIC_REPLICATION): Kafka says {error.__name__}: {reason}")
+        message = (
+            f"cannot create internal topic {name} ({spec.partitions} partitions = "
+            f"STATE_PARTITIONS, replication factor {spec.replication} = "
+            f"KAFKA_TOPIC_REPLICATION): Kafka says {error.__name__}: {reason}"
+        )
         refused.append((name, message))
     if refused:
         for _, message in refused:
@@ -105,8 +115,9 @@ async def _create(admin: Any, missing: Mapping[str, TopicSpec]) -> None:
         raise InternalTopicError("; ".join(m for _, m in refused), resource=refused[0][0])
 
 
-async def _describe(admin: Any, names: list[str], deadline: float
-                    ) -> tuple[dict[str, TopicFacts], dict[str, str]]:
+async def _describe(
+    admin: Any, names: list[str], deadline: float
+) -> tuple[dict[str, TopicFacts], dict[str, str]]:
     """What Kafka describes of the topics, and its error for what it does not.  A topic
     just created may be unknown to the broker answering for a moment (a retriable error):
     asked again until the deadline; a lasting error (no permission) is not waited for."""
@@ -116,9 +127,12 @@ async def _describe(admin: Any, names: list[str], deadline: float
         errors: dict[str, str] = {}
         pending = False
         configs: dict[str, dict[str, str] | None] = {}
-        for resp in await admin.describe_configs([
-                ConfigResource(ConfigResourceType.TOPIC, name,
-                               dict.fromkeys(_CHECKED_CONFIGS)) for name in names]):
+        for resp in await admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, name, dict.fromkeys(_CHECKED_CONFIGS))
+                for name in names
+            ]
+        ):
             for code, message, _, name, entries in resp.resources:
                 if code == 0:
                     configs[name] = {e[0]: e[1] for e in entries if e[1] is not None}
@@ -131,8 +145,9 @@ async def _describe(admin: Any, names: list[str], deadline: float
         for topic in await admin.describe_topics(names):
             name, code, parts = topic["topic"], topic["error_code"], topic["partitions"]
             if code == 0 and parts:  # its configuration: None while not known
-                found[name] = TopicFacts(len(parts), min(len(p["replicas"]) for p in parts),
-                                         configs.get(name))
+                found[name] = TopicFacts(
+                    len(parts), min(len(p["replicas"]) for p in parts), configs.get(name)
+                )
             elif code == 0 or for_code(code).retriable:
                 pending = True
                 errors.setdefault(name, for_code(code).__name__ if code else "no partitions")
@@ -148,11 +163,13 @@ class DeploymentConflict(RuntimeError):
     """This worker's settings are not those of the deployment that owns its APP_ID."""
 
 
-async def read_deployment(bootstrap: list[str], topic: str,
-                          **client_kwargs: object) -> list[deployment.Record]:
+async def read_deployment(
+    bootstrap: list[str], topic: str, **client_kwargs: object
+) -> list[deployment.Record]:
     """Every readable record of the deployment topic, in order (one partition)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                **client_kwargs)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **client_kwargs
+    )
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
@@ -169,8 +186,9 @@ async def read_deployment(bootstrap: list[str], topic: str,
                         value = None
                     record = deployment.Record.from_json(value)
                     if record is None:
-                        log.warning("%s: unreadable record at offset %d skipped", topic,
-                                    message.offset)
+                        log.warning(
+                            "%s: unreadable record at offset %d skipped", topic, message.offset
+                        )
                     else:
                         records.append(record)
         return records
@@ -178,34 +196,44 @@ async def read_deployment(bootstrap: list[str], topic: str,
         await consumer.stop()
 
 
-async def write_deployment(bootstrap: list[str], topic: str, record: deployment.Record,
-                           **client_kwargs: object) -> None:
+async def write_deployment(
+    bootstrap: list[str], topic: str, record: deployment.Record, **client_kwargs: object
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_kwargs)
     await producer.start()
     try:
-        await producer.send_and_wait(topic, json.dumps(record.to_json()).encode(),
-                                     key=record.key(int(time.time() * 1000)).encode(),
-                                     partition=0)
+        await producer.send_and_wait(
+            topic,
+            json.dumps(record.to_json()).encode(),
+            key=record.key(int(time.time() * 1000)).encode(),
+            partition=0,
+        )
     finally:
         await producer.stop()
 
 
-def new_record(kind: str, identity: dict[str, str],
-               supersedes: str | None = None) -> deployment.Record:
-    return deployment.Record(kind, deployment.fingerprint(identity), identity,
-                             socket.gethostname(),
-                             datetime.now(UTC).isoformat(timespec="seconds"), supersedes)
+def new_record(
+    kind: str, identity: dict[str, str], supersedes: str | None = None
+) -> deployment.Record:
+    return deployment.Record(
+        kind,
+        deployment.fingerprint(identity),
+        identity,
+        socket.gethostname(),
+        datetime.now(UTC).isoformat(timespec="seconds"),
+        supersedes,
+    )
 
 
-async def check_deployment(bootstrap: list[str], app_id: str, identity: dict[str, str],
-                           **client_kwargs: object) -> deployment.Record:
+async def check_deployment(
+    bootstrap: list[str], app_id: str, identity: dict[str, str], **client_kwargs: object
+) -> deployment.Record:
     """The deployment this worker belongs to (recording it on a first start); raises
     DeploymentConflict when the APP_ID belongs to a deployment with other settings."""
     topic = f"{app_id}-{DEPLOYMENT_TOPIC}"
     owner = deployment.current(await read_deployment(bootstrap, topic, **client_kwargs))
     if owner is None:
-        await write_deployment(bootstrap, topic, new_record("initial", identity),
-                               **client_kwargs)
+        await write_deployment(bootstrap, topic, new_record("initial", identity), **client_kwargs)
         # a first start racing another: the first record in the topic wins, for both
         owner = deployment.current(await read_deployment(bootstrap, topic, **client_kwargs))
         assert owner is not None, "the record just written is not readable"

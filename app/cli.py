@@ -10,6 +10,7 @@
 They read the cluster's state from the changelog topics (app.view.ClusterView) and
 act only through the control topic, like the workers do: no worker needs to be asked.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,9 @@ def _view() -> ClusterView:
 
 def _state(view: ClusterView, table: str) -> dict[str, Any]:
     if table not in view.tables:
-        raise click.ClickException(f"unknown table {table!r}; replicated: "
-                                   f"{', '.join(sorted(view.tables)) or 'none'}")
+        raise click.ClickException(
+            f"unknown table {table!r}; replicated: {', '.join(sorted(view.tables)) or 'none'}"
+        )
     return view.tables[table]
 
 
@@ -46,26 +48,37 @@ def _print_json(cmd: AppCommand, value: Any) -> None:
 def _row_text(r: dict[str, Any]) -> list[str]:
     snap = r["snapshot"]
     if snap and r["phase"] == "INIT_SYNC":
-        progress = (f"{snap['percent']:.1f}% ({snap['items']:,} items, "
-                    f"{snap['segments_done']}/{snap['segments_total']} seg, ETA "
-                    f"{duration(snap['eta_s'])})")
+        progress = (
+            f"{snap['percent']:.1f}% ({snap['items']:,} items, "
+            f"{snap['segments_done']}/{snap['segments_total']} seg, ETA "
+            f"{duration(snap['eta_s'])})"
+        )
     elif snap:
         progress = f"done ({snap['items']:,} items)"
     else:
         progress = "-"
     sh = r["shards"]
-    return [r["table"], str(r["phase"]), progress, f"{sh['open']}/{sh['finished']}",
-            f"{r['events_per_s']:,.0f}", "-" if r["lag_s"] is None else f"{r['lag_s']:.1f}s",
-            # a refusal's reason is the whole point of the row: not cut
-            r["refused"] or (r["error"] or "")[:60]]
+    return [
+        r["table"],
+        str(r["phase"]),
+        progress,
+        f"{sh['open']}/{sh['finished']}",
+        f"{r['events_per_s']:,.0f}",
+        "-" if r["lag_s"] is None else f"{r['lag_s']:.1f}s",
+        # a refusal's reason is the whole point of the row: not cut
+        r["refused"] or (r["error"] or "")[:60],
+    ]
 
 
 def _table(rows: list[list[str]], head: list[str]) -> str:
     widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
     line = "  ".join
-    return "\n".join([line(h.ljust(w) for h, w in zip(head, widths, strict=True)),
-                      *(line(c.ljust(w) for c, w in zip(row, widths, strict=True))
-                        for row in rows)])
+    return "\n".join(
+        [
+            line(h.ljust(w) for h, w in zip(head, widths, strict=True)),
+            *(line(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows),
+        ]
+    )
 
 
 @app.command(option("--json", "as_json", is_flag=True, help="JSON instead of a table"))
@@ -79,9 +92,12 @@ async def status(self: AppCommand, as_json: bool) -> None:
     elif not rows:
         self.say("no tables replicated yet")
     else:
-        self.say(_table([_row_text(r) for r in rows],
-                        ["TABLE", "PHASE", "SNAPSHOT", "SHARDS open/done", "EVENTS/S", "LAG",
-                         "ERROR"]))
+        self.say(
+            _table(
+                [_row_text(r) for r in rows],
+                ["TABLE", "PHASE", "SNAPSHOT", "SHARDS open/done", "EVENTS/S", "LAG", "ERROR"],
+            )
+        )
 
 
 @app.command(argument("table"), option("--json", "as_json", is_flag=True))
@@ -95,14 +111,28 @@ async def checkpoints(self: AppCommand, table: str, as_json: bool) -> None:
         _print_json(self, rows)
         return
     self.say(f"{table}: {s.get('phase')}, epoch {s.get('epoch')}")
-    self.say(_table([[r["unit"], str(r["where"]), str(r["status"]), f"{r['count']:,}",
-                      json.dumps(r["position"]) if r["position"] is not None else "-"]
-                     for r in rows], ["UNIT", "WHERE", "STATUS", "COUNT", "POSITION"]))
+    self.say(
+        _table(
+            [
+                [
+                    r["unit"],
+                    str(r["where"]),
+                    str(r["status"]),
+                    f"{r['count']:,}",
+                    json.dumps(r["position"]) if r["position"] is not None else "-",
+                ]
+                for r in rows
+            ],
+            ["UNIT", "WHERE", "STATUS", "COUNT", "POSITION"],
+        )
+    )
 
 
-@app.command(argument("table"),
-             option("--wait/--no-wait", default=True, help="wait until the new epoch started"),
-             option("--timeout", type=float, default=60.0, help="seconds to wait"))
+@app.command(
+    argument("table"),
+    option("--wait/--no-wait", default=True, help="wait until the new epoch started"),
+    option("--timeout", type=float, default=60.0, help="seconds to wait"),
+)
 async def resync(self: AppCommand, table: str, wait: bool, timeout: float) -> None:
     """Force a new snapshot of TABLE (INIT_SYNC, then streaming)."""
     from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
@@ -111,19 +141,25 @@ async def resync(self: AppCommand, table: str, wait: bool, timeout: float) -> No
     await view.load()
     state = _state(view, table)
     if state.get("phase") == "STOPPED":
-        raise click.ClickException(f"{table} is STOPPED (not discovered any more); "
-                                   "tag it again to resume it")
+        raise click.ClickException(
+            f"{table} is STOPPED (not discovered any more); tag it again to resume it"
+        )
     if state.get("phase") == "REFUSED":
         raise click.ClickException(f"{table} is REFUSED: {state.get('error')}")
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers(), acks="all", **client_kwargs(settings))
+        bootstrap_servers=settings.bootstrap_servers(), acks="all", **client_kwargs(settings)
+    )
     await producer.start()
-    key, value = protocol.encode(protocol.Resnapshot(
-        table=table, reason="requested by an operator (resync)", fp=DEPLOYMENT))
+    key, value = protocol.encode(
+        protocol.Resnapshot(table=table, reason="requested by an operator (resync)", fp=DEPLOYMENT)
+    )
     try:  # the control topic's key is the raw text, its value JSON (app.state)
         await producer.send_and_wait(
-            f"{settings.app_id}-control", json.dumps(value).encode(),
-            key=key.encode(), partition=state.get("partition"))
+            f"{settings.app_id}-control",
+            json.dumps(value).encode(),
+            key=key.encode(),
+            partition=state.get("partition"),
+        )
     finally:
         await producer.stop()
     epoch = int(state.get("epoch") or 0)
@@ -144,13 +180,17 @@ async def resync(self: AppCommand, table: str, wait: bool, timeout: float) -> No
     finally:
         stop.set()
         await following  # raises what stopped it early (e.g. the broker is unreachable)
-    raise click.ClickException(f"no worker started the re-snapshot within {timeout:.0f}s "
-                               "(are workers running?)")
+    raise click.ClickException(
+        f"no worker started the re-snapshot within {timeout:.0f}s (are workers running?)"
+    )
 
 
-@app.command(option("--adopt", is_flag=True,
-                    help="make this command's settings the deployment's (on purpose)"),
-             option("--json", "as_json", is_flag=True))
+@app.command(
+    option(
+        "--adopt", is_flag=True, help="make this command's settings the deployment's (on purpose)"
+    ),
+    option("--json", "as_json", is_flag=True),
+)
 async def deployment(self: AppCommand, adopt: bool, as_json: bool) -> None:
     """Show which settings own this APP_ID, or adopt the current ones (--adopt).
 
@@ -168,26 +208,36 @@ async def deployment(self: AppCommand, adopt: bool, as_json: bool) -> None:
         if owner is not None and owner.fingerprint == dep.fingerprint(mine):
             self.say(f"these settings already are the deployment's ({owner.fingerprint})")
             return
-        record = new_record("adopt" if owner else "initial", mine,
-                            owner.fingerprint if owner else None)
+        record = new_record(
+            "adopt" if owner else "initial", mine, owner.fingerprint if owner else None
+        )
         await write_deployment(servers, topic, record, **auth)
         owner = dep.current(await read_deployment(servers, topic, **auth))
         if owner is None or owner.fingerprint != record.fingerprint:
-            raise click.ClickException("another record was written at the same time; "
-                                       "run `deployment` again to see which settings own it")
-        self.say(f"adopted: deployment {record.fingerprint} (was "
-                 f"{record.supersedes or 'unrecorded'}); restart the workers with these settings")
+            raise click.ClickException(
+                "another record was written at the same time; "
+                "run `deployment` again to see which settings own it"
+            )
+        self.say(
+            f"adopted: deployment {record.fingerprint} (was "
+            f"{record.supersedes or 'unrecorded'}); restart the workers with these settings"
+        )
         return
     if owner is None:
-        raise click.ClickException(f"no deployment recorded for APP_ID {settings.app_id} yet "
-                                   "(the first worker records its settings)")
+        raise click.ClickException(
+            f"no deployment recorded for APP_ID {settings.app_id} yet "
+            "(the first worker records its settings)"
+        )
     if as_json:
         _print_json(self, owner.to_json())
         return
-    self.say(f"APP_ID {settings.app_id}: deployment {owner.fingerprint}, recorded by "
-             f"{owner.host} at {owner.at}")
+    self.say(
+        f"APP_ID {settings.app_id}: deployment {owner.fingerprint}, recorded by "
+        f"{owner.host} at {owner.at}"
+    )
     for name in dep.IDENTITY:
         self.say(f"  {name}={owner.settings.get(name, '')}")
     diff = dep.differences(mine, owner.settings)
-    self.say("these settings match it" if not diff else
-             "these settings differ:\n  " + "\n  ".join(diff))
+    self.say(
+        "these settings match it" if not diff else "these settings differ:\n  " + "\n  ".join(diff)
+    )

@@ -3,6 +3,7 @@
 Retry loops test ``retriable``, never a list of types.  Messages name the table,
 stream or shard, and never carry credentials.
 """
+
 from __future__ import annotations
 
 

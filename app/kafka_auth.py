@@ -6,6 +6,7 @@ SASL (PLAIN, SCRAM, Amazon MSK IAM over OAUTHBEARER), and the MSK IAM token prov
 The settings are already validated (:meth:`app.settings.Settings.from_env`): SASL
 credentials are present where they are needed, AWS_MSK_IAM only comes with SASL_SSL.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,8 +23,13 @@ from faust.auth import OAuthCredentials, SASLCredentials
 
 from app.settings import Settings
 
-__all__ = ["MSKAuthError", "MSKIAMTokenProvider", "client_kwargs", "faust_credentials",
-           "msk_token_provider"]
+__all__ = [
+    "MSKAuthError",
+    "MSKIAMTokenProvider",
+    "client_kwargs",
+    "faust_credentials",
+    "msk_token_provider",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +55,25 @@ class MSKIAMTokenProvider(AbstractTokenProvider):
 
     ``clock`` (tests) returns wall-clock seconds, compared with the token's expiry."""
 
-    def __init__(self, region: str, role_arn: str | None = None,
-                 session_name: str = "dynamodb-replicator", *,
-                 clock: Callable[[], float] = time.time, refresh_margin: float = 120.0) -> None:
+    def __init__(
+        self,
+        region: str,
+        role_arn: str | None = None,
+        session_name: str = "dynamodb-replicator",
+        *,
+        clock: Callable[[], float] = time.time,
+        refresh_margin: float = 120.0,
+    ) -> None:
         self.region, self.role_arn, self.session_name = region, role_arn, session_name
         self._clock, self._margin = clock, refresh_margin
         self._lock = threading.Lock()  # not asyncio's: the provider may serve several loops
         self._current: tuple[str, float] | None = None  # (token, expiry in epoch seconds)
 
     def __repr__(self) -> str:
-        return (f"<{type(self).__name__} region={self.region} "
-                f"identity={self.role_arn or 'AWS credential chain'}>")
+        return (
+            f"<{type(self).__name__} region={self.region} "
+            f"identity={self.role_arn or 'AWS credential chain'}>"
+        )
 
     def _cached(self) -> str | None:
         current = self._current
@@ -81,9 +95,12 @@ class MSKIAMTokenProvider(AbstractTokenProvider):
                 return cached
             token, expiry_ms = self._sign()
             self._current = (token, expiry_ms / 1000)
-            log.info("signed an MSK IAM auth token (region %s, identity %s), valid %.0f s",
-                     self.region, self.role_arn or "AWS credential chain",
-                     expiry_ms / 1000 - self._clock())
+            log.info(
+                "signed an MSK IAM auth token (region %s, identity %s), valid %.0f s",
+                self.region,
+                self.role_arn or "AWS credential chain",
+                expiry_ms / 1000 - self._clock(),
+            )
             return token
 
     def _sign(self) -> tuple[str, int]:
@@ -96,26 +113,30 @@ class MSKIAMTokenProvider(AbstractTokenProvider):
         try:
             if self.role_arn:
                 return MSKAuthTokenProvider.generate_auth_token_from_role_arn(
-                    self.region, self.role_arn, self.session_name)
+                    self.region, self.role_arn, self.session_name
+                )
             return MSKAuthTokenProvider.generate_auth_token(self.region)
         except Exception as exc:  # botocore errors name the operation/code, never a secret
             # No credentials: the library dereferences the chain's None, or finds them empty.
             if (isinstance(exc, AttributeError) and "NoneType" in str(exc)) or (
-                    isinstance(exc, ValueError) and "can not be empty" in str(exc)):
+                isinstance(exc, ValueError) and "can not be empty" in str(exc)
+            ):
                 raise MSKAuthError(
                     "MSK IAM: no AWS credentials found to sign the auth token "
-                    f"(identity {self.role_arn or 'AWS credential chain'})") from None
-            raise MSKAuthError(f"MSK IAM: could not sign the auth token (identity "
-                               f"{self.role_arn or 'AWS credential chain'}): "
-                               f"{type(exc).__name__}: {exc}") from exc
+                    f"(identity {self.role_arn or 'AWS credential chain'})"
+                ) from None
+            raise MSKAuthError(
+                f"MSK IAM: could not sign the auth token (identity "
+                f"{self.role_arn or 'AWS credential chain'}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def msk_token_provider(s: Settings) -> MSKIAMTokenProvider:
     """A token provider for the MSK cluster's region (KAFKA_MSK_IAM_REGION, else AWS_REGION),
     signing as KAFKA_MSK_IAM_ROLE_ARN when set, else with the base AWS credential chain.
     Deliberately not AWS_ROLE_ARN: that is the tables' role."""
-    return MSKIAMTokenProvider(s.msk_iam_region, s.kafka_msk_iam_role_arn,
-                               s.aws_role_session_name)
+    return MSKIAMTokenProvider(s.msk_iam_region, s.kafka_msk_iam_role_arn, s.aws_role_session_name)
 
 
 def faust_credentials(s: Settings) -> dict[str, object]:
@@ -129,16 +150,24 @@ def faust_credentials(s: Settings) -> dict[str, object]:
     if proto == "SSL":
         return {"broker_credentials": faust.SSLCredentials(context)}
     if s.kafka_sasl_mechanism == "AWS_MSK_IAM":  # Settings ensures SASL_SSL
-        return {"broker_credentials": OAuthCredentials(oauth_cb=msk_token_provider(s),
-                                                       ssl_context=context)}
+        return {
+            "broker_credentials": OAuthCredentials(
+                oauth_cb=msk_token_provider(s), ssl_context=context
+            )
+        }
     # Settings ensures both are set for SASL with a user name and password
     creds: SASLCredentials
     if s.kafka_sasl_mechanism == "PLAIN":
-        creds = faust.SASLCredentials(username=s.kafka_sasl_username,
-                                      password=s.kafka_sasl_password, ssl_context=context)
+        creds = faust.SASLCredentials(
+            username=s.kafka_sasl_username, password=s.kafka_sasl_password, ssl_context=context
+        )
     else:
-        creds = SASLCredentials(username=s.kafka_sasl_username, password=s.kafka_sasl_password,
-                                mechanism=s.kafka_sasl_mechanism, ssl_context=context)
+        creds = SASLCredentials(
+            username=s.kafka_sasl_username,
+            password=s.kafka_sasl_password,
+            mechanism=s.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
     return {"broker_credentials": creds}
 
 
@@ -155,7 +184,9 @@ def client_kwargs(s: Settings) -> dict[str, object]:
     if s.kafka_sasl_mechanism == "AWS_MSK_IAM":
         auth.update(sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=msk_token_provider(s))
     elif s.kafka_security_protocol.startswith("SASL"):
-        auth.update(sasl_mechanism=s.kafka_sasl_mechanism,
-                    sasl_plain_username=s.kafka_sasl_username,
-                    sasl_plain_password=s.kafka_sasl_password)
+        auth.update(
+            sasl_mechanism=s.kafka_sasl_mechanism,
+            sasl_plain_username=s.kafka_sasl_username,
+            sasl_plain_password=s.kafka_sasl_password,
+        )
     return auth

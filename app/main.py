@@ -1,4 +1,5 @@
 """The Faust application, configured once from the environment (app.settings)."""
+
 from __future__ import annotations
 
 import logging
@@ -52,8 +53,9 @@ class ReplicatorApp(faust.App):
 
         configure(settings.log_level, settings.log_format)
         log.info("settings: %s", settings.masked())
-        warning = exposure_warning(self.conf.web_bind, settings.web_auth_token,
-                                   tls=settings.web_tls_cert is not None)
+        warning = exposure_warning(
+            self.conf.web_bind, settings.web_auth_token, tls=settings.web_tls_cert is not None
+        )
         if warning:
             log.warning(warning)
 
@@ -61,20 +63,25 @@ class ReplicatorApp(faust.App):
         # reason (and create or check nothing else of the other's)
         topics = internal_topics(settings)
         deployment_topic = f"{settings.app_id}-{DEPLOYMENT_TOPIC}"
-        await ensure_topics(settings.bootstrap_servers(),
-                            {deployment_topic: topics.pop(deployment_topic)},
-                            **client_kwargs(settings))
+        await ensure_topics(
+            settings.bootstrap_servers(),
+            {deployment_topic: topics.pop(deployment_topic)},
+            **client_kwargs(settings),
+        )
         try:
-            owner = await check_deployment(settings.bootstrap_servers(), settings.app_id,
-                                           settings.identity(), **client_kwargs(settings))
+            owner = await check_deployment(
+                settings.bootstrap_servers(),
+                settings.app_id,
+                settings.identity(),
+                **client_kwargs(settings),
+            )
         except DeploymentConflict as exc:
             # before this worker joins the group: the other deployment is left undisturbed
             log.critical("%s", exc)
             print(f"deployment conflict: {exc}", file=sys.stderr, flush=True)
             logging.shutdown()
             os._exit(3)  # Faust would restart a crashed service; nothing to clean up yet
-        log.info("deployment %s (recorded by %s at %s)", owner.fingerprint, owner.host,
-                 owner.at)
+        log.info("deployment %s (recorded by %s at %s)", owner.fingerprint, owner.host, owner.at)
         await ensure_topics(settings.bootstrap_servers(), topics, **client_kwargs(settings))
 
 
@@ -85,12 +92,14 @@ def internal_topics(s: Settings) -> dict[str, TopicSpec]:
     p, r = s.state_partitions, s.kafka_topic_replication
     big = {"max.message.bytes": str(STATE_MAX_MESSAGE_BYTES)}
     compact = {"cleanup.policy": "compact", **big}
-    topics = {f"{s.app_id}-{suffix}": TopicSpec(p, r, compact if suffix.endswith("changelog")
-                                                 else big)
-              for suffix in STATE_TOPICS}
+    topics = {
+        f"{s.app_id}-{suffix}": TopicSpec(p, r, compact if suffix.endswith("changelog") else big)
+        for suffix in STATE_TOPICS
+    }
     # a handful of small records, all kept: which deployment owns this APP_ID
-    topics[f"{s.app_id}-{DEPLOYMENT_TOPIC}"] = TopicSpec(1, r, {"retention.ms": "-1",
-                                                               "retention.bytes": "-1"})
+    topics[f"{s.app_id}-{DEPLOYMENT_TOPIC}"] = TopicSpec(
+        1, r, {"retention.ms": "-1", "retention.bytes": "-1"}
+    )
     return topics
 
 
@@ -102,7 +111,8 @@ def _web_options(s: Settings) -> dict[str, object]:
         options["web_ssl_context"] = context
     if s.web_auth_token is not None:
         options["web_application_options"] = {
-            "middlewares": [auth_middleware(s.web_auth_user, s.web_auth_token)]}
+            "middlewares": [auth_middleware(s.web_auth_user, s.web_auth_token)]
+        }
     return options
 
 
@@ -116,8 +126,8 @@ app = ReplicatorApp(
     topic_replication_factor=settings.kafka_topic_replication,
     producer_acks=-1,
     # a record of KAFKA_MAX_RECORD_BYTES (or a state record) alone in its batch must fit
-    producer_max_request_size=max(STATE_MAX_MESSAGE_BYTES,
-                                  settings.kafka_max_record_bytes) + 65_536,
+    producer_max_request_size=max(STATE_MAX_MESSAGE_BYTES, settings.kafka_max_record_bytes)
+    + 65_536,
     # a batch not acknowledged by then fails (and is sent again by the runner); Faust's
     # default (1200 s) let a batch wait 20 minutes for a partition leader
     producer_request_timeout=settings.kafka_send_timeout,

@@ -10,6 +10,7 @@ A topic is made usable before its first send: created with the admin client (wit
 request shows a leader for every partition and the producer's own metadata has them.
 Every send has a deadline (KAFKA_SEND_TIMEOUT).  A send reports, per partition, what
 was not acknowledged (from the first failed batch on, so a resend keeps the order)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -47,15 +48,24 @@ def classify(exc: BaseException) -> Verdict:
         return "too_large"
     if isinstance(exc, (KafkaSendTimeout, KafkaTimeoutError, TimeoutError)):
         return "timeout"
-    if isinstance(exc, KafkaError) and type(exc) is not KafkaError and not exc.retriable \
-            and not isinstance(exc, ProducerClosed):
+    if (
+        isinstance(exc, KafkaError)
+        and type(exc) is not KafkaError
+        and not exc.retriable
+        and not isinstance(exc, ProducerClosed)
+    ):
         return "permanent"  # a named refusal: authorization, invalid topic, policy, ...
     return "retry"  # broker down, connection reset, not leader, ... (and unknown errors)
 
 
-async def send_records(kafka: Any, topic: str, messages: Sequence[Message],
-                       timestamp_ms: int | None = None, max_batch_bytes: int | None = None,
-                       timeout: float | None = None) -> list[Failure]:
+async def send_records(
+    kafka: Any,
+    topic: str,
+    messages: Sequence[Message],
+    timestamp_ms: int | None = None,
+    max_batch_bytes: int | None = None,
+    timeout: float | None = None,
+) -> list[Failure]:
     """Append the messages to record batches per partition of an aiokafka producer
     (Kafka's default partitioner), ship each batch when full (or over `max_batch_bytes`;
     0 = one record per batch), then wait (at most `timeout` s) for every ack.
@@ -79,9 +89,12 @@ async def send_records(kafka: Any, topic: str, messages: Sequence[Message],
             for key, value in messages:
                 part = partition_for(key, n)
                 current = open_batches.get(part)
-                if current is not None and max_batch_bytes is not None and \
-                        current[0].size() + len(key) + len(value or b"") + _RECORD_FRAMING \
-                        > max_batch_bytes:
+                if (
+                    current is not None
+                    and max_batch_bytes is not None
+                    and current[0].size() + len(key) + len(value or b"") + _RECORD_FRAMING
+                    > max_batch_bytes
+                ):
                     await ship(part)
                     current = None
                 if current is None:
@@ -106,15 +119,22 @@ async def send_records(kafka: Any, topic: str, messages: Sequence[Message],
     failures: list[Failure] = []
     for part in sorted(shipped.keys() | open_batches.keys() | tail.keys()):
         group = shipped.get(part, [])
-        bad = next((i for i, (_, fut) in enumerate(group) if not fut.done() or
-                    fut.cancelled() or fut.exception() is not None), None)
+        bad = next(
+            (
+                i
+                for i, (_, fut) in enumerate(group)
+                if not fut.done() or fut.cancelled() or fut.exception() is not None
+            ),
+            None,
+        )
         unsent = list(open_batches[part][1]) if part in open_batches else []
         unsent += tail.get(part, [])
         if bad is not None:
             fut = group[bad][1]
             if not fut.done():
                 exc: BaseException = KafkaSendTimeout(
-                    f"{topic}: no acknowledgement within {timeout}s")
+                    f"{topic}: no acknowledgement within {timeout}s"
+                )
             else:
                 exc = KafkaError("cancelled") if fut.cancelled() else fut.exception()
             failed = [m for msgs, _ in group[bad:] for m in msgs]
@@ -151,11 +171,12 @@ class Output:
         if self._admin is None:
             from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers(),
-                                        client_id=f"{self.settings.app_id}-output",
-                                        request_timeout_ms=int(
-                                            self.settings.kafka_send_timeout * 1000),
-                                        **self.auth)
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.settings.bootstrap_servers(),
+                client_id=f"{self.settings.app_id}-output",
+                request_timeout_ms=int(self.settings.kafka_send_timeout * 1000),
+                **self.auth,
+            )
             await admin.start()
             self._admin = admin
         return self._admin
@@ -185,10 +206,16 @@ class Output:
         created = False
         if name not in set(await admin.list_topics()):
             try:
-                resp = await admin.create_topics([NewTopic(
-                    name, self.settings.kafka_topic_partitions,
-                    self.settings.kafka_topic_replication,
-                    topic_configs={"max.message.bytes": str(need)})])
+                resp = await admin.create_topics(
+                    [
+                        NewTopic(
+                            name,
+                            self.settings.kafka_topic_partitions,
+                            self.settings.kafka_topic_replication,
+                            topic_configs={"max.message.bytes": str(need)},
+                        )
+                    ]
+                )
                 for _, code, *rest in resp.topic_errors:
                     if code not in (0, TopicAlreadyExistsError.errno):
                         from aiokafka.errors import for_code  # type: ignore[import-untyped]
@@ -200,15 +227,28 @@ class Output:
         await self._wait_for_leaders(admin, name)
         have = await self._max_message_bytes(admin, name)
         if have < need:
-            log.warning("topic %s: max.message.bytes=%d is below the %d that "
-                        "KAFKA_MAX_RECORD_BYTES=%d needs; events over %d bytes go to the "
-                        "dead-letter topic %s. Raise the topic's max.message.bytes (kafka-configs "
-                        "--alter --entity-type topics --entity-name %s --add-config "
-                        "max.message.bytes=%d)", name, have, need,
-                        self.settings.kafka_max_record_bytes,
-                        limits.record_limit_for_topic(have), self.dlq_topic, name, need)
-        log.info("topic %s %s: %s partitions with leaders, max.message.bytes=%d", name,
-                 "created" if created else "found", "all", have)
+            log.warning(
+                "topic %s: max.message.bytes=%d is below the %d that "
+                "KAFKA_MAX_RECORD_BYTES=%d needs; events over %d bytes go to the "
+                "dead-letter topic %s. Raise the topic's max.message.bytes (kafka-configs "
+                "--alter --entity-type topics --entity-name %s --add-config "
+                "max.message.bytes=%d)",
+                name,
+                have,
+                need,
+                self.settings.kafka_max_record_bytes,
+                limits.record_limit_for_topic(have),
+                self.dlq_topic,
+                name,
+                need,
+            )
+        log.info(
+            "topic %s %s: %s partitions with leaders, max.message.bytes=%d",
+            name,
+            "created" if created else "found",
+            "all",
+            have,
+        )
         return limits.record_limit_for_topic(have)
 
     @staticmethod
@@ -219,8 +259,9 @@ class Output:
 
         delay = 0.05
         while True:
-            for resp in await admin.describe_configs([ConfigResource(
-                    ConfigResourceType.TOPIC, name, {"max.message.bytes": None})]):
+            for resp in await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name, {"max.message.bytes": None})]
+            ):
                 for resource in resp.resources:
                     for entry in resource[4]:  # (name, value, read_only, ...)
                         if entry[0] == "max.message.bytes":
@@ -235,8 +276,11 @@ class Output:
         while True:
             (topic,) = await admin.describe_topics([name])
             parts = topic["partitions"]
-            if topic["error_code"] == 0 and parts and all(
-                    p["error_code"] == 0 and p["leader"] >= 0 for p in parts):
+            if (
+                topic["error_code"] == 0
+                and parts
+                and all(p["error_code"] == 0 and p["leader"] >= 0 for p in parts)
+            ):
                 break
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
@@ -252,8 +296,10 @@ class Output:
         await kafka.partitions_for(name)
         while True:
             await kafka.client.force_metadata_update()
-            leaders = [kafka.client.cluster.leader_for_partition(TopicPartition(name, p["partition"]))
-                       for p in parts]
+            leaders = [
+                kafka.client.cluster.leader_for_partition(TopicPartition(name, p["partition"]))
+                for p in parts
+            ]
             if all(leader is not None and leader >= 0 for leader in leaders):
                 return
             await asyncio.sleep(delay)
@@ -262,9 +308,13 @@ class Output:
     def _internal_topics(self) -> tuple[str, ...]:
         return tuple(f"{self.settings.app_id}-{suffix}" for suffix in STATE_TOPICS)
 
-    async def send_batch(self, topic: str, messages: Sequence[Message],
-                         timestamp: float | None = None, one_per_batch: bool = False
-                         ) -> list[Failure]:
+    async def send_batch(
+        self,
+        topic: str,
+        messages: Sequence[Message],
+        timestamp: float | None = None,
+        one_per_batch: bool = False,
+    ) -> list[Failure]:
         """Send all, then wait (at most KAFKA_SEND_TIMEOUT) for every acknowledgement;
         returns what failed or was not acknowledged, with the error (empty: all acked)."""
         if not messages:
@@ -272,18 +322,35 @@ class Output:
         limit = await self.ensure_topic(topic)
         cap = 0 if one_per_batch else min(1_048_576, limits.topic_max_message_bytes(limit))
         # aiokafka's producer inside Faust's (faust-streaming 0.15's driver keeps it there)
-        return await send_records(self.app.producer._ensure_producer(), topic, messages,
-                                  None if timestamp is None else int(timestamp * 1000),
-                                  max_batch_bytes=cap,
-                                  timeout=self.settings.kafka_send_timeout)
+        return await send_records(
+            self.app.producer._ensure_producer(),
+            topic,
+            messages,
+            None if timestamp is None else int(timestamp * 1000),
+            max_batch_bytes=cap,
+            timeout=self.settings.kafka_send_timeout,
+        )
 
-    async def dead_letter(self, table: str, where: str, error: str, keys: Any = None,
-                          size: int | None = None, payload: bytes | None = None) -> None:
+    async def dead_letter(
+        self,
+        table: str,
+        where: str,
+        error: str,
+        keys: Any = None,
+        size: int | None = None,
+        payload: bytes | None = None,
+    ) -> None:
         """Record an event we cannot deliver; the loop that found it carries on.  The event
         itself goes along when the dead-letter topic takes it."""
         limit = await self.ensure_topic(self.dlq_topic)
-        doc: dict[str, Any] = {"table": table, "where": where, "error": error, "size": size,
-                               "keys": keys, "ts_ms": int(time.time() * 1000)}
+        doc: dict[str, Any] = {
+            "table": table,
+            "where": where,
+            "error": error,
+            "size": size,
+            "keys": keys,
+            "ts_ms": int(time.time() * 1000),
+        }
         if payload is not None and self.settings.kafka_dlq_content == "keys":
             doc["payload"] = None
             doc["payload_omitted"] = "KAFKA_DLQ_CONTENT=keys"
@@ -292,10 +359,10 @@ class Output:
         body = codec.dumps(doc)
         if len(body) + len(table) > limit:
             doc["payload"] = None
-            doc["payload_omitted"] = (f"{len(body)} bytes with the event: over the "
-                                      f"dead-letter topic's limit of {limit}")
+            doc["payload_omitted"] = (
+                f"{len(body)} bytes with the event: over the dead-letter topic's limit of {limit}"
+            )
             body = codec.dumps(doc)
-        fut = await self.app.producer.send(self.dlq_topic, table.encode(), body, None, None,
-                                           None)
+        fut = await self.app.producer.send(self.dlq_topic, table.encode(), body, None, None, None)
         async with asyncio.timeout(self.settings.kafka_send_timeout):
             await fut

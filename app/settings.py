@@ -7,6 +7,7 @@ string counts as unset, except where empty is itself meaningful (``empty_ok``: t
 prefix, tag filters, table lists).  Secret fields never show their value in errors,
 ``repr`` or :meth:`Settings.masked`.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,6 +56,7 @@ _EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")  # STS ExternalId
 
 # ---- parsers: raw text -> value; ValueError says what is accepted ------------------------
 
+
 class _Hidden(ValueError):
     """A parser error whose raw value must not be echoed."""
 
@@ -70,6 +72,7 @@ def _int(lo: int, hi: int) -> Callable[[str], int]:
         if not lo <= value <= hi:
             raise ValueError(accepted)
         return value
+
     return parse
 
 
@@ -81,10 +84,10 @@ def _float(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], fl
             value = float(raw)
         except ValueError:
             value = math.nan
-        if not (math.isfinite(value) and (value > lo if lo_open else value >= lo)
-                and value <= hi):
+        if not (math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi):
             raise ValueError(accepted)
         return value
+
     return parse
 
 
@@ -93,6 +96,7 @@ def _choice(*options: str) -> Callable[[str], str]:
         if raw.lower() not in options:
             raise ValueError(f"one of {', '.join(options)}")
         return raw.lower()
+
     return parse
 
 
@@ -125,9 +129,11 @@ def _bool(raw: str) -> bool:
 
 def _app_id(raw: str) -> str:
     if not _NAME.fullmatch(raw) or len(raw) > APP_ID_MAX:
-        raise ValueError(f"1-{APP_ID_MAX} letters, digits, '.', '_' or '-' (the longest topic "
-                         f"named after it, <APP_ID>-__assignor-__leader, must fit Kafka's "
-                         f"{KAFKA_TOPIC_MAX} characters)")
+        raise ValueError(
+            f"1-{APP_ID_MAX} letters, digits, '.', '_' or '-' (the longest topic "
+            f"named after it, <APP_ID>-__assignor-__leader, must fit Kafka's "
+            f"{KAFKA_TOPIC_MAX} characters)"
+        )
     return raw
 
 
@@ -151,9 +157,13 @@ def _brokers(raw: str) -> tuple[str, ...]:
         except ValueError:  # not a number, or out of range
             raise ValueError(accepted) from None
         if (
-            parts.scheme != "kafka" or not parts.hostname or port == 0
+            parts.scheme != "kafka"
+            or not parts.hostname
+            or port == 0
             or (not has_scheme and port is None)
-            or parts.path.strip("/") or parts.query or parts.fragment
+            or parts.path.strip("/")
+            or parts.query
+            or parts.fragment
         ):
             raise ValueError(accepted)
         urls.append(url.rstrip("/"))
@@ -227,7 +237,8 @@ def _exclude(raw: str) -> ExcludePattern | None:
             f"a regular expression that decides within {pattern.probe_timeout * 1000:g} ms "
             f"whether it matches a table name; this one does not on {slow[:6]}… "
             f"({len(slow)} characters): nested quantifiers such as (a+)+ backtrack "
-            "exponentially")
+            "exponentially"
+        )
     return pattern
 
 
@@ -262,8 +273,9 @@ def _username(raw: str) -> str:
 
 def _password(raw: str) -> str:
     if len(raw) > 1024 or any(ord(c) < 32 or ord(c) == 127 for c in raw):
-        raise ValueError("a password of up to 1024 characters without control characters "
-                         "such as a newline")
+        raise ValueError(
+            "a password of up to 1024 characters without control characters such as a newline"
+        )
     return raw
 
 
@@ -273,8 +285,9 @@ _WEB_USER = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 def _token(raw: str) -> str:
     if not _TOKEN.fullmatch(raw):
-        raise ValueError("16 to 256 visible ASCII characters without spaces "
-                         "(e.g. `openssl rand -hex 32`)")
+        raise ValueError(
+            "16 to 256 visible ASCII characters without spaces (e.g. `openssl rand -hex 32`)"
+        )
     return raw
 
 
@@ -291,120 +304,153 @@ def _path(raw: str) -> str:
 
 
 def _env(
-    env: str | tuple[str, ...], default: str | None, parse: Callable[[str], Any], *,
-    empty_ok: bool = False, secret: bool = False,
+    env: str | tuple[str, ...],
+    default: str | None,
+    parse: Callable[[str], Any],
+    *,
+    empty_ok: bool = False,
+    secret: bool = False,
 ) -> dict[str, Any]:
     """Field metadata: variable name(s) (first set wins), raw default, parser, flags."""
     envs = (env,) if isinstance(env, str) else env
-    return {"env": envs, "default": default, "parse": parse, "empty_ok": empty_ok,
-            "secret": secret}
+    return {"env": envs, "default": default, "parse": parse, "empty_ok": empty_ok, "secret": secret}
 
 
 # ---- the settings --------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     broker_url: tuple[str, ...] = field(
-        metadata=_env("BROKER_URL", "kafka://localhost:9092", _brokers))
+        metadata=_env("BROKER_URL", "kafka://localhost:9092", _brokers)
+    )
     app_id: str = field(metadata=_env("APP_ID", "dynamodb-replicator", _app_id))
     aws_region: str = field(
-        metadata=_env(("AWS_REGION", "AWS_DEFAULT_REGION"), "us-east-1", _region))
+        metadata=_env(("AWS_REGION", "AWS_DEFAULT_REGION"), "us-east-1", _region)
+    )
     aws_endpoint_url: str | None = field(metadata=_env("AWS_ENDPOINT_URL", None, _http_url))
     aws_endpoint_url_dynamodb: str | None = field(
-        metadata=_env("AWS_ENDPOINT_URL_DYNAMODB", None, _http_url))
+        metadata=_env("AWS_ENDPOINT_URL_DYNAMODB", None, _http_url)
+    )
     aws_endpoint_url_dynamodb_streams: str | None = field(
-        metadata=_env("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", None, _http_url))
+        metadata=_env("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", None, _http_url)
+    )
     aws_endpoint_url_resource_groups_tagging_api: str | None = field(
-        metadata=_env("AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API", None, _http_url))
-    aws_endpoint_url_sts: str | None = field(
-        metadata=_env("AWS_ENDPOINT_URL_STS", None, _http_url))
+        metadata=_env("AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API", None, _http_url)
+    )
+    aws_endpoint_url_sts: str | None = field(metadata=_env("AWS_ENDPOINT_URL_STS", None, _http_url))
     # Cross-account tables: credentials from sts:AssumeRole, refreshed before they expire.
     aws_role_arn: str | None = field(metadata=_env("AWS_ROLE_ARN", None, _role_arn))
     aws_role_session_name: str = field(
-        metadata=_env("AWS_ROLE_SESSION_NAME", "dynamodb-replicator", _session_name))
+        metadata=_env("AWS_ROLE_SESSION_NAME", "dynamodb-replicator", _session_name)
+    )
     aws_role_external_id: str | None = field(
-        repr=False, metadata=_env("AWS_ROLE_EXTERNAL_ID", None, _external_id, secret=True))
+        repr=False, metadata=_env("AWS_ROLE_EXTERNAL_ID", None, _external_id, secret=True)
+    )
     aws_role_duration: int = field(  # seconds; STS allows 900 up to the role's maximum
-        metadata=_env("AWS_ROLE_DURATION", "3600", _int(900, 43200)))
+        metadata=_env("AWS_ROLE_DURATION", "3600", _int(900, 43200))
+    )
     # <= 15 min: a shard iterator expires by then anyway
-    aws_read_timeout: float = field(
-        metadata=_env("AWS_READ_TIMEOUT", "60", _float(1, 900)))
+    aws_read_timeout: float = field(metadata=_env("AWS_READ_TIMEOUT", "60", _float(1, 900)))
     dynamodb_tag_filters: tuple[TagFilter, ...] = field(
-        metadata=_env("DYNAMODB_TAG_FILTERS", "datalake-ingest", _tag_filters, empty_ok=True))
+        metadata=_env("DYNAMODB_TAG_FILTERS", "datalake-ingest", _tag_filters, empty_ok=True)
+    )
     dynamodb_tables: tuple[str, ...] = field(
-        metadata=_env("DYNAMODB_TABLES", "", _tables, empty_ok=True))
+        metadata=_env("DYNAMODB_TABLES", "", _tables, empty_ok=True)
+    )
     # A table is excluded when the pattern matches anywhere in its name (re.search); each
     # search is bounded (app.domain.discovery.ExcludePattern).
     dynamodb_tables_exclude: ExcludePattern | None = field(
-        metadata=_env("DYNAMODB_TABLES_EXCLUDE", "", _exclude, empty_ok=True))
+        metadata=_env("DYNAMODB_TABLES_EXCLUDE", "", _exclude, empty_ok=True)
+    )
     dynamodb_discovery_interval: float = field(
-        metadata=_env("DYNAMODB_DISCOVERY_INTERVAL", "60", _float(1, 86400)))
-    dynamodb_sync_mode: SyncMode = field(metadata=_env(
-        "DYNAMODB_SYNC_MODE", "snapshot_and_stream",
-        _choice("snapshot_and_stream", "stream_only", "snapshot_only")))
+        metadata=_env("DYNAMODB_DISCOVERY_INTERVAL", "60", _float(1, 86400))
+    )
+    dynamodb_sync_mode: SyncMode = field(
+        metadata=_env(
+            "DYNAMODB_SYNC_MODE",
+            "snapshot_and_stream",
+            _choice("snapshot_and_stream", "stream_only", "snapshot_only"),
+        )
+    )
     dynamodb_stream_start: StreamStart = field(
-        metadata=_env("DYNAMODB_STREAM_START", "trim_horizon", _choice("trim_horizon", "latest")))
+        metadata=_env("DYNAMODB_STREAM_START", "trim_horizon", _choice("trim_horizon", "latest"))
+    )
     dynamodb_scan_segments: int = field(  # 0 = auto, see segments.plan_segments
-        metadata=_env("DYNAMODB_SCAN_SEGMENTS", "0", _int(0, 1_000_000)))
+        metadata=_env("DYNAMODB_SCAN_SEGMENTS", "0", _int(0, 1_000_000))
+    )
     dynamodb_scan_rcu_percent: float = field(
-        metadata=_env("DYNAMODB_SCAN_RCU_PERCENT", "50", _float(0, 100, lo_open=True)))
+        metadata=_env("DYNAMODB_SCAN_RCU_PERCENT", "50", _float(0, 100, lo_open=True))
+    )
     dynamodb_scan_max_rcu: float = field(  # on-demand tables; 0 = no cap
-        metadata=_env("DYNAMODB_SCAN_MAX_RCU", "0", _float(0, 1_000_000)))
+        metadata=_env("DYNAMODB_SCAN_MAX_RCU", "0", _float(0, 1_000_000))
+    )
     dynamodb_scan_page_limit: int = field(  # 0 = no Limit (1 MB pages)
-        metadata=_env("DYNAMODB_SCAN_PAGE_LIMIT", "0", _int(0, 1_000_000)))
+        metadata=_env("DYNAMODB_SCAN_PAGE_LIMIT", "0", _int(0, 1_000_000))
+    )
     dynamodb_shard_refresh_interval: float = field(
-        metadata=_env("DYNAMODB_SHARD_REFRESH_INTERVAL", "30", _float(1, 3600)))
+        metadata=_env("DYNAMODB_SHARD_REFRESH_INTERVAL", "30", _float(1, 3600))
+    )
     dynamodb_poll_interval: float = field(
-        metadata=_env("DYNAMODB_POLL_INTERVAL", "0.25", _float(0, 60)))
+        metadata=_env("DYNAMODB_POLL_INTERVAL", "0.25", _float(0, 60))
+    )
     # >= 1 s: ApproximateCreationDateTime is rounded down to the second
     dynamodb_snapshot_overlap: float = field(
-        metadata=_env("DYNAMODB_SNAPSHOT_OVERLAP", "60", _float(1, 3600)))
+        metadata=_env("DYNAMODB_SNAPSHOT_OVERLAP", "60", _float(1, 3600))
+    )
     # How long the table's stream keeps records (DynamoDB Streams: 24 h).  A position
     # older than this minus 1/24 is never resumed from: the table re-snapshots, loudly.
     # Lower it only to test (it compresses time); never above what AWS keeps.
     dynamodb_stream_retention: float = field(
-        metadata=_env("DYNAMODB_STREAM_RETENTION", "86400", _float(24, 86400)))
+        metadata=_env("DYNAMODB_STREAM_RETENTION", "86400", _float(24, 86400))
+    )
     kafka_topic_prefix: str = field(
-        metadata=_env("KAFKA_TOPIC_PREFIX", "dynamodb-", _topic_prefix, empty_ok=True))
+        metadata=_env("KAFKA_TOPIC_PREFIX", "dynamodb-", _topic_prefix, empty_ok=True)
+    )
     kafka_topic_partitions: int = field(
-        metadata=_env("KAFKA_TOPIC_PARTITIONS", "8", _int(1, 10_000)))
+        metadata=_env("KAFKA_TOPIC_PARTITIONS", "8", _int(1, 10_000))
+    )
     # output topics and the internal ones (control, changelogs) alike
-    kafka_topic_replication: int = field(
-        metadata=_env("KAFKA_TOPIC_REPLICATION", "1", _int(1, 16)))
+    kafka_topic_replication: int = field(metadata=_env("KAFKA_TOPIC_REPLICATION", "1", _int(1, 16)))
     kafka_output_format: OutputFormat = field(
-        metadata=_env("KAFKA_OUTPUT_FORMAT", "native", _choice("native", "seed")))
+        metadata=_env("KAFKA_OUTPUT_FORMAT", "native", _choice("native", "seed"))
+    )
     kafka_tombstones: bool = field(metadata=_env("KAFKA_TOMBSTONES", "true", _bool))
     # What a dead-letter record holds besides table, place, error and the item's keys:
     # "event" = the event (or the item as received) to fix and replay; "keys" = nothing more
     kafka_dlq_content: str = field(
-        metadata=_env("KAFKA_DLQ_CONTENT", "event", _choice("event", "keys")))
+        metadata=_env("KAFKA_DLQ_CONTENT", "event", _choice("event", "keys"))
+    )
     kafka_max_record_bytes: int = field(
-        metadata=_env("KAFKA_MAX_RECORD_BYTES", "8388608", _int(1024, STATE_MAX_MESSAGE_BYTES)))
+        metadata=_env("KAFKA_MAX_RECORD_BYTES", "8388608", _int(1024, STATE_MAX_MESSAGE_BYTES))
+    )
     # Every send to Kafka must be acknowledged within this many seconds, else it is sent
     # again (also the producer's request timeout and how long a batch may wait for a leader)
-    kafka_send_timeout: float = field(
-        metadata=_env("KAFKA_SEND_TIMEOUT", "30", _float(1, 900)))
+    kafka_send_timeout: float = field(metadata=_env("KAFKA_SEND_TIMEOUT", "30", _float(1, 900)))
     kafka_security_protocol: SecurityProtocol = field(
-        metadata=_env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", _security_protocol))
+        metadata=_env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", _security_protocol)
+    )
     # with SASL_* and a mechanism other than AWS_MSK_IAM: KAFKA_SASL_USERNAME and
     # KAFKA_SASL_PASSWORD are required (from_env)
     kafka_sasl_mechanism: SaslMechanism = field(
-        metadata=_env("KAFKA_SASL_MECHANISM", "PLAIN", _sasl_mechanism))
-    kafka_sasl_username: str | None = field(
-        metadata=_env("KAFKA_SASL_USERNAME", None, _username))
+        metadata=_env("KAFKA_SASL_MECHANISM", "PLAIN", _sasl_mechanism)
+    )
+    kafka_sasl_username: str | None = field(metadata=_env("KAFKA_SASL_USERNAME", None, _username))
     kafka_sasl_password: str | None = field(
-        repr=False, metadata=_env("KAFKA_SASL_PASSWORD", None, _password, secret=True))
+        repr=False, metadata=_env("KAFKA_SASL_PASSWORD", None, _password, secret=True)
+    )
     # Amazon MSK IAM (KAFKA_SASL_MECHANISM=AWS_MSK_IAM): the region the cluster is in (default
     # AWS_REGION) and an optional role to sign with.  Kafka auth does NOT use AWS_ROLE_ARN (the
     # tables' role, often in another account): MSK is usually in the worker's own account.
-    kafka_msk_iam_region: str | None = field(
-        metadata=_env("KAFKA_MSK_IAM_REGION", None, _region))
+    kafka_msk_iam_region: str | None = field(metadata=_env("KAFKA_MSK_IAM_REGION", None, _region))
     kafka_msk_iam_role_arn: str | None = field(
-        metadata=_env("KAFKA_MSK_IAM_ROLE_ARN", None, _role_arn))
+        metadata=_env("KAFKA_MSK_IAM_ROLE_ARN", None, _role_arn)
+    )
     # How soon a killed worker's work moves on; within the brokers' defaults of
     # group.min.session.timeout.ms (6 s) and group.max.session.timeout.ms (30 min).
     kafka_session_timeout: float = field(
-        metadata=_env("KAFKA_SESSION_TIMEOUT", "30", _float(6, 1800)))
+        metadata=_env("KAFKA_SESSION_TIMEOUT", "30", _float(6, 1800))
+    )
     # How many AWS pages (GetRecords / Scan) one worker holds at once, from the request
     # until Kafka acknowledged their events: bounds memory, whatever the shard count.
     worker_max_pages: int = field(metadata=_env("WORKER_MAX_PAGES", "16", _int(1, 10_000)))
@@ -416,13 +462,15 @@ class Settings:
     # `--web-bind` says otherwise; with a token every page but /healthz asks for it (Bearer,
     # or Basic auth as WEB_AUTH_USER); with a certificate and key they are served over HTTPS.
     web_auth_token: str | None = field(
-        repr=False, metadata=_env("WEB_AUTH_TOKEN", None, _token, secret=True))
+        repr=False, metadata=_env("WEB_AUTH_TOKEN", None, _token, secret=True)
+    )
     web_auth_user: str = field(metadata=_env("WEB_AUTH_USER", "replicator", _web_user))
     web_tls_cert: str | None = field(metadata=_env("WEB_TLS_CERT", None, _path))
     web_tls_key: str | None = field(metadata=_env("WEB_TLS_KEY", None, _path))
     # INIT_SYNC progress (% done, rate, ETA) is logged by the leader at this interval.
     progress_log_interval: float = field(
-        metadata=_env("PROGRESS_LOG_INTERVAL", "30", _float(1, 86400)))
+        metadata=_env("PROGRESS_LOG_INTERVAL", "30", _float(1, 86400))
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -447,35 +495,50 @@ class Settings:
             except ValueError as exc:
                 shown = "the given value is not shown" if meta["secret"] else f"got {raw!r}"
                 raise ConfigError(name, f"expected {exc}; {shown}") from None
-        if _kafka_name(values["kafka_topic_prefix"]).startswith(_kafka_name(values["app_id"]) + "-"):
+        if _kafka_name(values["kafka_topic_prefix"]).startswith(
+            _kafka_name(values["app_id"]) + "-"
+        ):
             # Output topics inside the app's own namespace: a table could be named like a
             # state topic, and no ACL on "<APP_ID>-" could tell state from output apart.
-            raise ConfigError("KAFKA_TOPIC_PREFIX", "expected a prefix outside the app's own "
-                                                    f"topics ({values['app_id']}-…); got "
-                                                    f"{values['kafka_topic_prefix']!r}")
+            raise ConfigError(
+                "KAFKA_TOPIC_PREFIX",
+                "expected a prefix outside the app's own "
+                f"topics ({values['app_id']}-…); got "
+                f"{values['kafka_topic_prefix']!r}",
+            )
         if values["aws_role_external_id"] is not None and values["aws_role_arn"] is None:
-            raise ConfigError("AWS_ROLE_EXTERNAL_ID", "expected only together with AWS_ROLE_ARN "
-                                                      "(the role to assume); AWS_ROLE_ARN is unset")
+            raise ConfigError(
+                "AWS_ROLE_EXTERNAL_ID",
+                "expected only together with AWS_ROLE_ARN "
+                "(the role to assume); AWS_ROLE_ARN is unset",
+            )
         if values["kafka_sasl_mechanism"] == "AWS_MSK_IAM":
             if values["kafka_security_protocol"] != "SASL_SSL":
                 raise ConfigError(
-                    "KAFKA_SASL_MECHANISM", "expected AWS_MSK_IAM only with "
+                    "KAFKA_SASL_MECHANISM",
+                    "expected AWS_MSK_IAM only with "
                     "KAFKA_SECURITY_PROTOCOL=SASL_SSL (MSK IAM listens on TLS, port 9098); "
-                    f"KAFKA_SECURITY_PROTOCOL is {values['kafka_security_protocol']}")
+                    f"KAFKA_SECURITY_PROTOCOL is {values['kafka_security_protocol']}",
+                )
         else:
             for name in ("KAFKA_MSK_IAM_REGION", "KAFKA_MSK_IAM_ROLE_ARN"):
                 if values[name.lower()] is not None:
-                    raise ConfigError(name, "expected only together with "
-                                            "KAFKA_SASL_MECHANISM=AWS_MSK_IAM; it is "
-                                            f"{values['kafka_sasl_mechanism']}")
+                    raise ConfigError(
+                        name,
+                        "expected only together with "
+                        "KAFKA_SASL_MECHANISM=AWS_MSK_IAM; it is "
+                        f"{values['kafka_sasl_mechanism']}",
+                    )
             if values["kafka_security_protocol"].startswith("SASL_"):
                 # PLAIN / SCRAM: a user name and password (the password is never shown)
                 for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
                     if not values[name.lower()]:
                         raise ConfigError(
-                            name, "required when KAFKA_SECURITY_PROTOCOL="
-                                  f"{values['kafka_security_protocol']} and KAFKA_SASL_MECHANISM="
-                                  f"{values['kafka_sasl_mechanism']}; it is unset")
+                            name,
+                            "required when KAFKA_SECURITY_PROTOCOL="
+                            f"{values['kafka_security_protocol']} and KAFKA_SASL_MECHANISM="
+                            f"{values['kafka_sasl_mechanism']}; it is unset",
+                        )
         return cls(**values)
 
     def endpoint_for(self, service: str) -> str | None:

@@ -3,6 +3,7 @@
 All three share STATE_PARTITIONS partitions (co-partitioned): a message keyed
 ``t:<table>`` or ``u:<unit>`` lands on the partition whose table rows it may write.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,16 +27,23 @@ DEPLOYMENT = fingerprint(settings.identity())
 
 async def send_control(key: str, value: dict[str, Any], partition: int | None = None) -> Any:
     """Send a control message stamped with this deployment; returns the delivery future."""
-    return await control_topic.send(key=key, value={**value, "fp": DEPLOYMENT},
-                                    partition=partition)
+    return await control_topic.send(key=key, value={**value, "fp": DEPLOYMENT}, partition=partition)
 
 
 # table name -> table state (app.domain.coordinator)
-tables = app.Table("tables", partitions=settings.state_partitions, key_type=str,
-                   help="Replicated DynamoDB tables: phase, epoch, lineage")
+tables = app.Table(
+    "tables",
+    partitions=settings.state_partitions,
+    key_type=str,
+    help="Replicated DynamoDB tables: phase, epoch, lineage",
+)
 # work unit id -> unit state (cursor / checkpoint)
-units = app.Table("units", partitions=settings.state_partitions, key_type=str,
-                  help="Scan segments, shards and watchers: positions")
+units = app.Table(
+    "units",
+    partitions=settings.state_partitions,
+    key_type=str,
+    help="Scan segments, shards and watchers: positions",
+)
 
 policy = Policy(
     mode=settings.dynamodb_sync_mode,

@@ -7,6 +7,7 @@ plain consumer (no group, nothing committed), keeps the latest row per key and t
 the units' count increments into rates.  A worker follows them for as long as it runs;
 the CLI reads them up to their end once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +26,10 @@ class ClusterView:
     def __init__(self, settings: Any, auth: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self.auth = auth or {}
-        self.topics = {f"{settings.app_id}-tables-changelog": "tables",
-                       f"{settings.app_id}-units-changelog": "units"}
+        self.topics = {
+            f"{settings.app_id}-tables-changelog": "tables",
+            f"{settings.app_id}-units-changelog": "units",
+        }
         self.tables: dict[str, dict[str, Any]] = {}
         self.units: dict[str, dict[str, Any]] = {}
         self.rates = Rates()
@@ -63,8 +66,12 @@ class ClusterView:
         self.rates.add(unit.table, unit.kind, ts_ms, int(row.get("count") or 0) - before)
 
     def rows(self, now_ms: int | None = None) -> list[dict[str, Any]]:
-        return table_rows(self.tables, self.units, self.rates,
-                          int(time.time() * 1000) if now_ms is None else now_ms)
+        return table_rows(
+            self.tables,
+            self.units,
+            self.rates,
+            int(time.time() * 1000) if now_ms is None else now_ms,
+        )
 
     def checkpoints(self, table: str) -> list[dict[str, Any]]:
         return checkpoints(table, self.tables, self.units)
@@ -75,28 +82,39 @@ class ClusterView:
 
         return AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers(),
-            group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-            client_id=f"{self.settings.app_id}-view", **self.auth)
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=f"{self.settings.app_id}-view",
+            **self.auth,
+        )
 
     async def _partitions(self, timeout: float) -> dict[str, list[int]]:
         from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.settings.bootstrap_servers(),
-            client_id=f"{self.settings.app_id}-view", **self.auth)
+            client_id=f"{self.settings.app_id}-view",
+            **self.auth,
+        )
         await admin.start()
         try:
             deadline = time.monotonic() + timeout
             while True:
                 described = await admin.describe_topics(list(self.topics))
-                parts = {d["topic"]: sorted(p["partition"] for p in d.get("partitions") or [])
-                         for d in described if not d.get("error_code")}
+                parts = {
+                    d["topic"]: sorted(p["partition"] for p in d.get("partitions") or [])
+                    for d in described
+                    if not d.get("error_code")
+                }
                 missing = [t for t in self.topics if not parts.get(t)]
                 if not missing:
                     return parts
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"changelog topic(s) not found: {missing} (has a "
-                                       "worker with this APP_ID ever started?)")
+                    raise RuntimeError(
+                        f"changelog topic(s) not found: {missing} (has a "
+                        "worker with this APP_ID ever started?)"
+                    )
                 await asyncio.sleep(0.5)
         finally:
             await admin.close()
@@ -138,8 +156,12 @@ class ClusterView:
                 self._apply_batch(batch)
                 if not self.caught_up.is_set() and await self._at_end(consumer, ends):
                     self.caught_up.set()
-                    log.info("cluster view: %d tables, %d units from %d changelog records",
-                             len(self.tables), len(self.units), self.records)
+                    log.info(
+                        "cluster view: %d tables, %d units from %d changelog records",
+                        len(self.tables),
+                        len(self.units),
+                        self.records,
+                    )
         finally:
             await consumer.stop()
 
@@ -155,8 +177,7 @@ class ClusterView:
             for r in records:
                 self.apply_or_skip(tp.topic, r.key, r.value, r.timestamp)
 
-    def apply_or_skip(self, topic: str, key: bytes | None, value: bytes | None,
-                      ts_ms: int) -> None:
+    def apply_or_skip(self, topic: str, key: bytes | None, value: bytes | None, ts_ms: int) -> None:
         """apply(), but a record that is not the replicator's (a foreign writer, a table
         whose items once reached this topic) is skipped and counted, never raised on
         every re-read."""
@@ -165,5 +186,10 @@ class ClusterView:
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             self.skipped += 1
             if self.skipped == 1 or self.skipped % 1000 == 0:
-                log.warning("status view: skipped %d record(s) of %s it cannot read (%s: %s)",
-                            self.skipped, topic, type(exc).__name__, exc)
+                log.warning(
+                    "status view: skipped %d record(s) of %s it cannot read (%s: %s)",
+                    self.skipped,
+                    topic,
+                    type(exc).__name__,
+                    exc,
+                )

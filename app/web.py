@@ -7,6 +7,7 @@ loopback interface is already on the machine).  ``WEB_AUTH_TOKEN`` makes every p
 ``WEB_AUTH_USER`` (a browser's login prompt).  ``WEB_TLS_CERT`` + ``WEB_TLS_KEY`` serve HTTPS.
 ``/healthz`` answers ``ok`` to anyone: a liveness probe that reveals nothing.
 """
+
 from __future__ import annotations
 
 import base64
@@ -49,18 +50,22 @@ def authorized(header: str | None, user: str, token: str) -> bool:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(user: str, token: str) -> Callable[[web.Request, Handler],
-                                                       Awaitable[web.StreamResponse]]:
+def auth_middleware(
+    user: str, token: str
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """aiohttp middleware: 401 with a Basic/Bearer challenge unless :func:`authorized`."""
 
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS or authorized(
-                request.headers.get("Authorization"), user, token):
+            request.headers.get("Authorization"), user, token
+        ):
             return await handler(request)
         return web.Response(
-            status=401, text="authentication required (WEB_AUTH_TOKEN)\n",
-            headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'})
+            status=401,
+            text="authentication required (WEB_AUTH_TOKEN)\n",
+            headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
+        )
 
     return require_token
 
@@ -72,8 +77,10 @@ def ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
         return None
     if cert is None or key is None:
         missing = "WEB_TLS_CERT" if cert is None else "WEB_TLS_KEY"
-        raise ConfigError(missing, "expected WEB_TLS_CERT and WEB_TLS_KEY together (PEM files); "
-                                   f"{missing} is unset")
+        raise ConfigError(
+            missing,
+            f"expected WEB_TLS_CERT and WEB_TLS_KEY together (PEM files); {missing} is unset",
+        )
     for name, path in (("WEB_TLS_CERT", cert), ("WEB_TLS_KEY", key)):
         if not os.path.isfile(path):
             raise ConfigError(name, f"expected a readable PEM file; {path} does not exist")
@@ -82,9 +89,12 @@ def ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     try:
         context.load_cert_chain(cert, key)
     except (ssl.SSLError, OSError) as exc:  # the key's text is never part of the message
-        raise ConfigError("WEB_TLS_CERT", f"expected a PEM certificate chain and its private "
-                                          f"key (WEB_TLS_KEY); they do not load: "
-                                          f"{type(exc).__name__}") from None
+        raise ConfigError(
+            "WEB_TLS_CERT",
+            f"expected a PEM certificate chain and its private "
+            f"key (WEB_TLS_KEY); they do not load: "
+            f"{type(exc).__name__}",
+        ) from None
     return context
 
 
@@ -104,12 +114,16 @@ def exposure_warning(bind: str, token: str | None, tls: bool) -> str | None:
     if is_loopback(bind):
         return None
     if token is None:
-        return (f"the status page, /status.json and /metrics are served on {bind} WITHOUT "
-                "authentication: anyone who reaches this port reads the table names, unit ids "
-                "and errors (set WEB_AUTH_TOKEN, or keep --web-bind on 127.0.0.1 behind a "
-                "reverse proxy)")
+        return (
+            f"the status page, /status.json and /metrics are served on {bind} WITHOUT "
+            "authentication: anyone who reaches this port reads the table names, unit ids "
+            "and errors (set WEB_AUTH_TOKEN, or keep --web-bind on 127.0.0.1 behind a "
+            "reverse proxy)"
+        )
     if not tls:
-        return (f"the status pages are served on {bind} over plain HTTP: WEB_AUTH_TOKEN "
-                "crosses the network in clear (set WEB_TLS_CERT/WEB_TLS_KEY or terminate TLS "
-                "in a reverse proxy)")
+        return (
+            f"the status pages are served on {bind} over plain HTTP: WEB_AUTH_TOKEN "
+            "crosses the network in clear (set WEB_TLS_CERT/WEB_TLS_KEY or terminate TLS "
+            "in a reverse proxy)"
+        )
     return None

@@ -3,6 +3,7 @@
 Progress goes to stderr; the table, the raw numbers behind it and the top profile frames
 go to stdout.  Sizes are chosen so the whole run stays well under 10 minutes on 2 cores
 with moto's slow per-item Scan/GetRecords (~100-300 items/s)."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,13 @@ def say(msg: str) -> None:
 
 
 def stack_up() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "stack.py"), "up"],
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "stack.py"), "up"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"local stack did not come up:\n{proc.stdout}\n{proc.stderr}")
 
@@ -74,8 +80,10 @@ def verdict(ok: bool) -> str:
 def table(rows: list[list[str]]) -> str:
     head = ["figure", "ours", "reference", "ratio", "goal"]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
+
     def line(r: list[str]) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(head), sep, *map(line, rows)])
 
@@ -93,41 +101,57 @@ def main() -> None:
     res: dict[str, Any] = {"uid": uid}
 
     env = base_env(f"bench-{uid}-inproc-app", f"bench-{uid}-inproc-")
-    say(f"figures 1+2: run_shard / run_scan vs raw aiokafka ({CEILING_PAGES}k events, "
-        f"{CEILING_ROUNDS} rounds) + profile")
-    res["ceiling"] = c = run_child("bench.inproc", {"mode": "ceiling", "pages": CEILING_PAGES,
-                                                    "rounds": CEILING_ROUNDS}, env, 400)
-    say(f"  stream {c['best']['stream']:,.0f}/s vs raw {c['best']['stream_raw']:,.0f}/s; "
-        f"scan {c['best']['scan']:,.0f}/s vs raw {c['best']['scan_raw']:,.0f}/s")
+    say(
+        f"figures 1+2: run_shard / run_scan vs raw aiokafka ({CEILING_PAGES}k events, "
+        f"{CEILING_ROUNDS} rounds) + profile"
+    )
+    res["ceiling"] = c = run_child(
+        "bench.inproc",
+        {"mode": "ceiling", "pages": CEILING_PAGES, "rounds": CEILING_ROUNDS},
+        env,
+        400,
+    )
+    say(
+        f"  stream {c['best']['stream']:,.0f}/s vs raw {c['best']['stream_raw']:,.0f}/s; "
+        f"scan {c['best']['scan']:,.0f}/s vs raw {c['best']['scan_raw']:,.0f}/s"
+    )
 
     env = base_env(f"bench-{uid}-mem-app", f"bench-{uid}-mem-")
     say(f"figure 5: {MEMORY_SHARDS} shard runners in one process")
-    res["memory"] = m = run_child("bench.inproc", {"mode": "memory", "shards": MEMORY_SHARDS,
-                                                   "pages": MEMORY_PAGES}, env, 400)
+    res["memory"] = m = run_child(
+        "bench.inproc", {"mode": "memory", "shards": MEMORY_SHARDS, "pages": MEMORY_PAGES}, env, 400
+    )
     say(f"  VmHWM {m['hwm_kb'] / 1024:,.0f} MB (baseline {m['base_rss_kb'] / 1024:,.0f} MB)")
 
     from bench.against_moto import Bench, delete_topics
 
     b = Bench(uid, workdir, lambda s: say("  " + s))
     try:
-        say(f"figure 3: moto fixtures ({MOTO_SNAPSHOT_ITEMS} items, {MOTO_STREAM_EVENTS} "
-            "stream events)")
+        say(
+            f"figure 3: moto fixtures ({MOTO_SNAPSHOT_ITEMS} items, {MOTO_STREAM_EVENTS} "
+            "stream events)"
+        )
         b.seed(MOTO_SNAPSHOT_ITEMS, MOTO_STREAM_EVENTS)
         # each worker run is bracketed by moto's raw rate just before and just after it
         res["raw_scan"] = b.raw_scan()
-        say(f"  moto raw Scan {res['raw_scan']['rate']:,.0f} items/s; worker snapshot "
-            "(1 segment)")
+        say(f"  moto raw Scan {res['raw_scan']['rate']:,.0f} items/s; worker snapshot (1 segment)")
         res["snap1"] = b.snapshot_run("s1", 1, 1)
         res["raw_scan_2"] = b.raw_scan()
-        say(f"  worker {res['snap1']['rate']:,.0f} items/s; moto raw Scan "
-            f"{res['raw_scan_2']['rate']:,.0f} items/s")
+        say(
+            f"  worker {res['snap1']['rate']:,.0f} items/s; moto raw Scan "
+            f"{res['raw_scan_2']['rate']:,.0f} items/s"
+        )
         res["raw_get_records"] = b.raw_get_records()
-        say(f"figures 3+4: moto raw GetRecords {res['raw_get_records']['rate']:,.0f}/s; worker "
-            f"streaming the backlog, then {LATENCY_WRITES} single writes")
+        say(
+            f"figures 3+4: moto raw GetRecords {res['raw_get_records']['rate']:,.0f}/s; worker "
+            f"streaming the backlog, then {LATENCY_WRITES} single writes"
+        )
         res["stream"], res["latency"] = b.stream_and_latency(LATENCY_WRITES)
         res["raw_get_records_2"] = b.raw_get_records()
-        say(f"  worker {res['stream']['rate']:,.0f} events/s, p50 {res['latency']['p50']:.3f}s;"
-            f" moto raw GetRecords {res['raw_get_records_2']['rate']:,.0f}/s")
+        say(
+            f"  worker {res['stream']['rate']:,.0f} events/s, p50 {res['latency']['p50']:.3f}s;"
+            f" moto raw GetRecords {res['raw_get_records_2']['rate']:,.0f}/s"
+        )
         say("figure 6: 8 scan segments on 1 worker")
         res["seg8x1"] = b.snapshot_run("s8a", 8, 1)
         say("figure 6: 8 scan segments on 2 workers")
@@ -154,82 +178,147 @@ def report(r: dict[str, Any]) -> None:
     pg = m["page"]
     mb = 1 / 1024
     rows = [
-        ["1 stream ceiling, events/s (run_shard -> Kafka)", num(best["stream"]),
-         num(best["stream_raw"]) + " raw aiokafka batches", ratio(best["stream"], best["stream_raw"]),
-         (f">= {GOAL_RATE:,}/s {verdict(best['stream'] >= GOAL_RATE)}; >= {GOAL_RATIO} x raw "
-          f"{verdict(best['stream'] >= GOAL_RATIO * best['stream_raw'])}")],
-        ["2 INIT_SYNC ceiling, items/s (run_scan -> Kafka)", num(best["scan"]),
-         num(best["scan_raw"]) + " raw aiokafka batches", ratio(best["scan"], best["scan_raw"]),
-         f">= {GOAL_RATE:,}/s {verdict(best['scan'] >= GOAL_RATE)}"],
-        ["3a moto snapshot, items/s (worker, 1 segment)", num(s1["rate"]),
-         num(scan_ref) + " boto3 Scan", ratio(s1["rate"], scan_ref), "-"],
-        ["3b moto stream, events/s (worker, backlog)", num(st["rate"]),
-         num(gr_ref) + " boto3 GetRecords", ratio(st["rate"], gr_ref), "-"],
-        [f"4a latency p50, write -> Kafka ({lat['ours_n']} writes)", num(lat["p50"], "s"),
-         num(lat["raw_p50"], "s") + " raw poller", ratio(lat["p50"], lat["raw_p50"]), "-"],
-        ["4b latency p99", num(lat["p99"], "s"), num(lat["raw_p99"], "s") + " raw poller",
-         ratio(lat["p99"], lat["raw_p99"]), "-"],
-        [f"5 peak RSS, {m['shards']} shard runners (VmHWM)", num(m["hwm_kb"] * mb, "MB"),
-         num(m["base_rss_kb"] * mb, "MB") + " same process, 0 runners",
-         ratio(m["hwm_kb"], m["base_rss_kb"]), "-"],
-        ["6 scale-out snapshot, items/s (8 segments)",
-         (f"{num(s82['rate'])} 2 workers, split "
-          + "+".join(map(str, s82["segments_done_per_worker"]))),
-         f"{num(s8['rate'])} 1 worker", ratio(s82["rate"], s8["rate"]), "-"],
+        [
+            "1 stream ceiling, events/s (run_shard -> Kafka)",
+            num(best["stream"]),
+            num(best["stream_raw"]) + " raw aiokafka batches",
+            ratio(best["stream"], best["stream_raw"]),
+            (
+                f">= {GOAL_RATE:,}/s {verdict(best['stream'] >= GOAL_RATE)}; >= {GOAL_RATIO} x raw "
+                f"{verdict(best['stream'] >= GOAL_RATIO * best['stream_raw'])}"
+            ),
+        ],
+        [
+            "2 INIT_SYNC ceiling, items/s (run_scan -> Kafka)",
+            num(best["scan"]),
+            num(best["scan_raw"]) + " raw aiokafka batches",
+            ratio(best["scan"], best["scan_raw"]),
+            f">= {GOAL_RATE:,}/s {verdict(best['scan'] >= GOAL_RATE)}",
+        ],
+        [
+            "3a moto snapshot, items/s (worker, 1 segment)",
+            num(s1["rate"]),
+            num(scan_ref) + " boto3 Scan",
+            ratio(s1["rate"], scan_ref),
+            "-",
+        ],
+        [
+            "3b moto stream, events/s (worker, backlog)",
+            num(st["rate"]),
+            num(gr_ref) + " boto3 GetRecords",
+            ratio(st["rate"], gr_ref),
+            "-",
+        ],
+        [
+            f"4a latency p50, write -> Kafka ({lat['ours_n']} writes)",
+            num(lat["p50"], "s"),
+            num(lat["raw_p50"], "s") + " raw poller",
+            ratio(lat["p50"], lat["raw_p50"]),
+            "-",
+        ],
+        [
+            "4b latency p99",
+            num(lat["p99"], "s"),
+            num(lat["raw_p99"], "s") + " raw poller",
+            ratio(lat["p99"], lat["raw_p99"]),
+            "-",
+        ],
+        [
+            f"5 peak RSS, {m['shards']} shard runners (VmHWM)",
+            num(m["hwm_kb"] * mb, "MB"),
+            num(m["base_rss_kb"] * mb, "MB") + " same process, 0 runners",
+            ratio(m["hwm_kb"], m["base_rss_kb"]),
+            "-",
+        ],
+        [
+            "6 scale-out snapshot, items/s (8 segments)",
+            (
+                f"{num(s82['rate'])} 2 workers, split "
+                + "+".join(map(str, s82["segments_done_per_worker"]))
+            ),
+            f"{num(s8['rate'])} 1 worker",
+            ratio(s82["rate"], s8["rate"]),
+            "-",
+        ],
     ]
     print(table(rows))
     print()
     print("raw numbers")
-    print(f"  1  run_shard best/median of {len(c['rates']['stream'])}: "
-          f"{best['stream']:,.0f}/{c['median']['stream']:,.0f} events/s; raw best/median "
-          f"{best['stream_raw']:,.0f}/{c['median']['stream_raw']:,.0f}; {c['events']:,} "
-          f"events = {c['kafka_msgs_stream']:,} Kafka records (REMOVE adds a tombstone), "
-          f"~{c['value_bytes_stream']:,} B per event")
-    print(f"     encode only (Encoder.change, no Kafka) best/median: {best['encode_change']:,.0f}"
-          f"/{c['median']['encode_change']:,.0f} events/s; serial encode-then-send estimate "
-          f"1/(1/encode + 1/raw) = {serial(best['encode_change'], best['stream_raw']):,.0f}/s; "
-          f"raw with one send() per record instead of record batches: "
-          f"{c['stream_raw_each']:,.0f}/s")
+    print(
+        f"  1  run_shard best/median of {len(c['rates']['stream'])}: "
+        f"{best['stream']:,.0f}/{c['median']['stream']:,.0f} events/s; raw best/median "
+        f"{best['stream_raw']:,.0f}/{c['median']['stream_raw']:,.0f}; {c['events']:,} "
+        f"events = {c['kafka_msgs_stream']:,} Kafka records (REMOVE adds a tombstone), "
+        f"~{c['value_bytes_stream']:,} B per event"
+    )
+    print(
+        f"     encode only (Encoder.change, no Kafka) best/median: {best['encode_change']:,.0f}"
+        f"/{c['median']['encode_change']:,.0f} events/s; serial encode-then-send estimate "
+        f"1/(1/encode + 1/raw) = {serial(best['encode_change'], best['stream_raw']):,.0f}/s; "
+        f"raw with one send() per record instead of record batches: "
+        f"{c['stream_raw_each']:,.0f}/s"
+    )
     print(f"     producer settings (Faust's, also the raw producer's): {c['producer']}")
-    print(f"  2  run_scan best/median: {best['scan']:,.0f}/{c['median']['scan']:,.0f} items/s; "
-          f"raw {best['scan_raw']:,.0f}/{c['median']['scan_raw']:,.0f}; encode only "
-          f"(Encoder.snapshot) {best['encode_snapshot']:,.0f}/{c['median']['encode_snapshot']:,.0f}"
-          f"; serial estimate {serial(best['encode_snapshot'], best['scan_raw']):,.0f}/s")
-    print(f"  3a {s1['items']} items: {s1['from_scan_s']:.2f}s from 'scanning segment' to the "
-          f"last record ({s1['from_tag_s']:.2f}s from tagging the table); boto3 Scan "
-          f"{r['raw_scan']['seconds']:.2f}s / {r['raw_scan_2']['seconds']:.2f}s (just before / "
-          f"after the worker; reference = mean rate) in {r['raw_scan']['pages']} pages")
-    print(f"  3b {st['events']} events {st['ops']}: {st['from_shard_s']:.2f}s from 'reading "
-          f"shard' to the last record ({st['from_tag_s']:.2f}s from tagging); boto3 GetRecords "
-          f"{r['raw_get_records']['seconds']:.2f}s / {r['raw_get_records_2']['seconds']:.2f}s, "
-          f"{r['raw_get_records']['kinds']}")
-    print(f"  4  worker p50/p99/max {lat['p50']:.3f}/{lat['p99']:.3f}/{lat['max']:.3f}s (broker "
-          f"LogAppendTime - write start, default DYNAMODB_POLL_INTERVAL=0.25); raw poller "
-          f"p50/p99 {lat['raw_p50']:.3f}/{lat['raw_p99']:.3f}s ({lat['raw_n']} seen)")
-    print(f"  5  VmHWM {m['hwm_kb'] * mb:,.0f} MB, baseline VmRSS {m['base_rss_kb'] * mb:,.0f} MB,"
-          f" {(m['hwm_kb'] - m['base_rss_kb']) * mb / m['shards']:.1f} MB per runner; "
-          f"{m['shards']} x {m['records_per_shard']} records delivered in "
-          f"{m['delivered_s']:.1f}s ({m['events_per_s']:,.0f} events/s), then "
-          f"{m['running_while_idle']} idle runners polling {m['idle_polls_per_s']:.0f}/s")
-    print(f"     one page = {pg['messages']:,} Kafka messages, {pg['logical_bytes'] / 2**20:.1f} MB "
-          f"of key+value bytes, allocated as returned by codec.dumps/orjson: "
-          f"{pg['held_bytes'] / 2**20:.1f} MB; right-sized copies: "
-          f"{pg['right_sized_bytes'] / 2**20:.1f} MB")
-    print(f"  6  1 worker: {s8['from_scan_s']:.2f}s, segments done "
-          f"{s8['segments_done_per_worker']}; 2 workers: {s82['from_scan_s']:.2f}s, segments "
-          f"done {s82['segments_done_per_worker']}, scans started "
-          f"{s82['scans_started_per_worker']}")
-    print(f"  load average {r['load']['start']} -> {r['load']['end']} (2 cores, shared); "
-          f"total runtime {r['runtime_s']:.0f}s")
+    print(
+        f"  2  run_scan best/median: {best['scan']:,.0f}/{c['median']['scan']:,.0f} items/s; "
+        f"raw {best['scan_raw']:,.0f}/{c['median']['scan_raw']:,.0f}; encode only "
+        f"(Encoder.snapshot) {best['encode_snapshot']:,.0f}/{c['median']['encode_snapshot']:,.0f}"
+        f"; serial estimate {serial(best['encode_snapshot'], best['scan_raw']):,.0f}/s"
+    )
+    print(
+        f"  3a {s1['items']} items: {s1['from_scan_s']:.2f}s from 'scanning segment' to the "
+        f"last record ({s1['from_tag_s']:.2f}s from tagging the table); boto3 Scan "
+        f"{r['raw_scan']['seconds']:.2f}s / {r['raw_scan_2']['seconds']:.2f}s (just before / "
+        f"after the worker; reference = mean rate) in {r['raw_scan']['pages']} pages"
+    )
+    print(
+        f"  3b {st['events']} events {st['ops']}: {st['from_shard_s']:.2f}s from 'reading "
+        f"shard' to the last record ({st['from_tag_s']:.2f}s from tagging); boto3 GetRecords "
+        f"{r['raw_get_records']['seconds']:.2f}s / {r['raw_get_records_2']['seconds']:.2f}s, "
+        f"{r['raw_get_records']['kinds']}"
+    )
+    print(
+        f"  4  worker p50/p99/max {lat['p50']:.3f}/{lat['p99']:.3f}/{lat['max']:.3f}s (broker "
+        f"LogAppendTime - write start, default DYNAMODB_POLL_INTERVAL=0.25); raw poller "
+        f"p50/p99 {lat['raw_p50']:.3f}/{lat['raw_p99']:.3f}s ({lat['raw_n']} seen)"
+    )
+    print(
+        f"  5  VmHWM {m['hwm_kb'] * mb:,.0f} MB, baseline VmRSS {m['base_rss_kb'] * mb:,.0f} MB,"
+        f" {(m['hwm_kb'] - m['base_rss_kb']) * mb / m['shards']:.1f} MB per runner; "
+        f"{m['shards']} x {m['records_per_shard']} records delivered in "
+        f"{m['delivered_s']:.1f}s ({m['events_per_s']:,.0f} events/s), then "
+        f"{m['running_while_idle']} idle runners polling {m['idle_polls_per_s']:.0f}/s"
+    )
+    print(
+        f"     one page = {pg['messages']:,} Kafka messages, {pg['logical_bytes'] / 2**20:.1f} MB "
+        f"of key+value bytes, allocated as returned by codec.dumps/orjson: "
+        f"{pg['held_bytes'] / 2**20:.1f} MB; right-sized copies: "
+        f"{pg['right_sized_bytes'] / 2**20:.1f} MB"
+    )
+    print(
+        f"  6  1 worker: {s8['from_scan_s']:.2f}s, segments done "
+        f"{s8['segments_done_per_worker']}; 2 workers: {s82['from_scan_s']:.2f}s, segments "
+        f"done {s82['segments_done_per_worker']}, scans started "
+        f"{s82['scans_started_per_worker']}"
+    )
+    print(
+        f"  load average {r['load']['start']} -> {r['load']['end']} (2 cores, shared); "
+        f"total runtime {r['runtime_s']:.0f}s"
+    )
     print()
     prof = c["profile"]
-    print(f"top profile frames, self time (run_shard at {c['profiled_rate']:,.0f} events/s under "
-          f"pyinstrument; full profile in bench/out/profile-stream.txt)")
+    print(
+        f"top profile frames, self time (run_shard at {c['profiled_rate']:,.0f} events/s under "
+        f"pyinstrument; full profile in bench/out/profile-stream.txt)"
+    )
     for f in prof["top_self"][:5]:
         print(f"  {f['self_pct']:5.1f}%  {f['function']}  {f['file']}:{f['line']}")
     incl = prof["inclusive"]
-    keys = [k for k in incl if k.split(" ")[0] in ("change", "item_to_plain", "send_batch")
-            and ("app/" in k)]
+    keys = [
+        k
+        for k in incl
+        if k.split(" ")[0] in ("change", "item_to_plain", "send_batch") and ("app/" in k)
+    ]
     print("  inclusive: " + "; ".join(f"{k} {incl[k]['pct']:.0f}%" for k in keys))
 
 

@@ -6,6 +6,7 @@ worker_env), is started and waited for ("rebalance complete"), and only then is 
 table tagged: the measured window never includes worker start-up.  Output topics are
 created beforehand with the partitions the product would use, so a consumer never
 auto-creates them first."""
+
 from __future__ import annotations
 
 import asyncio
@@ -61,6 +62,7 @@ def delete_topics(prefix: str) -> int:
             return len(names)
         finally:
             await admin.close()
+
     try:
         return asyncio.run(run())
     except Exception:  # noqa: BLE001 - best effort clean-up
@@ -78,8 +80,11 @@ class Bench:
     # ------------------------------------------------------------ helpers
     def env(self, run: str, **extra: str) -> dict[str, str]:
         env = worker_env(STACK, f"{self.uid}-{run}", **extra)
-        env.update(APP_ID=f"bench-{self.uid}-{run}-app", KAFKA_TOPIC_PREFIX=f"bench-{self.uid}-{run}-",
-                   DYNAMODB_TAG_FILTERS=f"bench-{self.uid}-{run}")
+        env.update(
+            APP_ID=f"bench-{self.uid}-{run}-app",
+            KAFKA_TOPIC_PREFIX=f"bench-{self.uid}-{run}-",
+            DYNAMODB_TAG_FILTERS=f"bench-{self.uid}-{run}",
+        )
         return env
 
     def start(self, run: str, env: dict[str, str], n: int = 1) -> list[Worker]:
@@ -96,6 +101,7 @@ class Bench:
                     raise RuntimeError(f"worker {w.name} exited:\n{w.log()[-3000:]}")
                 owned.append(owned_partitions(w.log()))
             return all(o for o in owned) and sum(owned) == want  # type: ignore[arg-type]
+
         deadline = time.monotonic() + 120
         while not ready():
             if time.monotonic() > deadline:
@@ -110,8 +116,9 @@ class Bench:
     def tag(self, table: str, run: str) -> float:
         arn = self.ddb.describe_table(TableName=table)["Table"]["TableArn"]
         t0 = time.time()
-        self.ddb.tag_resource(ResourceArn=arn, Tags=[{"Key": f"bench-{self.uid}-{run}",
-                                                     "Value": "yes"}])
+        self.ddb.tag_resource(
+            ResourceArn=arn, Tags=[{"Key": f"bench-{self.uid}-{run}", "Value": "yes"}]
+        )
         return t0
 
     def read(self, reader: TopicReader, done: Any, timeout: float, what: str) -> None:
@@ -138,18 +145,23 @@ class Bench:
         batch_put(self.ddb, self.strm, [make_item(i, 1) for i in range(n_mod)])
         dels = [make_item(i) for i in range(n_del)]
         for s in range(0, len(dels), 25):
-            req: dict[str, Any] = {self.strm: [{"DeleteRequest": {"Key": {"pk": it["pk"],
-                                                                          "sk": it["sk"]}}}
-                                               for it in dels[s:s + 25]]}
+            req: dict[str, Any] = {
+                self.strm: [
+                    {"DeleteRequest": {"Key": {"pk": it["pk"], "sk": it["sk"]}}}
+                    for it in dels[s : s + 25]
+                ]
+            }
             while req:
                 req = self.ddb.batch_write_item(RequestItems=req).get("UnprocessedItems") or {}
         self.n_snap, self.n_events = n_snap, n_events
         desc = self.ddb.describe_table(TableName=self.strm)["Table"]
         self.stream_arn = desc["LatestStreamArn"]
-        self.shard = self.streams.describe_stream(StreamArn=self.stream_arn)[
-            "StreamDescription"]["Shards"][0]["ShardId"]
-        self.say(f"seeded {n_snap} items + {n_events} stream events in "
-                 f"{time.monotonic() - t0:.1f}s")
+        self.shard = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"][
+            "Shards"
+        ][0]["ShardId"]
+        self.say(
+            f"seeded {n_snap} items + {n_events} stream events in {time.monotonic() - t0:.1f}s"
+        )
 
     # ------------------------------------------------------------ moto's own rates
     def raw_scan(self) -> dict[str, Any]:
@@ -168,8 +180,9 @@ class Bench:
 
     def raw_get_records(self) -> dict[str, Any]:
         t0 = time.perf_counter()
-        it = self.streams.get_shard_iterator(StreamArn=self.stream_arn, ShardId=self.shard,
-                                             ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        it = self.streams.get_shard_iterator(
+            StreamArn=self.stream_arn, ShardId=self.shard, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
         n = calls = 0
         kinds: dict[str, int] = {}
         while n < self.n_events:
@@ -186,19 +199,25 @@ class Bench:
 
     # ------------------------------------------------------------ worker runs
     def snapshot_run(self, run: str, segments: int, workers: int) -> dict[str, Any]:
-        env = self.env(run, DYNAMODB_SYNC_MODE="snapshot_only",
-                       DYNAMODB_SCAN_SEGMENTS=str(segments))
+        env = self.env(
+            run, DYNAMODB_SYNC_MODE="snapshot_only", DYNAMODB_SCAN_SEGMENTS=str(segments)
+        )
         topic = env["KAFKA_TOPIC_PREFIX"] + self.snap
-        ensure_topics([topic], int(env["KAFKA_TOPIC_PARTITIONS"]),
-                      {"message.timestamp.type": "LogAppendTime"})
+        ensure_topics(
+            [topic], int(env["KAFKA_TOPIC_PARTITIONS"]), {"message.timestamp.type": "LogAppendTime"}
+        )
         ws = self.start(run, env, workers)
         reader = TopicReader(STACK, topic)
         try:
             reader.poll(0.2)
             t_tag = self.tag(self.snap, run)
             n = self.n_snap
-            self.read(reader, lambda rs: len({r.key for r in rs if b'"op":"r"' in (r.value or b"")})
-                      >= n, 150, f"{n} snapshot records ({run})")
+            self.read(
+                reader,
+                lambda rs: len({r.key for r in rs if b'"op":"r"' in (r.value or b"")}) >= n,
+                150,
+                f"{n} snapshot records ({run})",
+            )
             t_end = max(r.timestamp for r in reader.records) / 1000
             deadline = time.monotonic() + 30  # the split is read once every segment reported
             while not any(f"{self.snap}: snapshot done" in w.log() for w in ws):
@@ -207,17 +226,26 @@ class Bench:
                 time.sleep(0.1)
             logs = [w.log() for w in ws]
             t_scan = min(t for lg in logs for t in log_times(lg, rf"{self.snap}: scanning segment"))
-            split = [len(re.findall(rf"{self.snap}: segment \d+/{segments} done", lg))
-                     for lg in logs]
+            split = [
+                len(re.findall(rf"{self.snap}: segment \d+/{segments} done", lg)) for lg in logs
+            ]
             starts = [len(re.findall(rf"{self.snap}: scanning segment", lg)) for lg in logs]
             records = len(reader.records)
         finally:
             reader.close()
             self.stop(ws)
-        return {"items": n, "records": records, "segments": segments, "workers": workers,
-                "from_tag_s": t_end - t_tag, "from_scan_s": t_end - t_scan,
-                "rate": n / (t_end - t_scan), "rate_from_tag": n / (t_end - t_tag),
-                "segments_done_per_worker": split, "scans_started_per_worker": starts}
+        return {
+            "items": n,
+            "records": records,
+            "segments": segments,
+            "workers": workers,
+            "from_tag_s": t_end - t_tag,
+            "from_scan_s": t_end - t_scan,
+            "rate": n / (t_end - t_scan),
+            "rate_from_tag": n / (t_end - t_tag),
+            "segments_done_per_worker": split,
+            "scans_started_per_worker": starts,
+        }
 
     def stream_and_latency(self, n_writes: int) -> tuple[dict[str, Any], dict[str, Any]]:
         run = "strm"
@@ -225,8 +253,9 @@ class Bench:
         env.pop("DYNAMODB_POLL_INTERVAL")  # the product's default poll interval (0.25 s)
         topic = env["KAFKA_TOPIC_PREFIX"] + self.strm
         # broker append time as record timestamp: "in Kafka" means appended to the log
-        ensure_topics([topic], int(env["KAFKA_TOPIC_PARTITIONS"]),
-                      {"message.timestamp.type": "LogAppendTime"})
+        ensure_topics(
+            [topic], int(env["KAFKA_TOPIC_PARTITIONS"]), {"message.timestamp.type": "LogAppendTime"}
+        )
         (w,) = self.start(run, env)
         reader = TopicReader(STACK, topic)
         try:
@@ -236,6 +265,7 @@ class Bench:
 
             def events(rs: list[Any]) -> int:
                 return sum(1 for r in rs if r.value is not None)
+
             self.read(reader, lambda rs: events(rs) >= m, 150, f"{m} stream events")
             t_end = max(r.timestamp for r in reader.records if r.value is not None) / 1000
             t_read = log_times(w.log(), rf"{self.strm}: reading shard")[0]
@@ -245,9 +275,14 @@ class Bench:
                     op = re.search(rb'"op":"(\w)"', r.value)
                     if op:
                         ops[op.group(1).decode()] = ops.get(op.group(1).decode(), 0) + 1
-            stream = {"events": m, "kafka_records": len(reader.records), "ops": ops,
-                      "from_tag_s": t_end - t_tag, "from_shard_s": t_end - t_read,
-                      "rate": m / (t_end - t_read)}
+            stream = {
+                "events": m,
+                "kafka_records": len(reader.records),
+                "ops": ops,
+                "from_tag_s": t_end - t_tag,
+                "from_shard_s": t_end - t_read,
+                "rate": m / (t_end - t_read),
+            }
             lat = self.latency(reader, n_writes)
             lat["shards_started"] = len(log_times(w.log(), r"reading shard"))
         finally:
@@ -265,8 +300,9 @@ class Bench:
 
         def poller() -> None:
             s = client(STACK, "dynamodbstreams")
-            it = s.get_shard_iterator(StreamArn=self.stream_arn, ShardId=self.shard,
-                                      ShardIteratorType="LATEST")["ShardIterator"]
+            it = s.get_shard_iterator(
+                StreamArn=self.stream_arn, ShardId=self.shard, ShardIteratorType="LATEST"
+            )["ShardIterator"]
             started.set()
             while not stop.is_set():
                 page = s.get_records(ShardIterator=it, Limit=1000)
@@ -277,6 +313,7 @@ class Bench:
                 it = page["NextShardIterator"]
                 if not page["Records"]:
                     stop.wait(0.25)
+
         th = threading.Thread(target=poller, daemon=True)
         th.start()
         started.wait(30)
@@ -291,8 +328,12 @@ class Bench:
             time.sleep(rng.uniform(0.1, 0.4))
             reader.poll(0.0)
 
-        self.read(reader, lambda rs: len({r.key for r in rs[before:] if r.value}) >= n, 60,
-                  "latency writes in Kafka")
+        self.read(
+            reader,
+            lambda rs: len({r.key for r in rs[before:] if r.value}) >= n,
+            60,
+            "latency writes in Kafka",
+        )
         deadline = time.monotonic() + 30
         while len(seen) < n and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -306,10 +347,17 @@ class Bench:
             if m and m.group(1).decode() in writes:
                 ours.append(r.timestamp / 1000 - writes[m.group(1).decode()])
         raw = [seen[pk] - t for pk, t in writes.items() if pk in seen]
-        return {"writes": n, "ours_n": len(ours), "raw_n": len(raw),
-                "p50": percentile(ours, 50), "p99": percentile(ours, 99), "max": max(ours),
-                "raw_p50": percentile(raw, 50), "raw_p99": percentile(raw, 99),
-                "raw_calls": raw_calls[0]}
+        return {
+            "writes": n,
+            "ours_n": len(ours),
+            "raw_n": len(raw),
+            "p50": percentile(ours, 50),
+            "p99": percentile(ours, 99),
+            "max": max(ours),
+            "raw_p50": percentile(raw, 50),
+            "raw_p99": percentile(raw, 99),
+            "raw_calls": raw_calls[0],
+        }
 
     def cleanup(self) -> None:
         for w in self.workers:

@@ -9,6 +9,7 @@ modes:
   ceiling  figure 1 (run_shard) and 2 (run_scan) vs raw producer, + pyinstrument profile
   memory   figure 5: 100 shard runners started by the product's Supervisor
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,8 +53,12 @@ class PagedStreams:
         return self._page(self.pages[n], None if last and not self.tail else f"{sid}#{n + 1}")
 
     async def describe(self, stream_arn: str) -> Any:
-        return self._desc(stream_arn, "ENABLED", "NEW_AND_OLD_IMAGES",
-                          (self._shard("shardId-bench-0", None, "1", "9" * 21),))
+        return self._desc(
+            stream_arn,
+            "ENABLED",
+            "NEW_AND_OLD_IMAGES",
+            (self._shard("shardId-bench-0", None, "1", "9" * 21),),
+        )
 
 
 class PagedTables:
@@ -64,8 +69,9 @@ class PagedTables:
 
         self._page, self.pages = ScanPage, pages
 
-    async def scan(self, table: str, segment: int, total: int, start_key: Any,
-                   limit: int = 0) -> Any:
+    async def scan(
+        self, table: str, segment: int, total: int, start_key: Any, limit: int = 0
+    ) -> Any:
         n = 0 if not start_key else int(start_key["sk"]["N"]) + 1
         items = self.pages[n]
         more = n + 1 < len(self.pages)
@@ -89,22 +95,54 @@ def _bench_runtime(streams: Any = None, tables: Any = None) -> Any:
 def _shard_unit(table: str, arn: str, shard: str, n: int) -> dict[str, Any]:
     from app.domain import coordinator as co
 
-    spec = {"kind": "shard", "table": table, "epoch": 1, "key_names": list(KEY_NAMES),
-            "stream_arn": arn, "cutoff_ms": 0, "snapshot_start_ms": None,
-            "snapshot_end_ms": None, "snapshot_items": None, "shard_id": shard, "parent": None}
-    return {"id": co.shard_unit_id(table, 1, arn, shard) + f"~{n}", "spec": spec, "pos": None,
-            "count": 0, "status": "active", "partition": 0}
+    spec = {
+        "kind": "shard",
+        "table": table,
+        "epoch": 1,
+        "key_names": list(KEY_NAMES),
+        "stream_arn": arn,
+        "cutoff_ms": 0,
+        "snapshot_start_ms": None,
+        "snapshot_end_ms": None,
+        "snapshot_items": None,
+        "shard_id": shard,
+        "parent": None,
+    }
+    return {
+        "id": co.shard_unit_id(table, 1, arn, shard) + f"~{n}",
+        "spec": spec,
+        "pos": None,
+        "count": 0,
+        "status": "active",
+        "partition": 0,
+    }
 
 
 def _scan_unit(table: str, n: int) -> dict[str, Any]:
     from app.domain import coordinator as co
 
-    spec = {"kind": "scan", "table": table, "epoch": 1, "key_names": list(KEY_NAMES),
-            "stream_arn": None, "cutoff_ms": 0, "snapshot_start_ms": int(time.time() * 1000),
-            "snapshot_end_ms": None, "snapshot_items": None, "segment": 0, "total": 1,
-            "rcu": None}
-    return {"id": co.scan_unit_id(table, 1, 0, 1) + f"~{n}", "spec": spec, "pos": None,
-            "count": 0, "status": "active", "partition": 0}
+    spec = {
+        "kind": "scan",
+        "table": table,
+        "epoch": 1,
+        "key_names": list(KEY_NAMES),
+        "stream_arn": None,
+        "cutoff_ms": 0,
+        "snapshot_start_ms": int(time.time() * 1000),
+        "snapshot_end_ms": None,
+        "snapshot_items": None,
+        "segment": 0,
+        "total": 1,
+        "rcu": None,
+    }
+    return {
+        "id": co.scan_unit_id(table, 1, 0, 1) + f"~{n}",
+        "spec": spec,
+        "pos": None,
+        "count": 0,
+        "status": "active",
+        "partition": 0,
+    }
 
 
 async def _prepare(topics: list[str]) -> tuple[Any, Any]:
@@ -112,8 +150,13 @@ async def _prepare(topics: list[str]) -> tuple[Any, Any]:
     from app.main import app, settings
 
     p, r = settings.kafka_topic_partitions, settings.kafka_topic_replication
-    await ensure_topics([BROKER], {f"{settings.app_id}-control": (settings.state_partitions, r, {}),
-                                   **{t: (p, r, {}) for t in topics}})
+    await ensure_topics(
+        [BROKER],
+        {
+            f"{settings.app_id}-control": (settings.state_partitions, r, {}),
+            **{t: (p, r, {}) for t in topics},
+        },
+    )
     await app.producer.start()
     return app, settings
 
@@ -154,21 +197,26 @@ async def ceiling(args: dict[str, Any]) -> dict[str, Any]:
 
     pool = item_pool(2000)
     records = make_records(n_pages * PAGE, pool)
-    rec_pages = [records[i:i + PAGE] for i in range(0, len(records), PAGE)]
+    rec_pages = [records[i : i + PAGE] for i in range(0, len(records), PAGE)]
     flat_items = [new for _, new in pool]
-    item_pages = [[flat_items[(p * PAGE + j) % len(flat_items)] for j in range(PAGE)]
-                  for p in range(n_pages)]
+    item_pages = [
+        [flat_items[(p * PAGE + j) % len(flat_items)] for j in range(PAGE)] for p in range(n_pages)
+    ]
     streams, tables = PagedStreams(rec_pages, tail=False), PagedTables(item_pages)
     rt = _bench_runtime(streams, tables)
 
     # the same Kafka messages, encoded once, for the raw producer
     enc = rt.encoder
-    stream_msgs = [[m for r in page for m in enc.change(t_stream, KEY_NAMES, r, arn, shard, None)]
-                   for page in rec_pages]
+    stream_msgs = [
+        [m for r in page for m in enc.change(t_stream, KEY_NAMES, r, arn, shard, None)]
+        for page in rec_pages
+    ]
     snap_start = int(time.time() * 1000)
     snap = SnapshotInfo(running=True, start_ms=snap_start, end_ms=None, count=0)
-    scan_msgs = [[m for it in page for m in enc.snapshot(t_scan, KEY_NAMES, it, 0, 1, snap_start,
-                                                         snap)] for page in item_pages]
+    scan_msgs = [
+        [m for it in page for m in enc.snapshot(t_scan, KEY_NAMES, it, 0, 1, snap_start, snap)]
+        for page in item_pages
+    ]
 
     def encode_change() -> float:
         """Encoder only (CPU, no Kafka): the calls run_shard makes, events/s."""
@@ -204,20 +252,32 @@ async def ceiling(args: dict[str, Any]) -> dict[str, Any]:
         return time.perf_counter() - t0
 
     n = n_pages * PAGE
-    out: dict[str, Any] = {"events": n, "pages": n_pages, "kafka_msgs_stream":
-                           sum(map(len, stream_msgs)), "kafka_msgs_scan": sum(map(len, scan_msgs)),
-                           "value_bytes_stream": sum(len(v or b"") + len(k) for b in stream_msgs
-                                                     for k, v in b) // max(1, n),
-                           "producer": {k: v for k, v in app.producer._settings_default().items()
-                                        if k in ("acks", "linger_ms", "max_batch_size",
-                                                 "compression_type", "max_request_size")}}
+    out: dict[str, Any] = {
+        "events": n,
+        "pages": n_pages,
+        "kafka_msgs_stream": sum(map(len, stream_msgs)),
+        "kafka_msgs_scan": sum(map(len, scan_msgs)),
+        "value_bytes_stream": sum(len(v or b"") + len(k) for b in stream_msgs for k, v in b)
+        // max(1, n),
+        "producer": {
+            k: v
+            for k, v in app.producer._settings_default().items()
+            if k in ("acks", "linger_ms", "max_batch_size", "compression_type", "max_request_size")
+        },
+    }
     # warm-up: topic metadata, connections, first batches
     await product_stream(3)
     await product_scan(3)
     await _raw_send(raw, settings_topic(t_stream), stream_msgs[:3])
     await _raw_send(raw, settings_topic(t_scan), scan_msgs[:3])
-    rates: dict[str, list[float]] = {"stream": [], "stream_raw": [], "encode_change": [],
-                                     "scan": [], "scan_raw": [], "encode_snapshot": []}
+    rates: dict[str, list[float]] = {
+        "stream": [],
+        "stream_raw": [],
+        "encode_change": [],
+        "scan": [],
+        "scan_raw": [],
+        "encode_snapshot": [],
+    }
     for _ in range(rounds):  # interleaved, so each pair shares the machine's conditions
         rates["encode_change"].append(encode_change())
         rates["stream"].append(n / await product_stream())
@@ -272,21 +332,51 @@ def _write_profile(prof: Any, path: Any, rate: float) -> dict[str, Any]:
     if root is not None:
         _walk(root, acc, ())
     rows = sorted(acc.items(), key=lambda kv: -kv[1][0])
-    top_self = [{"function": f, "file": p, "line": ln, "self_s": s, "total_s": t,
-                 "self_pct": 100 * s / total if total else 0.0} for (f, p, ln), (s, t) in rows[:15]]
-    wanted = ("run_shard", "_deliver", "send_batch", "change", "native", "item_to_plain",
-              "_conv", "dumps", "send", "report")
-    inclusive = {f"{f} ({p}:{ln})": {"total_s": t, "pct": 100 * t / total if total else 0.0}
-                 for (f, p, ln), (s, t) in acc.items()
-                 if f in wanted and ("app/" in p or "agents/" in p or "aiokafka" in p
-                                     or "faust" in p)}
+    top_self = [
+        {
+            "function": f,
+            "file": p,
+            "line": ln,
+            "self_s": s,
+            "total_s": t,
+            "self_pct": 100 * s / total if total else 0.0,
+        }
+        for (f, p, ln), (s, t) in rows[:15]
+    ]
+    wanted = (
+        "run_shard",
+        "_deliver",
+        "send_batch",
+        "change",
+        "native",
+        "item_to_plain",
+        "_conv",
+        "dumps",
+        "send",
+        "report",
+    )
+    inclusive = {
+        f"{f} ({p}:{ln})": {"total_s": t, "pct": 100 * t / total if total else 0.0}
+        for (f, p, ln), (s, t) in acc.items()
+        if f in wanted and ("app/" in p or "agents/" in p or "aiokafka" in p or "faust" in p)
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
-    head = (f"pyinstrument profile of one run_shard run: {rate:,.0f} events/s "
-            f"(profiler overhead included); sampled {total:.2f}s\n\n")
-    flat = "\n".join(f"{r['self_s']:8.3f}s {r['self_pct']:5.1f}%  {r['function']}  "
-                     f"{r['file']}:{r['line']}" for r in top_self)
-    path.write_text(head + "== self time by function (top 15) ==\n" + flat + "\n\n"
-                    + "== call tree ==\n" + prof.output_text(unicode=False, color=False))
+    head = (
+        f"pyinstrument profile of one run_shard run: {rate:,.0f} events/s "
+        f"(profiler overhead included); sampled {total:.2f}s\n\n"
+    )
+    flat = "\n".join(
+        f"{r['self_s']:8.3f}s {r['self_pct']:5.1f}%  {r['function']}  {r['file']}:{r['line']}"
+        for r in top_self
+    )
+    path.write_text(
+        head
+        + "== self time by function (top 15) ==\n"
+        + flat
+        + "\n\n"
+        + "== call tree ==\n"
+        + prof.output_text(unicode=False, color=False)
+    )
     return {"total_s": total, "top_self": top_self, "inclusive": inclusive}
 
 
@@ -297,8 +387,9 @@ async def memory(args: dict[str, Any]) -> dict[str, Any]:
     _app, _settings = await _prepare([settings_topic(table)])
     arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/bench"
     pool = item_pool(500)
-    pages = [make_records(PAGE, pool, seed=p, start_seq=10**20 + p * PAGE * 100)
-             for p in range(n_pages)]  # every shard reads these same record objects
+    pages = [
+        make_records(PAGE, pool, seed=p, start_seq=10**20 + p * PAGE * 100) for p in range(n_pages)
+    ]  # every shard reads these same record objects
     streams = PagedStreams(pages, tail=True)
     rt = _bench_runtime(streams)
     gc.collect()
@@ -326,11 +417,19 @@ async def memory(args: dict[str, Any]) -> dict[str, Any]:
     await _app.producer.stop()
     hwm = vm_status("VmHWM")
     probe = _page_memory_probe(rt.encoder, table, arn, pages[0])
-    return {"shards": n_shards, "records_per_shard": want, "running_while_idle": running,
-            "base_rss_kb": base_rss, "base_hwm_kb": base_hwm, "hwm_kb": hwm, "page": probe,
-            "max_sampled_rss_kb": max(rss_samples), "delivered_s": delivered_s,
-            "events_per_s": n_shards * want / delivered_s,
-            "idle_polls_per_s": idle_calls / float(args.get("idle", 2.0))}
+    return {
+        "shards": n_shards,
+        "records_per_shard": want,
+        "running_while_idle": running,
+        "base_rss_kb": base_rss,
+        "base_hwm_kb": base_hwm,
+        "hwm_kb": hwm,
+        "page": probe,
+        "max_sampled_rss_kb": max(rss_samples),
+        "delivered_s": delivered_s,
+        "events_per_s": n_shards * want / delivered_s,
+        "idle_polls_per_s": idle_calls / float(args.get("idle", 2.0)),
+    }
 
 
 def _page_memory_probe(enc: Any, table: str, arn: str, page: list[Any]) -> dict[str, Any]:
@@ -351,8 +450,12 @@ def _page_memory_probe(enc: Any, table: str, arn: str, page: list[Any]) -> dict[
     tracemalloc.stop()
     logical = sum(len(k) + len(v or b"") for k, v in msgs)
     del copies
-    return {"messages": len(msgs), "logical_bytes": logical, "held_bytes": held,
-            "right_sized_bytes": right}
+    return {
+        "messages": len(msgs),
+        "logical_bytes": logical,
+        "held_bytes": held,
+        "right_sized_bytes": right,
+    }
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ over HTTPS when WEB_TLS_CERT is set.  /healthz needs no token and reveals nothin
 
     python scripts/healthcheck.py [PORT]      exit 0 = healthy, 1 = not
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,9 @@ def main(argv: list[str]) -> int:
     # loopback to this very container: the certificate names the service, not 127.0.0.1
     context = ssl._create_unverified_context() if scheme == "https" else None
     try:
-        with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/healthz", timeout=4,
-                                    context=context) as response:
+        with urllib.request.urlopen(
+            f"{scheme}://127.0.0.1:{port}/healthz", timeout=4, context=context
+        ) as response:
             return 0 if response.status == 200 else 1
     except OSError as exc:
         print(f"unhealthy: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ stays until ``make lock UPGRADE=1`` (uv keeps the versions of the existing file)
 Each lock records a digest of the pyproject.toml entries it was resolved from;
 tests/unit/test_supply_chain.py fails when pyproject.toml changed without ``make lock``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,13 +44,18 @@ def inputs(pyproject: dict[str, Any], lock: str) -> dict[str, Any]:
     """The pyproject.toml entries a lock is resolved from."""
     project = pyproject["project"]
     if lock == BUILD:
-        return {"build-system.requires": pyproject["build-system"]["requires"],
-                "tools": list(BUILD_TOOLS)}
-    found: dict[str, Any] = {"requires-python": project["requires-python"],
-                             "dependencies": project["dependencies"]}
+        return {
+            "build-system.requires": pyproject["build-system"]["requires"],
+            "tools": list(BUILD_TOOLS),
+        }
+    found: dict[str, Any] = {
+        "requires-python": project["requires-python"],
+        "dependencies": project["dependencies"],
+    }
     if lock == DEV:
         found["optional-dependencies"] = {
-            extra: project["optional-dependencies"][extra] for extra in DEV_EXTRAS}
+            extra: project["optional-dependencies"][extra] for extra in DEV_EXTRAS
+        }
     return found
 
 
@@ -61,7 +67,7 @@ def digest(pyproject: dict[str, Any], lock: str) -> str:
 def recorded_digest(text: str) -> str | None:
     for line in text.splitlines():
         if line.startswith(DIGEST_PREFIX):
-            return line[len(DIGEST_PREFIX):].strip()
+            return line[len(DIGEST_PREFIX) :].strip()
     return None
 
 
@@ -70,10 +76,25 @@ def load_pyproject() -> dict[str, Any]:
 
 
 def _compile(sources: list[str], out: Path, extra: list[str], upgrade: bool) -> None:
-    cmd = [sys.executable, "-m", "uv", "pip", "compile", *sources, "--quiet",
-           "--generate-hashes", "--python-version", TARGET_PYTHON,
-           "--python-platform", TARGET_PLATFORM, "--custom-compile-command", "make lock",
-           "--output-file", str(out), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uv",
+        "pip",
+        "compile",
+        *sources,
+        "--quiet",
+        "--generate-hashes",
+        "--python-version",
+        TARGET_PYTHON,
+        "--python-platform",
+        TARGET_PLATFORM,
+        "--custom-compile-command",
+        "make lock",
+        "--output-file",
+        str(out),
+        *extra,
+    ]
     if upgrade:
         cmd.append("--upgrade")
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -89,20 +110,25 @@ def _stamp(out: Path, value: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upgrade", action="store_true",
-                        help="newest versions allowed by pyproject.toml, not the locked ones")
+    parser.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="newest versions allowed by pyproject.toml, not the locked ones",
+    )
     args = parser.parse_args(argv)
     pyproject = load_pyproject()
 
     _compile(["pyproject.toml"], ROOT / RUNTIME, [], args.upgrade)
-    _compile(["pyproject.toml"], ROOT / DEV,
-             [arg for extra in DEV_EXTRAS for arg in ("--extra", extra)]
-             + ["--constraints", RUNTIME], args.upgrade)
+    _compile(
+        ["pyproject.toml"],
+        ROOT / DEV,
+        [arg for extra in DEV_EXTRAS for arg in ("--extra", extra)] + ["--constraints", RUNTIME],
+        args.upgrade,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         # uv reads requirements from files: the build tools as a requirements file
         source = Path(tmp) / "build-requirements.in"
-        source.write_text("\n".join([*pyproject["build-system"]["requires"],
-                                     *BUILD_TOOLS]) + "\n")
+        source.write_text("\n".join([*pyproject["build-system"]["requires"], *BUILD_TOOLS]) + "\n")
         _compile([str(source)], ROOT / BUILD, [], args.upgrade)
     build = (ROOT / BUILD).read_text().replace(str(source), "pyproject.toml [build-system]")
     (ROOT / BUILD).write_text(build)

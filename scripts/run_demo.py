@@ -4,6 +4,7 @@
 Brings up Kafka + moto (if not already up), creates a tagged demo table with items,
 keeps writing changes to it, starts one worker (`faust -A app worker`) and tails the
 output topic.  Ctrl-C stops everything this script started."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,17 +27,25 @@ TABLE = demo_writer.TABLE
 PREFIX = os.environ.get("KAFKA_TOPIC_PREFIX", "dynamodb-")
 ENDPOINT = f"http://127.0.0.1:{stack.MOTO_PORT}"
 ENV = {
-    "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_REGION": "us-east-1",
-    "AWS_ENDPOINT_URL": ENDPOINT, "BROKER_URL": f"kafka://127.0.0.1:{stack.KAFKA_PORT}",
-    "DYNAMODB_DISCOVERY_INTERVAL": "5", "DYNAMODB_SHARD_REFRESH_INTERVAL": "5",
+    "AWS_ACCESS_KEY_ID": "demo",
+    "AWS_SECRET_ACCESS_KEY": "demo",
+    "AWS_REGION": "us-east-1",
+    "AWS_ENDPOINT_URL": ENDPOINT,
+    "BROKER_URL": f"kafka://127.0.0.1:{stack.KAFKA_PORT}",
+    "DYNAMODB_DISCOVERY_INTERVAL": "5",
+    "DYNAMODB_SHARD_REFRESH_INTERVAL": "5",
 }
 
 
 async def tail(stop: threading.Event) -> None:
     topic = PREFIX + TABLE
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=f"127.0.0.1:{stack.KAFKA_PORT}",
-                                auto_offset_reset="earliest", group_id=None,
-                                metadata_max_age_ms=2000)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=f"127.0.0.1:{stack.KAFKA_PORT}",
+        auto_offset_reset="earliest",
+        group_id=None,
+        metadata_max_age_ms=2000,
+    )
     await consumer.start()
     print(f"[demo] tailing {topic} (Ctrl-C to stop)", flush=True)
     try:
@@ -51,8 +60,9 @@ async def tail(stop: threading.Event) -> None:
 
 
 def main() -> int:
-    started = [n for n, ready in (("moto", stack.moto_ready), ("kafka", stack.kafka_ready))
-               if not ready()]
+    started = [
+        n for n, ready in (("moto", stack.moto_ready), ("kafka", stack.kafka_ready)) if not ready()
+    ]
     stack.main(["stack", "up"])
     ddb = demo_writer.client(ENDPOINT)
     demo_writer.ensure_table(ddb)
@@ -63,13 +73,27 @@ def main() -> int:
         shutil.rmtree(datadir, ignore_errors=True)
     worker_log = open(stack.STACK_DIR / "demo-worker.log", "ab")  # noqa: SIM115 (the worker's)
     worker = subprocess.Popen(
-        [str(Path(sys.executable).with_name("faust")), "-A", "app", f"--datadir={datadir}",
-         "worker", "-l", "info", "--web-port=6066"],
-        cwd=ROOT, env={**os.environ, **ENV}, stdout=worker_log, stderr=subprocess.STDOUT,
-        start_new_session=True)
-    print(f"[demo] worker pid {worker.pid}, log {stack.STACK_DIR / 'demo-worker.log'}; "
-          "status page http://127.0.0.1:6066/status, metrics http://127.0.0.1:6066/metrics",
-          flush=True)
+        [
+            str(Path(sys.executable).with_name("faust")),
+            "-A",
+            "app",
+            f"--datadir={datadir}",
+            "worker",
+            "-l",
+            "info",
+            "--web-port=6066",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        stdout=worker_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    print(
+        f"[demo] worker pid {worker.pid}, log {stack.STACK_DIR / 'demo-worker.log'}; "
+        "status page http://127.0.0.1:6066/status, metrics http://127.0.0.1:6066/metrics",
+        flush=True,
+    )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
         asyncio.run(tail(stop))

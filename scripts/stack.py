@@ -9,6 +9,7 @@ $STACK_DIR (default: <repo>/.stack): broker data (throw-away), logs, PID files.
 Readiness is proved by real protocol calls: a Kafka Metadata request that lists the
 broker, and a DynamoDB ListTables call against moto.
 """
+
 from __future__ import annotations
 
 import os
@@ -103,8 +104,13 @@ def _spawn(name: str, argv: list[str], logfile: Path, env: dict[str, str] | None
     STACK_DIR.mkdir(parents=True, exist_ok=True)
     out = open(logfile, "ab")  # noqa: SIM115 (held by the child process)
     proc = subprocess.Popen(
-        argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, cwd=STACK_DIR, env=env,
+        argv,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=STACK_DIR,
+        env=env,
     )
     _pid_file(name).write_text(str(proc.pid))
     return proc.pid
@@ -161,8 +167,9 @@ def kafka_ready() -> bool:
     from aiokafka.client import AIOKafkaClient  # type: ignore[import-untyped]
 
     async def probe() -> bool:
-        client = AIOKafkaClient(bootstrap_servers=f"127.0.0.1:{KAFKA_PORT}",
-                                request_timeout_ms=3000)
+        client = AIOKafkaClient(
+            bootstrap_servers=f"127.0.0.1:{KAFKA_PORT}", request_timeout_ms=3000
+        )
         try:
             await client.bootstrap()
             md = await client.fetch_all_metadata()
@@ -201,9 +208,13 @@ def _wait(name: str, ready, pid_name: str) -> float:
         if ready():
             return time.monotonic() - start
         if _pid(pid_name) is None:
-            raise SystemExit(f"[stack] {name} exited during start; see {STACK_DIR / (pid_name + '.log')}")
+            raise SystemExit(
+                f"[stack] {name} exited during start; see {STACK_DIR / (pid_name + '.log')}"
+            )
         time.sleep(0.2)
-    raise SystemExit(f"[stack] {name} not ready after {READY_TIMEOUT:.0f}s; see {STACK_DIR / (pid_name + '.log')}")
+    raise SystemExit(
+        f"[stack] {name} not ready after {READY_TIMEOUT:.0f}s; see {STACK_DIR / (pid_name + '.log')}"
+    )
 
 
 # ---------------------------------------------------------------- services
@@ -237,24 +248,41 @@ def kafka_up() -> None:
     STACK_DIR.mkdir(parents=True, exist_ok=True)
     conf.write_text(KAFKA_PROPERTIES.format(port=KAFKA_PORT, cport=CONTROLLER_PORT, data=data))
     l4j.write_text(LOG4J2)
-    java = [_java(), "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
-            f"-Dlog4j2.configurationFile={l4j}", "-cp", _classpath()]
+    java = [
+        _java(),
+        "-Xms256m",
+        "-Xmx768m",
+        "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile={l4j}",
+        "-cp",
+        _classpath(),
+    ]
     if not (data / "meta.properties").exists():
         shutil.rmtree(data, ignore_errors=True)
-        cluster_id = subprocess.run(
-            java + ["kafka.tools.StorageTool", "random-uuid"],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
+        cluster_id = (
+            subprocess.run(
+                java + ["kafka.tools.StorageTool", "random-uuid"],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         subprocess.run(
             java + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         log(f"kafka: storage formatted in {data} (cluster {cluster_id})")
     t0 = time.monotonic()
     pid = _spawn("kafka", java + ["kafka.Kafka", str(conf)], STACK_DIR / "kafka.log")
     waited = _wait("kafka", kafka_ready, "kafka")
-    log(f"kafka: ready on 127.0.0.1:{KAFKA_PORT} (pid {pid}) in {time.monotonic() - t0:.1f}s "
-        f"(readiness polled {waited:.1f}s)")
+    log(
+        f"kafka: ready on 127.0.0.1:{KAFKA_PORT} (pid {pid}) in {time.monotonic() - t0:.1f}s "
+        f"(readiness polled {waited:.1f}s)"
+    )
 
 
 def moto_up() -> None:
@@ -272,10 +300,17 @@ def moto_up() -> None:
     # tests/integration/test_zz_iam_policy.py checks the product's calls against the IAM policy.
     STACK_DIR.mkdir(parents=True, exist_ok=True)
     (STACK_DIR / "moto-recording.jsonl").write_bytes(b"")  # moto's state starts empty too
-    env = {**os.environ, "MOTO_ENABLE_RECORDING": "true",
-           "MOTO_RECORDER_FILEPATH": str(STACK_DIR / "moto-recording.jsonl")}
-    pid = _spawn("moto", [str(moto_bin), "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
-                 STACK_DIR / "moto.log", env)
+    env = {
+        **os.environ,
+        "MOTO_ENABLE_RECORDING": "true",
+        "MOTO_RECORDER_FILEPATH": str(STACK_DIR / "moto-recording.jsonl"),
+    }
+    pid = _spawn(
+        "moto",
+        [str(moto_bin), "-H", "127.0.0.1", "-p", str(MOTO_PORT)],
+        STACK_DIR / "moto.log",
+        env,
+    )
     _wait("moto", moto_ready, "moto")
     log(f"moto: ready on 127.0.0.1:{MOTO_PORT} (pid {pid}) in {time.monotonic() - t0:.1f}s")
 

@@ -9,6 +9,7 @@ A missing browser is a failure, never a skip: installing it is the Makefile's jo
         rows = wait_for(driver, "table tbody tr")
         screenshot(driver, tmp_path / "page.png")
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,11 @@ FLAGS = (
 def _require_binaries() -> None:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
     if missing:
-        pytest.fail(f"headless Chromium is not installed ({', '.join(missing)} missing; "
-                    f"CI={os.environ.get('CI')}): run `make browser`", pytrace=False)
+        pytest.fail(
+            f"headless Chromium is not installed ({', '.join(missing)} missing; "
+            f"CI={os.environ.get('CI')}): run `make browser`",
+            pytrace=False,
+        )
 
 
 @contextmanager
@@ -65,8 +69,9 @@ def chromium(tmp_path: Path) -> Iterator[webdriver.Chrome]:
         driver = webdriver.Chrome(service=service, options=options)
     except WebDriverException as exc:
         tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
-        pytest.fail(f"headless Chromium did not start: {exc.msg}\nchromedriver log:\n{tail}",
-                    pytrace=False)
+        pytest.fail(
+            f"headless Chromium did not start: {exc.msg}\nchromedriver log:\n{tail}", pytrace=False
+        )
     try:
         yield driver
     finally:
@@ -77,10 +82,14 @@ def wait_for(driver: webdriver.Chrome, css: str, timeout: float = 10.0) -> list[
     """Wait until at least one element matching css is visible; return all matches."""
     try:
         WebDriverWait(driver, timeout).until(
-            ec.visibility_of_element_located((By.CSS_SELECTOR, css)))
+            ec.visibility_of_element_located((By.CSS_SELECTOR, css))
+        )
     except TimeoutException:
-        pytest.fail(f"no visible {css!r} after {timeout}s on {driver.current_url}:\n"
-                    f"{driver.page_source[:2000]}", pytrace=False)
+        pytest.fail(
+            f"no visible {css!r} after {timeout}s on {driver.current_url}:\n"
+            f"{driver.page_source[:2000]}",
+            pytrace=False,
+        )
     return driver.find_elements(By.CSS_SELECTOR, css)
 
 

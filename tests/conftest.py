@@ -1,6 +1,7 @@
 """Shared fixtures: one local stack (real Kafka broker + moto server) per session, started
 by the project's own scripts/stack.py; isolation by unique names, not restarts.
 A missing service is a failure, never a skip: the stack is ours to start."""
+
 from __future__ import annotations
 
 import os
@@ -17,20 +18,29 @@ STACK = [sys.executable, str(ROOT / "scripts" / "stack.py")]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--chaos-long", action="store_true", default=False,
-                     help="the full chaos run (make chaos) instead of the short variant")
+    parser.addoption(
+        "--chaos-long",
+        action="store_true",
+        default=False,
+        help="the full chaos run (make chaos) instead of the short variant",
+    )
 
 
 @pytest.fixture(scope="session")
 def stack() -> dict[str, str]:
-    proc = subprocess.run([*STACK, "up"], capture_output=True, text=True, timeout=300,
-                          check=False)
+    proc = subprocess.run([*STACK, "up"], capture_output=True, text=True, timeout=300, check=False)
     sys.stderr.write(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        pytest.fail(f"local stack did not come up (CI={os.environ.get('CI')}):\n"
-                    f"{proc.stdout}\n{proc.stderr}")
-    env = dict(line.split("=", 1) for line in subprocess.run(
-        [*STACK, "env"], capture_output=True, text=True, check=True).stdout.split())
+        pytest.fail(
+            f"local stack did not come up (CI={os.environ.get('CI')}):\n"
+            f"{proc.stdout}\n{proc.stderr}"
+        )
+    env = dict(
+        line.split("=", 1)
+        for line in subprocess.run(
+            [*STACK, "env"], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
     return env
 
 

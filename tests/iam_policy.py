@@ -3,6 +3,7 @@
 Shared by tests/unit/test_iam_policy.py (static: botocore operations called in the
 source) and tests/integration/test_zz_iam_policy.py (dynamic: moto's request recording).
 """
+
 from __future__ import annotations
 
 import base64
@@ -19,16 +20,29 @@ POLICY = ROOT / "docs" / "iam-policy.json"  # the identity that reads the tables
 CALLER_POLICY = ROOT / "docs" / "iam-assume-role-caller-policy.json"  # with AWS_ROLE_ARN
 
 # botocore service name -> IAM action prefix (DynamoDB Streams shares `dynamodb:`)
-IAM_PREFIX = {"dynamodb": "dynamodb", "dynamodbstreams": "dynamodb",
-              "resourcegroupstaggingapi": "tag", "sts": "sts"}
+IAM_PREFIX = {
+    "dynamodb": "dynamodb",
+    "dynamodbstreams": "dynamodb",
+    "resourcegroupstaggingapi": "tag",
+    "sts": "sts",
+}
 # JSON-protocol X-Amz-Target prefix -> IAM action prefix
-TARGET_PREFIX = {"DynamoDB_20120810": "dynamodb", "DynamoDBStreams_20120810": "dynamodb",
-                 "ResourceGroupsTaggingAPI_20170126": "tag"}
+TARGET_PREFIX = {
+    "DynamoDB_20120810": "dynamodb",
+    "DynamoDBStreams_20120810": "dynamodb",
+    "ResourceGroupsTaggingAPI_20170126": "tag",
+}
 # SigV4 credential-scope service (query protocol) -> IAM action prefix
 SCOPE_PREFIX = {"sts": "sts"}
 # actions every integration run must show (so the policy check is never vacuous)
-CORE = {"dynamodb:Scan", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
-        "dynamodb:DescribeStream", "dynamodb:DescribeTable", "tag:GetResources"}
+CORE = {
+    "dynamodb:Scan",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:DescribeStream",
+    "dynamodb:DescribeTable",
+    "tag:GetResources",
+}
 
 
 def allowed_actions(path: Path) -> list[str]:
@@ -54,8 +68,11 @@ def policy_for(action: str) -> Path:
 
 def missing_from_policies(actions: Iterable[str]) -> list[str]:
     cache: dict[Path, list[str]] = {}
-    return sorted(a for a in set(actions) if not allowed(
-        a, cache.setdefault(policy_for(a), allowed_actions(policy_for(a)))))
+    return sorted(
+        a
+        for a in set(actions)
+        if not allowed(a, cache.setdefault(policy_for(a), allowed_actions(policy_for(a))))
+    )
 
 
 def _header(entry: dict[str, Any], name: str) -> str:
@@ -73,8 +90,9 @@ def action_of(entry: dict[str, Any]) -> str:
         if prefix in TARGET_PREFIX and operation:
             return f"{TARGET_PREFIX[prefix]}:{operation}"
         raise ValueError(f"unknown X-Amz-Target {target!r}")
-    scope = re.search(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request",
-                      _header(entry, "Authorization"))
+    scope = re.search(
+        r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request", _header(entry, "Authorization")
+    )
     if scope and scope.group(1) in SCOPE_PREFIX:
         body = entry.get("body") or ""
         if entry.get("body_encoded"):
@@ -83,5 +101,7 @@ def action_of(entry: dict[str, Any]) -> str:
         params = parse_qs(body) | parse_qs(query)
         if params.get("Action"):
             return f"{SCOPE_PREFIX[scope.group(1)]}:{params['Action'][0]}"
-    raise ValueError(f"cannot tell the action of {entry.get('method')} {entry.get('url')} "
-                     f"(scope {scope.group(1) if scope else None!r})")
+    raise ValueError(
+        f"cannot tell the action of {entry.get('method')} {entry.get('url')} "
+        f"(scope {scope.group(1) if scope else None!r})"
+    )

@@ -5,6 +5,7 @@ signs the ``sts:AssumeRole`` call; the clients use the role's temporary credenti
 which aiobotocore's refreshable-credentials machinery renews before they expire (see
 :func:`assumed_role_credentials`).  No credential value is ever logged: botocore's own
 debug output (signatures, session tokens, STS responses) is kept at INFO or above."""
+
 from __future__ import annotations
 
 import functools
@@ -73,8 +74,7 @@ class _RoleCredentials(AioDeferredRefreshableCredentials):
 
     def __init__(self, refresh_using: Callable[[], Any], duration: int, clock: Clock) -> None:
         super().__init__(refresh_using, method="assume-role", time_fetcher=clock)
-        self._advisory_refresh_timeout, self._mandatory_refresh_timeout = (
-            refresh_windows(duration))
+        self._advisory_refresh_timeout, self._mandatory_refresh_timeout = refresh_windows(duration)
 
 
 class _AssumedRoleProvider(CredentialProvider):  # type: ignore[misc]
@@ -88,21 +88,29 @@ class _AssumedRoleProvider(CredentialProvider):  # type: ignore[misc]
 
 
 async def assumed_role_credentials(
-    settings: Settings, source: AioSession, config: AioConfig, clock: Clock,
+    settings: Settings,
+    source: AioSession,
+    config: AioConfig,
+    clock: Clock,
 ) -> _RoleCredentials:
     """Refreshable credentials of AWS_ROLE_ARN, obtained with ``source``'s credentials
     (the standard chain) from STS at ``settings.endpoint_for("sts")``."""
     source_credentials = await source.get_credentials()
     if source_credentials is None:
         raise NoCredentialsError()
-    extra_args: dict[str, Any] = {"RoleSessionName": settings.aws_role_session_name,
-                                  "DurationSeconds": settings.aws_role_duration}
+    extra_args: dict[str, Any] = {
+        "RoleSessionName": settings.aws_role_session_name,
+        "DurationSeconds": settings.aws_role_duration,
+    }
     if settings.aws_role_external_id is not None:
         extra_args["ExternalId"] = settings.aws_role_external_id
     fetcher = AioAssumeRoleCredentialFetcher(
         client_creator=functools.partial(
-            source.create_client, region_name=settings.aws_region,
-            endpoint_url=settings.endpoint_for("sts"), config=config),
+            source.create_client,
+            region_name=settings.aws_region,
+            endpoint_url=settings.endpoint_for("sts"),
+            config=config,
+        ),
         source_credentials=source_credentials,
         role_arn=settings.aws_role_arn,
         extra_args=extra_args,
@@ -136,23 +144,31 @@ class AwsClients:
         _quiet_wire_logs()
         config = AioConfig(
             retries={"max_attempts": 2, "mode": "standard"},
-            connect_timeout=10, read_timeout=self.settings.aws_read_timeout,
+            connect_timeout=10,
+            read_timeout=self.settings.aws_read_timeout,
             max_pool_connections=max(50, self.settings.state_partitions * 4),
             user_agent_extra=USER_AGENT_EXTRA,
         )
         session = get_session()
         if self.settings.aws_role_arn:
             credentials = await assumed_role_credentials(
-                self.settings, session, config, self._clock or _utc_now)
+                self.settings, session, config, self._clock or _utc_now
+            )
             session = get_session()
             session.register_component(
-                "credential_provider", AioCredentialResolver([_AssumedRoleProvider(credentials)]))
+                "credential_provider", AioCredentialResolver([_AssumedRoleProvider(credentials)])
+            )
         self.session = session
         made = []
         for service in SERVICES:
-            client = await self._stack.enter_async_context(session.create_client(
-                service, region_name=self.settings.aws_region,
-                endpoint_url=self.settings.endpoint_for(service), config=config))
+            client = await self._stack.enter_async_context(
+                session.create_client(
+                    service,
+                    region_name=self.settings.aws_region,
+                    endpoint_url=self.settings.endpoint_for(service),
+                    config=config,
+                )
+            )
             made.append(client)
         self.dynamodb, self.streams, self.tagging = made
         return self

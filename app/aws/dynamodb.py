@@ -1,4 +1,5 @@
 """DynamoDB, DynamoDB Streams and tagging calls: raw dicts in, domain objects out."""
+
 from __future__ import annotations
 
 import logging
@@ -36,15 +37,18 @@ class Tables:
         spec = t.get("StreamSpecification") or {}
         enabled = spec.get("StreamEnabled", False) and t.get("LatestStreamArn")
         return TableInfo(
-            name=t["TableName"], arn=t["TableArn"],
+            name=t["TableName"],
+            arn=t["TableArn"],
             key_names=tuple(k["AttributeName"] for k in keys),
             stream_arn=t.get("LatestStreamArn") if enabled else None,
             stream_view_type=spec.get("StreamViewType") if enabled else None,
             item_count=int(t.get("ItemCount", 0) or 0),
             size_bytes=int(t.get("TableSizeBytes", 0) or 0),
-            read_capacity=int((t.get("ProvisionedThroughput") or {}).get("ReadCapacityUnits", 0)
-                              or 0)
-            if (t.get("BillingModeSummary") or {}).get("BillingMode") != "PAY_PER_REQUEST" else 0,
+            read_capacity=int(
+                (t.get("ProvisionedThroughput") or {}).get("ReadCapacityUnits", 0) or 0
+            )
+            if (t.get("BillingModeSummary") or {}).get("BillingMode") != "PAY_PER_REQUEST"
+            else 0,
             status=t.get("TableStatus", "ACTIVE"),
         )
 
@@ -70,8 +74,9 @@ class Tables:
                 return tags
             kwargs["NextToken"] = page["NextToken"]
 
-    async def scan(self, table: str, segment: int, total: int, start_key: Item | None,
-                   limit: int = 0) -> ScanPage:
+    async def scan(
+        self, table: str, segment: int, total: int, start_key: Item | None, limit: int = 0
+    ) -> ScanPage:
         kwargs: dict[str, Any] = {"TableName": table, "ReturnConsumedCapacity": "TOTAL"}
         if total > 1:  # one segment is a plain Scan (and avoids moto's binary-key bug)
             kwargs.update(Segment=segment, TotalSegments=total)
@@ -81,10 +86,13 @@ class Tables:
             kwargs["Limit"] = limit
         async with aws_call("Scan", f"{table}#{segment}/{total}"):
             page = await self.client.scan(**kwargs)
-        return ScanPage(items=page.get("Items", []),
-                        last_evaluated_key=page.get("LastEvaluatedKey") or None,
-                        consumed_capacity=float(
-                            (page.get("ConsumedCapacity") or {}).get("CapacityUnits", 0) or 0))
+        return ScanPage(
+            items=page.get("Items", []),
+            last_evaluated_key=page.get("LastEvaluatedKey") or None,
+            consumed_capacity=float(
+                (page.get("ConsumedCapacity") or {}).get("CapacityUnits", 0) or 0
+            ),
+        )
 
 
 class Tagging:
@@ -96,8 +104,10 @@ class Tagging:
     async def tables_with_tags(self, filters: Sequence[TagFilter]) -> list[str]:
         """Table ARNs matching all filters (paginated)."""
         arns: list[str] = []
-        kwargs: dict[str, Any] = {"ResourceTypeFilters": ["dynamodb:table"],
-                                  "TagFilters": to_tagging_api_filters(filters)}
+        kwargs: dict[str, Any] = {
+            "ResourceTypeFilters": ["dynamodb:table"],
+            "TagFilters": to_tagging_api_filters(filters),
+        }
         while True:
             async with aws_call("tag:GetResources"):
                 page = await self.client.get_resources(**kwargs)
@@ -144,13 +154,22 @@ class Streams:
                 d = (await self.client.describe_stream(**kwargs))["StreamDescription"]
             for s in d.get("Shards", []):
                 rng = s.get("SequenceNumberRange") or {}
-                shards.append(Shard(s["ShardId"], s.get("ParentShardId"),
-                                    rng.get("StartingSequenceNumber"),
-                                    rng.get("EndingSequenceNumber")))
+                shards.append(
+                    Shard(
+                        s["ShardId"],
+                        s.get("ParentShardId"),
+                        rng.get("StartingSequenceNumber"),
+                        rng.get("EndingSequenceNumber"),
+                    )
+                )
             last = d.get("LastEvaluatedShardId")
             if not last:
-                return StreamDescription(stream_arn, d.get("StreamStatus", "ENABLED"),
-                                         d.get("StreamViewType", ""), tuple(shards))
+                return StreamDescription(
+                    stream_arn,
+                    d.get("StreamStatus", "ENABLED"),
+                    d.get("StreamViewType", ""),
+                    tuple(shards),
+                )
             kwargs["ExclusiveStartShardId"] = last
 
     async def iterator(self, stream_arn: str, shard_id: str, after_seq: str | None) -> str:
@@ -165,8 +184,9 @@ class Streams:
     async def records(self, iterator: str, shard: str, limit: int = 1000) -> RecordsPage:
         async with aws_call("GetRecords", shard):
             page = await self.client.get_records(ShardIterator=iterator, Limit=limit)
-        return RecordsPage([to_record(r) for r in page.get("Records", [])],
-                           page.get("NextShardIterator"))
+        return RecordsPage(
+            [to_record(r) for r in page.get("Records", [])], page.get("NextShardIterator")
+        )
 
 
 __all__ = ["AwsError", "Streams", "Tables", "Tagging", "to_record"]

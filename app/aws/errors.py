@@ -1,4 +1,5 @@
 """botocore exceptions -> app.errors, in one place."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -7,8 +8,12 @@ from contextlib import asynccontextmanager
 from app import errors
 
 _THROTTLE = {
-    "LimitExceededException", "ProvisionedThroughputExceededException", "ThrottlingException",
-    "Throttling", "RequestLimitExceeded", "TooManyRequestsException",
+    "LimitExceededException",
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "Throttling",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
 }
 _BY_CODE: dict[str, type[errors.AwsError]] = {
     "ExpiredIteratorException": errors.ExpiredIteratorError,
@@ -38,7 +43,9 @@ def translate(exc: BaseException, operation: str, resource: str | None) -> error
     # connection errors, timeouts, endpoint hiccups
     return errors.TransientAwsError(
         f"{operation} on {resource or '?'} failed: {type(exc).__name__}: {exc}",
-        code=type(exc).__name__, resource=resource)
+        code=type(exc).__name__,
+        resource=resource,
+    )
 
 
 @asynccontextmanager

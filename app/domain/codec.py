@@ -106,8 +106,10 @@ def _codec_error(e: _Bad) -> CodecError:
 
 def _invalid_number(text: str) -> str:
     # never the value itself: errors reach logs and the dead-letter topic (item data)
-    return (f"invalid number ({len(text)} characters; not a finite decimal DynamoDB "
-            "accepts, value not shown)")
+    return (
+        f"invalid number ({len(text)} characters; not a finite decimal DynamoDB "
+        "accepts, value not shown)"
+    )
 
 
 def _slow_number_text(v: Any) -> str:
@@ -161,8 +163,9 @@ def _raw_bytes(v: Any) -> bytes | bytearray | memoryview:
         try:
             return _a2b(v, strict_mode=True)
         except (binascii.Error, ValueError):
-            raise _Bad(f"binary string is not valid base64 ({len(v)} characters; value "
-                       "not shown)") from None
+            raise _Bad(
+                f"binary string is not valid base64 ({len(v)} characters; value not shown)"
+            ) from None
     raise _Bad(f"binary must be bytes, got {t.__name__}")
 
 

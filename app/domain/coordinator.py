@@ -23,6 +23,7 @@ Work units are named (app.domain.protocol.UnitId) so that the table state can en
 them.  Messages in and out are the typed messages of app.domain.protocol; the commands
 returned are already encoded by its codec (key, wire dict).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -83,7 +84,6 @@ def shard_unit_id(name: str, epoch: int, stream_arn: str, shard: str) -> str:
     return pr.UnitId.shard(name, epoch, stream_arn, shard).format()
 
 
-
 # ---------------------------------------------------------------- helpers
 def _typed(cls: type[_T], key: str, msg: _T | Mapping[str, Any]) -> _T:
     """Transitional: a wire dict (``type`` optional) from a caller that does not build
@@ -110,24 +110,35 @@ def _create(unit_id: str, spec: dict[str, Any]) -> Command:
 
 def _unit_spec(s: State, kind: str, **extra: Any) -> dict[str, Any]:
     snap = s.get("snapshot") or {}
-    return {"kind": kind, "table": s["name"], "epoch": s["epoch"], "key_names": s["key_names"],
-            "stream_arn": s.get("stream_arn"), "cutoff_ms": s.get("cutoff_ms", 0),
-            "snapshot_start_ms": snap.get("start_ms"), "snapshot_end_ms": snap.get("end_ms"),
-            "snapshot_items": snap.get("items"), **extra}
+    return {
+        "kind": kind,
+        "table": s["name"],
+        "epoch": s["epoch"],
+        "key_names": s["key_names"],
+        "stream_arn": s.get("stream_arn"),
+        "cutoff_ms": s.get("cutoff_ms", 0),
+        "snapshot_start_ms": snap.get("start_ms"),
+        "snapshot_end_ms": snap.get("end_ms"),
+        "snapshot_items": snap.get("items"),
+        **extra,
+    }
 
 
 def _scan_units(s: State) -> list[str]:
     snap = s.get("snapshot")
     if not snap:
         return []
-    return [scan_unit_id(s["name"], s["epoch"], i, snap["total"])
-            for i in range(snap["total"])]
+    return [scan_unit_id(s["name"], s["epoch"], i, snap["total"]) for i in range(snap["total"])]
 
 
-def _shard_units(s: State,
-                 statuses: Sequence[str] = ("running", "finished", "pending")) -> list[str]:
-    return [shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid)
-            for sid, e in sorted(s.get("shards", {}).items()) if e["status"] in statuses]
+def _shard_units(
+    s: State, statuses: Sequence[str] = ("running", "finished", "pending")
+) -> list[str]:
+    return [
+        shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid)
+        for sid, e in sorted(s.get("shards", {}).items())
+        if e["status"] in statuses
+    ]
 
 
 def all_units(s: State) -> list[str]:
@@ -142,9 +153,14 @@ def _create_scans(s: State, only_pending: bool = True) -> list[Command]:
     snap = s["snapshot"]
     done = set(snap["done"])
     per_segment = snap["rcu"] / snap["total"] if snap.get("rcu") else None
-    return [_create(scan_unit_id(s["name"], s["epoch"], i, snap["total"]),
-                    _unit_spec(s, "scan", segment=i, total=snap["total"], rcu=per_segment))
-            for i in range(snap["total"]) if not (only_pending and i in done)]
+    return [
+        _create(
+            scan_unit_id(s["name"], s["epoch"], i, snap["total"]),
+            _unit_spec(s, "scan", segment=i, total=snap["total"], rcu=per_segment),
+        )
+        for i in range(snap["total"])
+        if not (only_pending and i in done)
+    ]
 
 
 def _create_watch(s: State) -> Command:
@@ -152,36 +168,72 @@ def _create_watch(s: State) -> Command:
 
 
 def _create_shards(s: State, ids: Sequence[str]) -> list[Command]:
-    return [_create(shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid),
-                    _unit_spec(s, "shard", shard_id=sid,
-                               parent=s["shards"].get(sid, {}).get("parent")))
-            for sid in ids]
+    return [
+        _create(
+            shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid),
+            _unit_spec(s, "shard", shard_id=sid, parent=s["shards"].get(sid, {}).get("parent")),
+        )
+        for sid in ids
+    ]
 
 
 def _begin(s: State, info: Mapping[str, Any], now: int, p: Policy, reason: str) -> Outcome:
     """Start a fresh epoch: a snapshot, or (stream_only) streaming from the start point."""
-    s = {**s, "epoch": s.get("epoch", 0) + 1, "shards": {}, "shard_floor": None, "error": None,
-         "stopped_ms": None, "halted_ms": None, "resumed_ms": None, "resume_phase": None,
-         "reason": reason, "updated_ms": now}
+    s = {
+        **s,
+        "epoch": s.get("epoch", 0) + 1,
+        "shards": {},
+        "shard_floor": None,
+        "error": None,
+        "stopped_ms": None,
+        "halted_ms": None,
+        "resumed_ms": None,
+        "resume_phase": None,
+        "reason": reason,
+        "updated_ms": now,
+    }
     commands: list[Command] = []
     if p.mode == "stream_only":
-        s.update(phase="STREAMING", snapshot=None,
-                 cutoff_ms=now if p.stream_start == "latest" and reason == "new" else 0)
+        s.update(
+            phase="STREAMING",
+            snapshot=None,
+            cutoff_ms=now if p.stream_start == "latest" and reason == "new" else 0,
+        )
         commands.append(_create_watch(s))
     else:
-        total = plan_segments(int(info.get("size_bytes", 0)), int(info.get("item_count", 0)),
-                              p.segments)
+        total = plan_segments(
+            int(info.get("size_bytes", 0)), int(info.get("item_count", 0)), p.segments
+        )
         rcu = rcu_budget(int(info.get("read_capacity", 0)), p.rcu_percent, p.max_rcu)
-        s.update(phase="INIT_SYNC", cutoff_ms=max(0, now - p.overlap_ms),
-                 snapshot={"start_ms": now, "end_ms": None, "total": total, "done": [],
-                           "items": 0, "rcu": rcu})
+        s.update(
+            phase="INIT_SYNC",
+            cutoff_ms=max(0, now - p.overlap_ms),
+            snapshot={
+                "start_ms": now,
+                "end_ms": None,
+                "total": total,
+                "done": [],
+                "items": 0,
+                "rcu": rcu,
+            },
+        )
         commands += _create_scans(s)
     return Outcome(s, commands, [f"{s['name']}: {s['phase']} epoch {s['epoch']} ({reason})"])
 
 
 def _info_fields(info: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: info.get(k) for k in ("table_arn", "stream_arn", "key_names", "item_count",
-                                     "size_bytes", "read_capacity", "view_type")}
+    return {
+        k: info.get(k)
+        for k in (
+            "table_arn",
+            "stream_arn",
+            "key_names",
+            "item_count",
+            "size_bytes",
+            "read_capacity",
+            "view_type",
+        )
+    }
 
 
 # ---------------------------------------------------------------- table transitions
@@ -192,8 +244,10 @@ def _retire(old: State, out: Outcome) -> Outcome:
     units = all_units(old)
     out.commands[:0] = [_drop(u) for u in units]
     if out.state is not None:
-        out.state = {**out.state,
-                     "retired": {"units": units, "heals": RETIRED_HEALS} if units else None}
+        out.state = {
+            **out.state,
+            "retired": {"units": units, "heals": RETIRED_HEALS} if units else None,
+        }
     return out
 
 
@@ -260,9 +314,20 @@ def _resume(s: State, info: Mapping[str, Any], now: int, p: Policy) -> Outcome:
             {**s, "phase": phase},
             f"the table was {what} (positions frozen) for {_hours(now - halted)}, longer than "
             f"the stream retention allows ({_hours(p.resume_limit_ms)} of "
-            f"{_hours(p.retention_ms)}): changes may have been trimmed unread", info, now, p)
-    s = {**s, "phase": phase, "stopped_ms": None, "error": None, "resume_phase": None,
-         "resumed_ms": now, "updated_ms": now}
+            f"{_hours(p.retention_ms)}): changes may have been trimmed unread",
+            info,
+            now,
+            p,
+        )
+    s = {
+        **s,
+        "phase": phase,
+        "stopped_ms": None,
+        "error": None,
+        "resume_phase": None,
+        "resumed_ms": now,
+        "updated_ms": now,
+    }
     return Outcome(s, _heal(s), [f"{s['name']}: resumed {phase} epoch {s['epoch']}"])
 
 
@@ -280,11 +345,19 @@ def on_stop(s: State, reason: str, now: int, error: bool = False) -> Outcome:
     # the positions stop advancing now, or stopped already: a table that failed again
     # right after its retry never advanced in between, so the first halt still counts
     halted = s.get("halted_ms") or now
-    s = {**s, "phase": "ERROR" if error else "STOPPED", "resume_phase": resume,
-         "stopped_ms": now, "halted_ms": halted, "updated_ms": now, "reason": reason,
-         "error": reason if error else s.get("error")}
-    return Outcome(s, [_stop(u) for u in _running_units(s)],
-                   [f"{s['name']}: {s['phase']} ({reason})"])
+    s = {
+        **s,
+        "phase": "ERROR" if error else "STOPPED",
+        "resume_phase": resume,
+        "stopped_ms": now,
+        "halted_ms": halted,
+        "updated_ms": now,
+        "reason": reason,
+        "error": reason if error else s.get("error"),
+    }
+    return Outcome(
+        s, [_stop(u) for u in _running_units(s)], [f"{s['name']}: {s['phase']} ({reason})"]
+    )
 
 
 def on_refused(s: State | None, info: Mapping[str, Any], reason: str, now: int) -> Outcome:
@@ -301,21 +374,36 @@ def on_refused(s: State | None, info: Mapping[str, Any], reason: str, now: int) 
     running = s is not None and s["phase"] in (*ACTIVE, "SNAPSHOT_DONE")
     old = None if s is None else s.get("refused")
     if s is None or s["phase"] == "FORGOTTEN":  # never started (in this life)
-        s = {"name": info["name"], **_info_fields(info), "epoch": (s or {}).get("epoch", 0),
-             "resnapshots": 0, "snapshot": None, "shards": {}, "resume_phase": None,
-             "stopped_ms": None}
+        s = {
+            "name": info["name"],
+            **_info_fields(info),
+            "epoch": (s or {}).get("epoch", 0),
+            "resnapshots": 0,
+            "snapshot": None,
+            "shards": {},
+            "resume_phase": None,
+            "stopped_ms": None,
+        }
         old = {"reason": None, "resume_phase": None, "stopped_ms": None, "new": True}
     if running or old is None:  # running now, it resumes the phase it is in
-        old = {"reason": None,
-               "resume_phase": s["phase"] if running else s.get("resume_phase"),
-               "stopped_ms": now if running else s.get("stopped_ms")}
+        old = {
+            "reason": None,
+            "resume_phase": s["phase"] if running else s.get("resume_phase"),
+            "stopped_ms": now if running else s.get("stopped_ms"),
+        }
     stops = [] if old.get("new") else [_stop(u) for u in _running_units(s)]
     if s.get("phase") == "REFUSED" and old["reason"] == reason:
         return Outcome(s, stops)
-    s = {**s, "phase": "REFUSED", "reason": reason, "error": reason, "updated_ms": now,
-         "refused": {**old, "reason": reason},
-         # its positions stop advancing (see on_stop): the retention clock runs
-         "halted_ms": s.get("halted_ms") or (now if running else None)}
+    s = {
+        **s,
+        "phase": "REFUSED",
+        "reason": reason,
+        "error": reason,
+        "updated_ms": now,
+        "refused": {**old, "reason": reason},
+        # its positions stop advancing (see on_stop): the retention clock runs
+        "halted_ms": s.get("halted_ms") or (now if running else None),
+    }
     return Outcome(s, stops, events=["refused"])
 
 
@@ -329,8 +417,12 @@ def _accepted(s: State, info: Mapping[str, Any], now: int, p: Policy) -> Outcome
     if refused.get("new") or not s.get("epoch"):  # refused before it ever started: new
         # (a forgotten table's epoch is kept: its new life continues the count)
         return _begin({**s, "name": info["name"], **_info_fields(info)}, info, now, p, "new")
-    s = {**s, "phase": "STOPPED", "resume_phase": refused.get("resume_phase"),
-         "stopped_ms": refused.get("stopped_ms")}
+    s = {
+        **s,
+        "phase": "STOPPED",
+        "resume_phase": refused.get("resume_phase"),
+        "stopped_ms": refused.get("stopped_ms"),
+    }
     out = on_discovered(s, info, now, p)
     out.notes.insert(0, f"{s['name']}: no longer refused ({refused.get('reason')})")
     return out
@@ -344,8 +436,7 @@ def on_sweep(s: State, present: set[str], now: int) -> Outcome:
     if s["name"] not in present:
         if s["phase"] == "STOPPED" and now - (s.get("stopped_ms") or now) >= RETENTION_MS:
             # keep the epoch (only): unit ids of a later life must never repeat these
-            row = {"name": s["name"], "phase": "FORGOTTEN", "epoch": s["epoch"],
-                   "updated_ms": now}
+            row = {"name": s["name"], "phase": "FORGOTTEN", "epoch": s["epoch"], "updated_ms": now}
             note = f"{s['name']}: forgotten (stopped for more than 24 h)"
             return _retire(s, Outcome(row, [], [note]))
         out = on_stop(s, "no longer discovered (tag removed, excluded or table deleted)", now)
@@ -357,13 +448,22 @@ def on_sweep(s: State, present: set[str], now: int) -> Outcome:
     return out
 
 
-def on_resnapshot(s: State, reason: str, info: Mapping[str, Any] | None, now: int,
-                  p: Policy) -> Outcome:
+def on_resnapshot(
+    s: State, reason: str, info: Mapping[str, Any] | None, now: int, p: Policy
+) -> Outcome:
     """Positions are unusable (trimmed) or an operator asked: start a new epoch."""
     if s["phase"] in ("STOPPED", "FORGOTTEN", "REFUSED"):
         return Outcome(s)
-    out = _retire(s, _begin({**s, "resnapshots": s.get("resnapshots", 0) + 1},
-                            info or {**s, "name": s["name"]}, now, p, reason))
+    out = _retire(
+        s,
+        _begin(
+            {**s, "resnapshots": s.get("resnapshots", 0) + 1},
+            info or {**s, "name": s["name"]},
+            now,
+            p,
+            reason,
+        ),
+    )
     assert out.state is not None
     out.state["error"] = f"re-snapshot (epoch {out.state['epoch']}): {reason}"  # on the page
     out.events.append("resnapshot")
@@ -374,8 +474,7 @@ def _stale(s: State, msg: pr.UnitDone | pr.Shards | pr.UnitFailed) -> bool:
     return msg.epoch != s.get("epoch") or s["phase"] not in ACTIVE
 
 
-def on_unit_done(s: State, msg: pr.UnitDone | Mapping[str, Any], now: int,
-                 p: Policy) -> Outcome:
+def on_unit_done(s: State, msg: pr.UnitDone | Mapping[str, Any], now: int, p: Policy) -> Outcome:
     msg = _typed(pr.UnitDone, table_key(s["name"]), msg)
     if _stale(s, msg):
         return Outcome(s)
@@ -393,19 +492,30 @@ def on_unit_done(s: State, msg: pr.UnitDone | Mapping[str, Any], now: int,
         snap["end_ms"] = now
         drops = [_drop(u) for u in _scan_units(s)]
         if p.mode == "snapshot_only":
-            return Outcome({**s, "phase": "SNAPSHOT_DONE"}, drops,
-                           [f"{s['name']}: snapshot done, {snap['items']} items"])
+            return Outcome(
+                {**s, "phase": "SNAPSHOT_DONE"},
+                drops,
+                [f"{s['name']}: snapshot done, {snap['items']} items"],
+            )
         cutoff = max(0, snap["start_ms"] - p.overlap_ms)
         if now - cutoff >= p.resume_limit_ms:
             # the stream must be read from the cutoff on, but may have trimmed it already:
             # a shard without a checkpoint would start at TRIM_HORIZON and skip the gap
             return on_resnapshot(
-                s, f"the snapshot took {_hours(now - snap['start_ms'])}: the stream no longer "
+                s,
+                f"the snapshot took {_hours(now - snap['start_ms'])}: the stream no longer "
                 f"holds every change since its start ({_hours(p.resume_limit_ms)} of "
-                f"{_hours(p.retention_ms)} retention usable)", None, now, p)
+                f"{_hours(p.retention_ms)} retention usable)",
+                None,
+                now,
+                p,
+            )
         s = {**s, "phase": "STREAMING", "cutoff_ms": cutoff, "halted_ms": None}
-        return Outcome(s, [*drops, _create_watch(s)],
-                       [f"{s['name']}: snapshot done, {snap['items']} items; streaming"])
+        return Outcome(
+            s,
+            [*drops, _create_watch(s)],
+            [f"{s['name']}: snapshot done, {snap['items']} items; streaming"],
+        )
     if msg.kind == "shard":  # a shard read to its end: the positions do advance
         if msg.shard_id is None:
             raise KeyError("shard_id")  # as before the typed messages: the message is bad
@@ -439,25 +549,34 @@ def decode_listing(listing: Sequence[Sequence[Any]] | None) -> list[Shard] | Non
 
 
 def encode_listing(shards: Sequence[Shard]) -> list[list[Any]]:
-    return [[x.shard_id, x.parent_shard_id, x.starting_sequence_number,
-             x.ending_sequence_number] for x in shards]
+    return [
+        [x.shard_id, x.parent_shard_id, x.starting_sequence_number, x.ending_sequence_number]
+        for x in shards
+    ]
 
 
-def _replan(s: State, listing: Sequence[Sequence[Any]] | None, finished: list[str], now: int,
-            p: Policy) -> Outcome:
-    result = lineage.plan(s.get("shards", {}), decode_listing(listing), finished,
-                          s.get("shard_floor"))
+def _replan(
+    s: State, listing: Sequence[Sequence[Any]] | None, finished: list[str], now: int, p: Policy
+) -> Outcome:
+    result = lineage.plan(
+        s.get("shards", {}), decode_listing(listing), finished, s.get("shard_floor")
+    )
     if result.lost:
         # our unread position fell behind the 24 h trim horizon: data is gone.  Drop the
         # units of the lineage as it was: result.known no longer names the lost shards.
-        out = on_resnapshot({**s, "updated_ms": now},
-                            f"shards trimmed before they were read: {result.lost}",
-                            None, now, p)
+        out = on_resnapshot(
+            {**s, "updated_ms": now},
+            f"shards trimmed before they were read: {result.lost}",
+            None,
+            now,
+            p,
+        )
         out.events.append("lost_shard")
         return out
     s = {**s, "shards": result.known, "shard_floor": result.floor, "updated_ms": now}
-    drops = [_drop(shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid))
-             for sid in result.prune]
+    drops = [
+        _drop(shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid)) for sid in result.prune
+    ]
     return Outcome(s, [*_create_shards(s, result.start), *drops])
 
 
@@ -476,17 +595,27 @@ def _seq_after(new: Any, old: Any) -> bool:
     return old is None or (new is not None and int(new) > int(old))
 
 
-def _unit_done(u: State, count: int | None = None,
-               listing: list[list[Any]] | None = None) -> Command:
+def _unit_done(
+    u: State, count: int | None = None, listing: list[list[Any]] | None = None
+) -> Command:
     spec = u["spec"]
-    return pr.encode(pr.UnitDone(
-        table=spec["table"], unit=u["id"], kind=spec["kind"], epoch=spec["epoch"],
-        segment=spec.get("segment"), shard_id=spec.get("shard_id"),
-        count=int(u["count"] if count is None else count), listing=listing))
+    return pr.encode(
+        pr.UnitDone(
+            table=spec["table"],
+            unit=u["id"],
+            kind=spec["kind"],
+            epoch=spec["epoch"],
+            segment=spec.get("segment"),
+            shard_id=spec.get("shard_id"),
+            count=int(u["count"] if count is None else count),
+            listing=listing,
+        )
+    )
 
 
-def on_unit(u: State | None, unit_id: str, msg: pr.UnitMessage | Mapping[str, Any],
-            partition: int, now: int) -> UnitOutcome:
+def on_unit(
+    u: State | None, unit_id: str, msg: pr.UnitMessage | Mapping[str, Any], partition: int, now: int
+) -> UnitOutcome:
     if isinstance(msg, Mapping):  # transitional, as _typed: a wire dict goes through the codec
         decoded = pr.decode(unit_key(unit_id), msg)
         assert not isinstance(decoded, pr.Sweep | pr.TableMessage)
@@ -494,8 +623,15 @@ def on_unit(u: State | None, unit_id: str, msg: pr.UnitMessage | Mapping[str, An
     if isinstance(msg, pr.Create):
         spec = dict(msg.spec)
         if u is None or u["spec"].get("epoch") != spec.get("epoch"):
-            u = {"id": unit_id, "spec": spec, "status": "active", "pos": None, "count": 0,
-                 "lag_ms": None, "error": None}
+            u = {
+                "id": unit_id,
+                "spec": spec,
+                "status": "active",
+                "pos": None,
+                "count": 0,
+                "lag_ms": None,
+                "error": None,
+            }
         elif u["status"] == "finished":  # a repeated create: repeat the unit_done
             return UnitOutcome(u, None, [_unit_done(u)])
         u = {**u, "spec": spec, "status": "active", "partition": partition, "updated_ms": now}
@@ -509,8 +645,16 @@ def on_unit(u: State | None, unit_id: str, msg: pr.UnitMessage | Mapping[str, An
                     return UnitOutcome(u)
             elif int(msg.count) <= int(u.get("count", 0)):
                 return UnitOutcome(u)
-            return UnitOutcome({**u, "pos": msg.pos, "count": int(msg.count),
-                                "lag_ms": msg.lag_ms, "ts_ms": msg.ts_ms, "updated_ms": now})
+            return UnitOutcome(
+                {
+                    **u,
+                    "pos": msg.pos,
+                    "count": int(msg.count),
+                    "lag_ms": msg.lag_ms,
+                    "ts_ms": msg.ts_ms,
+                    "updated_ms": now,
+                }
+            )
         case pr.CaughtUp():  # an open shard's read came back empty: nothing waits
             if u["status"] != "active" or u.get("lag_ms") == 0:
                 return UnitOutcome(u)
@@ -521,14 +665,21 @@ def on_unit(u: State | None, unit_id: str, msg: pr.UnitMessage | Mapping[str, An
             done = _unit_done(u, msg.count, msg.listing)
             pos = msg.pos if msg.pos is not None else u.get("pos")
             count = int(u["count"] if msg.count is None else msg.count)
-            return UnitOutcome({**u, "status": "finished", "pos": pos, "count": count,
-                                "updated_ms": now}, "stop", [done])
+            return UnitOutcome(
+                {**u, "status": "finished", "pos": pos, "count": count, "updated_ms": now},
+                "stop",
+                [done],
+            )
         case pr.Failed():
             spec = u["spec"]
-            fail = pr.encode(pr.UnitFailed(table=spec["table"], unit=u["id"],
-                                           epoch=spec["epoch"], error=msg.error))
-            return UnitOutcome({**u, "status": "failed", "error": msg.error,
-                                "updated_ms": now}, "stop", [fail])
+            fail = pr.encode(
+                pr.UnitFailed(
+                    table=spec["table"], unit=u["id"], epoch=spec["epoch"], error=msg.error
+                )
+            )
+            return UnitOutcome(
+                {**u, "status": "failed", "error": msg.error, "updated_ms": now}, "stop", [fail]
+            )
         case pr.StopUnit():
             if u["status"] == "finished":
                 return UnitOutcome(u, "stop")

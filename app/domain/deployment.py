@@ -13,6 +13,7 @@ So the settings that decide *what* is replicated *where* (its identity) are reco
 Two first starts racing both write; every reader takes the first record, so exactly one
 of them wins whatever the timing.  Pure: records in, verdict out; I/O in app.bootstrap.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,9 +66,14 @@ class Record:
         return f"{self.kind}:{self.fingerprint}:{at_ms}"
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "fingerprint": self.fingerprint,
-                "settings": dict(self.settings), "host": self.host, "at": self.at,
-                "supersedes": self.supersedes}
+        return {
+            "kind": self.kind,
+            "fingerprint": self.fingerprint,
+            "settings": dict(self.settings),
+            "host": self.host,
+            "at": self.at,
+            "supersedes": self.supersedes,
+        }
 
     @classmethod
     def from_json(cls, value: object) -> Record | None:
@@ -75,13 +81,21 @@ class Record:
         if not isinstance(value, dict):
             return None
         kind, fp, settings = value.get("kind"), value.get("fingerprint"), value.get("settings")
-        if kind not in ("initial", "adopt") or not isinstance(fp, str) or not isinstance(
-                settings, dict):
+        if (
+            kind not in ("initial", "adopt")
+            or not isinstance(fp, str)
+            or not isinstance(settings, dict)
+        ):
             return None
         supersedes = value.get("supersedes")
-        return cls(kind, fp, {str(k): str(v) for k, v in settings.items()},
-                   str(value.get("host", "?")), str(value.get("at", "?")),
-                   supersedes if isinstance(supersedes, str) else None)
+        return cls(
+            kind,
+            fp,
+            {str(k): str(v) for k, v in settings.items()},
+            str(value.get("host", "?")),
+            str(value.get("at", "?")),
+            supersedes if isinstance(supersedes, str) else None,
+        )
 
 
 def current(records: Iterable[Record]) -> Record | None:
@@ -99,8 +113,11 @@ def current(records: Iterable[Record]) -> Record | None:
 def differences(mine: Mapping[str, str], theirs: Mapping[str, str]) -> list[str]:
     """Each identity setting that differs, as ``NAME: 'mine' here, 'theirs' in the
     deployment`` (values as the settings log shows them: secrets are masked)."""
-    return [f"{k}: {mine.get(k, '')!r} here, {theirs.get(k, '')!r} in the deployment"
-            for k in IDENTITY if mine.get(k, "") != theirs.get(k, "")]
+    return [
+        f"{k}: {mine.get(k, '')!r} here, {theirs.get(k, '')!r} in the deployment"
+        for k in IDENTITY
+        if mine.get(k, "") != theirs.get(k, "")
+    ]
 
 
 def conflict(app_id: str, mine: Mapping[str, str], owner: Record) -> str | None:
@@ -108,8 +125,10 @@ def conflict(app_id: str, mine: Mapping[str, str], owner: Record) -> str | None:
     if fingerprint(mine) == owner.fingerprint:
         return None
     diff = differences(mine, owner.settings) or ["(settings recorded by another version)"]
-    return (f"APP_ID {app_id} belongs to another deployment (fingerprint {owner.fingerprint}, "
-            f"recorded by {owner.host} at {owner.at}); this worker's settings differ: "
-            f"{'; '.join(diff)}.  Give this deployment its own APP_ID, or, to change the "
-            f"deployment's settings on purpose, run `faust -A app deployment --adopt` with "
-            f"the new settings (see README, Security)")
+    return (
+        f"APP_ID {app_id} belongs to another deployment (fingerprint {owner.fingerprint}, "
+        f"recorded by {owner.host} at {owner.at}); this worker's settings differ: "
+        f"{'; '.join(diff)}.  Give this deployment its own APP_ID, or, to change the "
+        f"deployment's settings on purpose, run `faust -A app deployment --adopt` with "
+        f"the new settings (see README, Security)"
+    )

@@ -13,6 +13,7 @@ Empty text means *no tag filter*: :func:`matches` is then false for every table,
 discovery selects nothing and only the include list (``DYNAMODB_TABLES``) names tables.
 Never send an empty filter list to ``tag:GetResources``: it would return every resource.
 """
+
 from __future__ import annotations
 
 import string
@@ -92,8 +93,10 @@ def parse_tag_filters(text: str) -> tuple[TagFilter, ...]:
         if key in seen:
             raise ValueError(f"tag key {key!r} appears twice; list all its values after one ':'")
         if len(key) > TAG_KEY_CHARS or len(seen) >= TAG_KEYS_MAX:
-            raise ValueError(f"at most {TAG_KEYS_MAX} tag keys of up to {TAG_KEY_CHARS} "
-                             "characters (AWS's limits)")
+            raise ValueError(
+                f"at most {TAG_KEYS_MAX} tag keys of up to {TAG_KEY_CHARS} "
+                "characters (AWS's limits)"
+            )
         seen.add(key)
         values: list[str] = []
         for raw in _split(value_part[0], ",") if value_part else []:
@@ -103,8 +106,10 @@ def parse_tag_filters(text: str) -> tuple[TagFilter, ...]:
             if value in values:
                 raise ValueError(f"tag key {key!r} lists value {value!r} twice")
             if len(value) > TAG_VALUE_CHARS or len(values) >= TAG_VALUES_MAX:
-                raise ValueError(f"at most {TAG_VALUES_MAX} values of up to {TAG_VALUE_CHARS} "
-                                 f"characters per tag key (AWS's limits); see key {key[:40]!r}")
+                raise ValueError(
+                    f"at most {TAG_VALUES_MAX} values of up to {TAG_VALUE_CHARS} "
+                    f"characters per tag key (AWS's limits); see key {key[:40]!r}"
+                )
             values.append(value)
         filters.append(TagFilter(key, tuple(values)))
     return tuple(filters)
@@ -137,8 +142,9 @@ def matches(tags: Mapping[str, str], filters: Sequence[TagFilter]) -> bool:
 
 def to_tagging_api_filters(filters: Iterable[TagFilter]) -> list[dict[str, object]]:
     """``TagFilters`` for ``tag:GetResources``; ``Values`` omitted for any-value keys."""
-    return [{"Key": f.key, "Values": list(f.values)} if f.values else {"Key": f.key}
-            for f in filters]
+    return [
+        {"Key": f.key, "Values": list(f.values)} if f.values else {"Key": f.key} for f in filters
+    ]
 
 
 # One search of DYNAMODB_TABLES_EXCLUDE in one table name may take this long (seconds).
@@ -210,11 +216,13 @@ class ExcludePattern:
 
     def undecided_reason(self) -> str:
         shown = self.pattern if len(self.pattern) <= 60 else self.pattern[:60] + "…"
-        return (f"DYNAMODB_TABLES_EXCLUDE {shown!r} did not decide within "
-                f"{self.timeout * 1000:.0f} ms whether it excludes this table (it backtracks "
-                "catastrophically on this name, e.g. nested quantifiers such as (a+)+): the "
-                "table is refused rather than replicated against the exclusion; simplify the "
-                "pattern")
+        return (
+            f"DYNAMODB_TABLES_EXCLUDE {shown!r} did not decide within "
+            f"{self.timeout * 1000:.0f} ms whether it excludes this table (it backtracks "
+            "catastrophically on this name, e.g. nested quantifiers such as (a+)+): the "
+            "table is refused rather than replicated against the exclusion; simplify the "
+            "pattern"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,8 +287,10 @@ def refusal(info: TableInfo, needs_stream: bool) -> str | None:
     if not info.stream_arn:
         return f"no DynamoDB stream enabled: enable one with view type {views}"
     if info.stream_view_type not in NEW_STATE_VIEWS:
-        return (f"stream view type {info.stream_view_type} carries no new item image "
-                f"(inserts and updates would have no state): re-enable the stream with {views}")
+        return (
+            f"stream view type {info.stream_view_type} carries no new item image "
+            f"(inserts and updates would have no state): re-enable the stream with {views}"
+        )
     return None
 
 
@@ -307,8 +317,9 @@ DEPLOYMENT_TOPIC = "deployment"
 def internal_topics(app_id: str) -> frozenset[str]:
     """The replicator's own topics (Faust's, such as ``<app_id>-__assignor-__leader``,
     all start with ``<app_id>-__``); ``-buffer`` is reserved for the snapshot buffer."""
-    return frozenset(f"{app_id}-{suffix}"
-                     for suffix in (*STATE_TOPICS, DEPLOYMENT_TOPIC, "dlq", "buffer"))
+    return frozenset(
+        f"{app_id}-{suffix}" for suffix in (*STATE_TOPICS, DEPLOYMENT_TOPIC, "dlq", "buffer")
+    )
 
 
 def topic_refusals(names: Iterable[str], prefix: str, app_id: str) -> dict[str, str]:
@@ -325,18 +336,26 @@ def topic_refusals(names: Iterable[str], prefix: str, app_id: str) -> dict[str, 
         topic = prefix + name
         kafka_form = topic.replace(".", "_")
         if len(topic) > KAFKA_TOPIC_MAX:
-            refused[name] = (f"its output topic {topic[:40]}… would be {len(topic)} characters; "
-                             f"Kafka allows {KAFKA_TOPIC_MAX} (shorten KAFKA_TOPIC_PREFIX or "
-                             "exclude the table)")
+            refused[name] = (
+                f"its output topic {topic[:40]}… would be {len(topic)} characters; "
+                f"Kafka allows {KAFKA_TOPIC_MAX} (shorten KAFKA_TOPIC_PREFIX or "
+                "exclude the table)"
+            )
         elif kafka_form in own or kafka_form.startswith(own_prefix):
-            refused[name] = (f"its output topic {topic} is one of the replicator's own topics "
-                             f"({app_id}-…: control, changelogs, dead letters); change "
-                             "KAFKA_TOPIC_PREFIX or exclude the table")
+            refused[name] = (
+                f"its output topic {topic} is one of the replicator's own topics "
+                f"({app_id}-…: control, changelogs, dead letters); change "
+                "KAFKA_TOPIC_PREFIX or exclude the table"
+            )
         elif topic.startswith("_") or topic in FOREIGN_TOPICS:
-            refused[name] = (f"its output topic {topic} is a Kafka or third-party system topic "
-                             "name; set a KAFKA_TOPIC_PREFIX")
+            refused[name] = (
+                f"its output topic {topic} is a Kafka or third-party system topic "
+                "name; set a KAFKA_TOPIC_PREFIX"
+            )
         elif (first := owner.setdefault(kafka_form, name)) != name:
-            refused[name] = (f"its output topic {topic} collides with {prefix + first} (Kafka "
-                             "tells '.' and '_' apart in topic names but not in metrics, and "
-                             f"refuses the second); table {first} keeps it")
+            refused[name] = (
+                f"its output topic {topic} collides with {prefix + first} (Kafka "
+                "tells '.' and '_' apart in topic names but not in metrics, and "
+                f"refuses the second); table {first} keeps it"
+            )
     return refused

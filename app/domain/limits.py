@@ -17,6 +17,7 @@ The factors below bound those ratios (checked against real worst-case items in
 tests/unit/test_limits.py); the envelope (keys twice, ARN, shard, sequence number, ...)
 adds a few KB at most.
 """
+
 from __future__ import annotations
 
 from typing import Literal

@@ -12,6 +12,7 @@ does not know yet), plus a *floor*: the starting sequence number of the newest s
 pruned.  A listing older than a prune still names the pruned shard; one whose start is at
 or below the floor is that kind of ghost and is never added again.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,8 +47,11 @@ def plan(
     state = {sid: dict(entry) for sid, entry in known.items()}
     listed = None if listing is None else {s.shard_id: s for s in listing}
     for s in listing or ():
-        if s.shard_id not in state and floor is not None and \
-                seq_key(s.starting_sequence_number) <= seq_key(floor):
+        if (
+            s.shard_id not in state
+            and floor is not None
+            and seq_key(s.starting_sequence_number) <= seq_key(floor)
+        ):
             continue  # pruned already (finished): a stale listing must not revive it
         entry = state.setdefault(s.shard_id, {"parent": s.parent_shard_id, "status": "pending"})
         if s.starting_sequence_number is not None:
@@ -62,10 +66,10 @@ def plan(
         # A listing can be older than what we know (a DescribeStream answer that waited in
         # the control topic behind a newer one): shards that started after its newest shard
         # are missing because they did not exist yet, not because they were trimmed.
-        newest = max((seq_key(s.starting_sequence_number) for s in listed.values()),
-                     default=-1)
-        gone = sorted(sid for sid in state if sid not in listed
-                      and seq_key(state[sid].get("start")) <= newest)
+        newest = max((seq_key(s.starting_sequence_number) for s in listed.values()), default=-1)
+        gone = sorted(
+            sid for sid in state if sid not in listed and seq_key(state[sid].get("start")) <= newest
+        )
         lost = [sid for sid in gone if state[sid]["status"] != "finished"]
         for sid in lost:
             del state[sid]
@@ -91,8 +95,9 @@ def plan(
         shard = listed.get(sid) if listed else None
         return depth(sid), seq_key(shard.starting_sequence_number if shard else None), sid
 
-    start = sorted((sid for sid, e in state.items() if e["status"] == "pending" and ready(e)),
-                   key=order)
+    start = sorted(
+        (sid for sid, e in state.items() if e["status"] == "pending" and ready(e)), key=order
+    )
     for sid in start:
         state[sid]["status"] = "running"
     return Plan(start=start, lost=lost, prune=prune, known=state, floor=floor)

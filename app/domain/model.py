@@ -1,4 +1,5 @@
 """Domain objects that cross the AWS edge.  Raw AWS dicts become these in app/aws."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -5,6 +5,7 @@ what the page means, and carries it out: encode and send the records named here,
 the new position after Kafka acknowledged them, finish the unit.  The decisions hold no
 reference to the page's records (only their indices), so a runner waiting for its next
 page slot keeps no page alive."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -59,8 +60,9 @@ class ShardPage:
     report_caught_up: bool
 
 
-def shard_page(records: Sequence[Record], next_iterator: str | None, at: ShardAt,
-               cutoff_ms: int, settled: bool) -> ShardPage:
+def shard_page(
+    records: Sequence[Record], next_iterator: str | None, at: ShardAt, cutoff_ms: int, settled: bool
+) -> ShardPage:
     """Decide a GetRecords page read after ``at``.  ``cutoff_ms``: records whose
     ApproximateCreationDateTime is before it are skipped (0: none); ``settled``: no commit
     of an earlier page is still in flight."""
@@ -73,9 +75,16 @@ def shard_page(records: Sequence[Record], next_iterator: str | None, at: ShardAt
         last_ts = last.approx_ts_ms
         if seq_key(last.sequence_number) > seq_key(at.pos):  # the position moves
             after, commit = ShardAt(last.sequence_number, at.count + len(records)), True
-    return ShardPage(send=send, skipped=len(records) - len(send), commit=commit,
-                     at=after, last_ts_ms=last_ts, idle=idle, finished=next_iterator is None,
-                     report_caught_up=report)
+    return ShardPage(
+        send=send,
+        skipped=len(records) - len(send),
+        commit=commit,
+        at=after,
+        last_ts_ms=last_ts,
+        idle=idle,
+        finished=next_iterator is None,
+        report_caught_up=report,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,9 @@ class ScanStep:
 def scan_page(items: int, last_evaluated_key: dict[str, Any] | None, count: int) -> ScanStep:
     """Decide a Scan page of ``items`` items read after ``count`` items."""
     cursor = last_evaluated_key or None
-    return ScanStep(count=count + items, cursor=cursor,
-                    pos=None if cursor is None else item_to_sdk_v1(cursor),
-                    finished=cursor is None)
+    return ScanStep(
+        count=count + items,
+        cursor=cursor,
+        pos=None if cursor is None else item_to_sdk_v1(cursor),
+        finished=cursor is None,
+    )

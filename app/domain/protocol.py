@@ -22,6 +22,7 @@ Unit ids (:class:`UnitId`) are formatted and parsed here only:
     watch|<table>|<epoch>                 (DescribeStream poller, one per streaming table)
     shard|<table>|<epoch>|<stream_arn>|<shard_id>
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -145,6 +146,7 @@ class _UnitMessage(_Message):
 @dataclass(frozen=True, kw_only=True)
 class Discovered(_TableMessage):
     """Discovery saw the table, usable (every interval: idempotent)."""
+
     TYPE: ClassVar[str] = "discovered"
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"now"})
     info: Mapping[str, Any]  # agents.discovery.info_message
@@ -154,6 +156,7 @@ class Discovered(_TableMessage):
 @dataclass(frozen=True, kw_only=True)
 class Refused(_TableMessage):
     """Discovery saw the table but cannot replicate it (``reason``)."""
+
     TYPE: ClassVar[str] = "refused"
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"now"})
     reason: str | None = None
@@ -164,6 +167,7 @@ class Refused(_TableMessage):
 @dataclass(frozen=True, kw_only=True)
 class UnitDone(_TableMessage):
     """A unit's work is complete (forwarded by the unit's agent on its Finish)."""
+
     TYPE: ClassVar[str] = "unit_done"
     unit: str | None = None
     kind: UnitKind
@@ -177,6 +181,7 @@ class UnitDone(_TableMessage):
 @dataclass(frozen=True, kw_only=True)
 class Shards(_TableMessage):
     """The stream's shard listing (the watcher, every refresh)."""
+
     TYPE: ClassVar[str] = "shards"
     epoch: int | None = None
     listing: list[list[Any]]
@@ -194,6 +199,7 @@ class UnitFailed(_TableMessage):
 class Resnapshot(_TableMessage):
     """Start a new epoch (a runner found its positions trimmed, or an operator asked);
     ``epoch`` None: whatever epoch is current."""
+
     TYPE: ClassVar[str] = "resnapshot"
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"reason", "epoch"})
     reason: str | None = None
@@ -211,6 +217,7 @@ class StopTable(_TableMessage):
 @dataclass(frozen=True, kw_only=True)
 class Create(_UnitMessage):
     """Run the unit (idempotent: a running unit stays, a finished one repeats its done)."""
+
     TYPE: ClassVar[str] = "create"
     spec: Mapping[str, Any] = dataclasses.field(metadata=_wire("unit"))
 
@@ -218,6 +225,7 @@ class Create(_UnitMessage):
 @dataclass(frozen=True, kw_only=True)
 class Progress(_UnitMessage):
     """A runner's checkpoint: position and count, after Kafka acknowledged them."""
+
     TYPE: ClassVar[str] = "progress"
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"lag_ms", "ts_ms"})
     pos: Any = None
@@ -229,12 +237,14 @@ class Progress(_UnitMessage):
 @dataclass(frozen=True, kw_only=True)
 class CaughtUp(_UnitMessage):
     """An open shard's read came back empty: nothing waits."""
+
     TYPE: ClassVar[str] = "caught_up"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Finish(_UnitMessage):
     """The runner completed the unit (scan segment read, shard closed and read)."""
+
     TYPE: ClassVar[str] = "finish"
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"pos", "count", "listing"})
     pos: Any = None
@@ -245,6 +255,7 @@ class Finish(_UnitMessage):
 @dataclass(frozen=True, kw_only=True)
 class Failed(_UnitMessage):
     """A permanent error: the unit's table goes to ERROR."""
+
     TYPE: ClassVar[str] = "failed"
     error: str | None = None
 
@@ -252,12 +263,14 @@ class Failed(_UnitMessage):
 @dataclass(frozen=True, kw_only=True)
 class StopUnit(_UnitMessage):
     """Stop the runner, keep the position (the table stopped)."""
+
     TYPE: ClassVar[str] = "stop"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Drop(_UnitMessage):
     """Forget the unit (its epoch is over)."""
+
     TYPE: ClassVar[str] = "drop"
 
 
@@ -265,6 +278,7 @@ class Drop(_UnitMessage):
 @dataclass(frozen=True, kw_only=True)
 class Sweep(_Message):
     """After a complete discovery, to every partition: tables not ``present`` stop."""
+
     TYPE: ClassVar[str] = ""  # no "type" on the wire: the key says it
     ADDRESS: ClassVar[str] = ""
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"now"})
@@ -272,15 +286,18 @@ class Sweep(_Message):
     now: int | None = None
 
 
-TableMessage: TypeAlias = (Discovered | Refused | UnitDone | Shards | UnitFailed | Resnapshot
-                           | StopTable)
+TableMessage: TypeAlias = (
+    Discovered | Refused | UnitDone | Shards | UnitFailed | Resnapshot | StopTable
+)
 UnitMessage: TypeAlias = Create | Progress | CaughtUp | Finish | Failed | StopUnit | Drop
 Message: TypeAlias = TableMessage | UnitMessage | Sweep
 
-TABLE_TYPES: dict[str, type[_TableMessage]] = {c.TYPE: c for c in (
-    Discovered, Refused, UnitDone, Shards, UnitFailed, Resnapshot, StopTable)}
-UNIT_TYPES: dict[str, type[_UnitMessage]] = {c.TYPE: c for c in (
-    Create, Progress, CaughtUp, Finish, Failed, StopUnit, Drop)}
+TABLE_TYPES: dict[str, type[_TableMessage]] = {
+    c.TYPE: c for c in (Discovered, Refused, UnitDone, Shards, UnitFailed, Resnapshot, StopTable)
+}
+UNIT_TYPES: dict[str, type[_UnitMessage]] = {
+    c.TYPE: c for c in (Create, Progress, CaughtUp, Finish, Failed, StopUnit, Drop)
+}
 
 
 def _wire_fields(cls: type[_Message]) -> list[tuple[str, str, bool]]:
@@ -290,8 +307,7 @@ def _wire_fields(cls: type[_Message]) -> list[tuple[str, str, bool]]:
     for f in dataclasses.fields(cls):
         if f.name in (cls.ADDRESS, "fp"):
             continue
-        required = f.default is dataclasses.MISSING and \
-            f.default_factory is dataclasses.MISSING
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         out.append((f.name, f.metadata.get("wire", f.name), required))
     return out
 
@@ -331,8 +347,10 @@ def decode(key: str, value: Any) -> Message:
         kind = value.get("type")
         if not isinstance(kind, str) or kind not in types:
             what = "table" if key[0] == "t" else "unit"
-            raise ProtocolError(f"unknown {what} message type {kind!r} for {key!r} "
-                                f"(known: {', '.join(sorted(types))})")
+            raise ProtocolError(
+                f"unknown {what} message type {kind!r} for {key!r} "
+                f"(known: {', '.join(sorted(types))})"
+            )
         cls = types[kind]
         address = {"table" if key[0] == "t" else "uid": key[2:]}
     else:

@@ -1,4 +1,5 @@
 """Parallel-scan planning and read-capacity pacing (pure: time is passed in)."""
+
 from __future__ import annotations
 
 import math

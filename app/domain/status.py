@@ -4,6 +4,7 @@ Input: the ``tables`` and ``units`` state rows (app.domain.coordinator) as the c
 stored them, plus the count increments seen over time (:class:`Rates`).  Output: one
 JSON-able row per table.  No I/O, no clock: ``now_ms`` is passed in.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -49,8 +50,9 @@ class Rates:
             del self._seen[key]
 
 
-def _snapshot(s: Mapping[str, Any], scans: list[Mapping[str, Any]], rate: float,
-              running: bool) -> dict[str, Any] | None:
+def _snapshot(
+    s: Mapping[str, Any], scans: list[Mapping[str, Any]], rate: float, running: bool
+) -> dict[str, Any] | None:
     snap = s.get("snapshot")
     if not snap:
         return None
@@ -58,8 +60,8 @@ def _snapshot(s: Mapping[str, Any], scans: list[Mapping[str, Any]], rate: float,
     total = int(snap.get("total") or 0)
     if running:  # finished segments are summed in snap.items; running ones in their unit
         items = int(snap.get("items") or 0) + sum(
-            int(u.get("count") or 0) for u in scans
-            if u["spec"].get("segment") not in done)
+            int(u.get("count") or 0) for u in scans if u["spec"].get("segment") not in done
+        )
     else:
         items = int(snap.get("items") or 0)
     estimate = int(s.get("item_count") or 0)
@@ -72,10 +74,17 @@ def _snapshot(s: Mapping[str, Any], scans: list[Mapping[str, Any]], rate: float,
     eta = None
     if running and rate > 0 and estimate > items:
         eta = (estimate - items) / rate
-    return {"segments_done": len(done), "segments_total": total, "items": items,
-            "item_count_estimate": estimate, "percent": round(percent, 1),
-            "items_per_s": round(rate, 1), "eta_s": None if eta is None else round(eta),
-            "start_ms": snap.get("start_ms"), "end_ms": snap.get("end_ms")}
+    return {
+        "segments_done": len(done),
+        "segments_total": total,
+        "items": items,
+        "item_count_estimate": estimate,
+        "percent": round(percent, 1),
+        "items_per_s": round(rate, 1),
+        "eta_s": None if eta is None else round(eta),
+        "start_ms": snap.get("start_ms"),
+        "end_ms": snap.get("end_ms"),
+    }
 
 
 def refusal_reason(s: Mapping[str, Any]) -> str | None:
@@ -87,12 +96,15 @@ def refusal_reason(s: Mapping[str, Any]) -> str | None:
 
 def refused_tables(tables: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """{table: reason} of every refused table (the ``tables_refused`` gauge)."""
-    return {name: reason for name, s in tables.items()
-            if (reason := refusal_reason(s)) is not None}
+    return {name: reason for name, s in tables.items() if (reason := refusal_reason(s)) is not None}
 
 
-def table_rows(tables: Mapping[str, Mapping[str, Any]], units: Mapping[str, Mapping[str, Any]],
-               rates: Rates, now_ms: int) -> list[dict[str, Any]]:
+def table_rows(
+    tables: Mapping[str, Mapping[str, Any]],
+    units: Mapping[str, Mapping[str, Any]],
+    rates: Rates,
+    now_ms: int,
+) -> list[dict[str, Any]]:
     by_table: dict[str, list[Mapping[str, Any]]] = {}
     for uid, u in units.items():
         unit = UnitId.parse(uid)
@@ -110,36 +122,47 @@ def table_rows(tables: Mapping[str, Mapping[str, Any]], units: Mapping[str, Mapp
         shards = s.get("shards") or {}
         statuses = [e.get("status") for e in shards.values()]
         streaming = s.get("phase") == "STREAMING"
-        lags = [int(u["lag_ms"]) for u in shard_units
-                if u.get("status") == "active" and u.get("lag_ms") is not None]
+        lags = [
+            int(u["lag_ms"])
+            for u in shard_units
+            if u.get("status") == "active" and u.get("lag_ms") is not None
+        ]
         last_ts = [int(u["ts_ms"]) for u in shard_units if u.get("ts_ms")]
-        rows.append({
-            "table": name,
-            "phase": s.get("phase"),
-            "epoch": s.get("epoch"),
-            "reason": s.get("reason"),
-            "error": s.get("error"),
-            # why discovery refuses the table (phase REFUSED), e.g. a KEYS_ONLY stream
-            "refused": refusal_reason(s),
-            "resnapshots": int(s.get("resnapshots") or 0),
-            "snapshot": _snapshot(s, scans, rates.per_second(name, "scan", now_ms),
-                                  s.get("phase") == "INIT_SYNC"),
-            "shards": {"open": statuses.count("running"), "finished": statuses.count("finished"),
-                       "pending": statuses.count("pending"), "total": len(statuses)},
-            "events": sum(int(u.get("count") or 0) for u in shard_units),
-            "events_per_s": round(rates.per_second(name, "shard", now_ms), 1),
-            # delivery time - ApproximateCreationDateTime, worst open shard, last batch
-            "lag_s": round(max(lags) / 1000, 3) if streaming and lags else None,
-            # now - ApproximateCreationDateTime of the newest record delivered
-            "last_event_age_s": round((now_ms - max(last_ts)) / 1000, 1) if last_ts else None,
-            "stream_arn": s.get("stream_arn"),
-            "updated_ms": s.get("updated_ms"),
-        })
+        rows.append(
+            {
+                "table": name,
+                "phase": s.get("phase"),
+                "epoch": s.get("epoch"),
+                "reason": s.get("reason"),
+                "error": s.get("error"),
+                # why discovery refuses the table (phase REFUSED), e.g. a KEYS_ONLY stream
+                "refused": refusal_reason(s),
+                "resnapshots": int(s.get("resnapshots") or 0),
+                "snapshot": _snapshot(
+                    s, scans, rates.per_second(name, "scan", now_ms), s.get("phase") == "INIT_SYNC"
+                ),
+                "shards": {
+                    "open": statuses.count("running"),
+                    "finished": statuses.count("finished"),
+                    "pending": statuses.count("pending"),
+                    "total": len(statuses),
+                },
+                "events": sum(int(u.get("count") or 0) for u in shard_units),
+                "events_per_s": round(rates.per_second(name, "shard", now_ms), 1),
+                # delivery time - ApproximateCreationDateTime, worst open shard, last batch
+                "lag_s": round(max(lags) / 1000, 3) if streaming and lags else None,
+                # now - ApproximateCreationDateTime of the newest record delivered
+                "last_event_age_s": round((now_ms - max(last_ts)) / 1000, 1) if last_ts else None,
+                "stream_arn": s.get("stream_arn"),
+                "updated_ms": s.get("updated_ms"),
+            }
+        )
     return rows
 
 
-def checkpoints(table: str, tables: Mapping[str, Mapping[str, Any]],
-                units: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def checkpoints(
+    table: str, tables: Mapping[str, Mapping[str, Any]], units: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """Every unit of the table's current epoch with its position (for the CLI)."""
     s = tables.get(table)
     if s is None:
@@ -150,12 +173,24 @@ def checkpoints(table: str, tables: Mapping[str, Mapping[str, Any]],
         if unit.table != table or unit.epoch != s.get("epoch"):
             continue
         kind, spec = unit.kind, u["spec"]
-        where = (spec.get("shard_id") if kind == "shard"
-                 else f"segment {spec.get('segment')}/{spec.get('total')}" if kind == "scan"
-                 else "stream watcher")
-        out.append({"unit": kind, "where": where, "status": u.get("status"),
-                    "position": u.get("pos"), "count": int(u.get("count") or 0),
-                    "parent": spec.get("parent"), "updated_ms": u.get("updated_ms")})
+        where = (
+            spec.get("shard_id")
+            if kind == "shard"
+            else f"segment {spec.get('segment')}/{spec.get('total')}"
+            if kind == "scan"
+            else "stream watcher"
+        )
+        out.append(
+            {
+                "unit": kind,
+                "where": where,
+                "status": u.get("status"),
+                "position": u.get("pos"),
+                "count": int(u.get("count") or 0),
+                "parent": spec.get("parent"),
+                "updated_ms": u.get("updated_ms"),
+            }
+        )
     return out
 
 
@@ -177,6 +212,8 @@ def progress_line(row: Mapping[str, Any]) -> str | None:
         return None
     est = snap["item_count_estimate"]
     of = f" of ~{est:,}" if est else ""
-    return (f"{row['table']}: INIT_SYNC {snap['percent']:.1f}% ({snap['items']:,} items{of}; "
-            f"{snap['segments_done']}/{snap['segments_total']} segments done), "
-            f"{snap['items_per_s']:,.0f} items/s, ETA {duration(snap['eta_s'])}")
+    return (
+        f"{row['table']}: INIT_SYNC {snap['percent']:.1f}% ({snap['items']:,} items{of}; "
+        f"{snap['segments_done']}/{snap['segments_total']} segments done), "
+        f"{snap['items_per_s']:,.0f} items/s, ETA {duration(snap['eta_s'])}"
+    )

@@ -5,6 +5,7 @@ is, so it may have been created by hand, by an older version, or by Faust with o
 settings.  Some differences break the worker (fatal: it must not start), others weaken it
 (a warning at every start until fixed).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -42,9 +43,12 @@ def _policies(config: Mapping[str, str]) -> set[str]:
     return {p.strip() for p in config.get("cleanup.policy", "").split(",") if p.strip()}
 
 
-def internal_topic_problems(wanted: Mapping[str, TopicSpec], found: Mapping[str, TopicFacts],
-                            brokers: int, errors: Mapping[str, str] | None = None
-                            ) -> list[TopicProblem]:
+def internal_topic_problems(
+    wanted: Mapping[str, TopicSpec],
+    found: Mapping[str, TopicFacts],
+    brokers: int,
+    errors: Mapping[str, str] | None = None,
+) -> list[TopicProblem]:
     """Every problem of the internal topics, in ``wanted``'s order:
 
     ``errors``: Kafka's error for a topic it did not describe, or whose configuration it
@@ -63,55 +67,111 @@ def internal_topic_problems(wanted: Mapping[str, TopicSpec], found: Mapping[str,
     for name, want in wanted.items():
         have = found.get(name)
         if have is None:
-            problems.append(TopicProblem(name, True, (
-                f"internal topic {name} cannot be used: Kafka did not describe it after "
-                f"creating it ({errors.get(name, 'unknown topic')})")))
+            problems.append(
+                TopicProblem(
+                    name,
+                    True,
+                    (
+                        f"internal topic {name} cannot be used: Kafka did not describe it after "
+                        f"creating it ({errors.get(name, 'unknown topic')})"
+                    ),
+                )
+            )
             continue
         if have.partitions != want.partitions:
-            problems.append(TopicProblem(name, True, (
-                f"internal topic {name} has {have.partitions} partitions, STATE_PARTITIONS is "
-                f"{want.partitions}: the control topic and the state changelogs must all have "
-                "STATE_PARTITIONS partitions (Faust's tables are co-partitioned with the control "
-                "topic), which cannot change after the first start; set STATE_PARTITIONS="
-                f"{have.partitions} as at the first start, or start afresh under a new APP_ID")))
+            problems.append(
+                TopicProblem(
+                    name,
+                    True,
+                    (
+                        f"internal topic {name} has {have.partitions} partitions, STATE_PARTITIONS is "
+                        f"{want.partitions}: the control topic and the state changelogs must all have "
+                        "STATE_PARTITIONS partitions (Faust's tables are co-partitioned with the control "
+                        "topic), which cannot change after the first start; set STATE_PARTITIONS="
+                        f"{have.partitions} as at the first start, or start afresh under a new APP_ID"
+                    ),
+                )
+            )
         if have.config is None:
-            problems.append(TopicProblem(name, False, (
-                f"internal topic {name}: Kafka did not return its configuration "
-                f"({errors.get(name, 'no answer')}), so its cleanup.policy (compact for a "
-                "changelog) and max.message.bytes are not checked; allow the worker to describe "
-                "its topics' configurations (DescribeConfigs)")))
+            problems.append(
+                TopicProblem(
+                    name,
+                    False,
+                    (
+                        f"internal topic {name}: Kafka did not return its configuration "
+                        f"({errors.get(name, 'no answer')}), so its cleanup.policy (compact for a "
+                        "changelog) and max.message.bytes are not checked; allow the worker to describe "
+                        "its topics' configurations (DescribeConfigs)"
+                    ),
+                )
+            )
         elif "compact" in _policies(want.config):
             policies = _policies(have.config)
             shown = ",".join(sorted(policies)) or "(none)"
             if "compact" not in policies:
-                problems.append(TopicProblem(name, True, (
-                    f"internal topic {name} has cleanup.policy={shown}; a state changelog "
-                    "needs compact: otherwise Kafka deletes the replicator's state (checkpoints, "
-                    "scan cursors, table phases) by age and a restart loses it; fix it with "
-                    f"kafka-configs --alter --entity-type topics --entity-name {name} "
-                    "--add-config cleanup.policy=compact")))
+                problems.append(
+                    TopicProblem(
+                        name,
+                        True,
+                        (
+                            f"internal topic {name} has cleanup.policy={shown}; a state changelog "
+                            "needs compact: otherwise Kafka deletes the replicator's state (checkpoints, "
+                            "scan cursors, table phases) by age and a restart loses it; fix it with "
+                            f"kafka-configs --alter --entity-type topics --entity-name {name} "
+                            "--add-config cleanup.policy=compact"
+                        ),
+                    )
+                )
             elif "delete" in policies:
-                problems.append(TopicProblem(name, False, (
-                    f"internal topic {name} has cleanup.policy={shown}: state not rewritten "
-                    "within the topic's retention.ms is deleted (a table idle that long loses "
-                    "its checkpoints); set cleanup.policy=compact")))
+                problems.append(
+                    TopicProblem(
+                        name,
+                        False,
+                        (
+                            f"internal topic {name} has cleanup.policy={shown}: state not rewritten "
+                            "within the topic's retention.ms is deleted (a table idle that long loses "
+                            "its checkpoints); set cleanup.policy=compact"
+                        ),
+                    )
+                )
         need = int(want.config.get("max.message.bytes", "0"))
         limit = int((have.config or {}).get("max.message.bytes", str(need)))
         if limit < need:
-            problems.append(TopicProblem(name, False, (
-                f"internal topic {name} has max.message.bytes={limit}; the replicator's state "
-                f"records need up to {need} (a table whose stream has thousands of shards): "
-                f"raise it with kafka-configs --alter --entity-type topics --entity-name {name} "
-                f"--add-config max.message.bytes={need}")))
+            problems.append(
+                TopicProblem(
+                    name,
+                    False,
+                    (
+                        f"internal topic {name} has max.message.bytes={limit}; the replicator's state "
+                        f"records need up to {need} (a table whose stream has thousands of shards): "
+                        f"raise it with kafka-configs --alter --entity-type topics --entity-name {name} "
+                        f"--add-config max.message.bytes={need}"
+                    ),
+                )
+            )
         if have.replication < want.replication:
-            problems.append(TopicProblem(name, False, (
-                f"internal topic {name} has replication factor {have.replication}, "
-                f"KAFKA_TOPIC_REPLICATION is {want.replication}: losing a broker may lose the "
-                "replicator's state; add replicas with kafka-reassign-partitions")))
+            problems.append(
+                TopicProblem(
+                    name,
+                    False,
+                    (
+                        f"internal topic {name} has replication factor {have.replication}, "
+                        f"KAFKA_TOPIC_REPLICATION is {want.replication}: losing a broker may lose the "
+                        "replicator's state; add replicas with kafka-reassign-partitions"
+                    ),
+                )
+            )
         elif have.replication == 1 and brokers > 1:
-            problems.append(TopicProblem(name, False, (
-                f"internal topic {name} has replication factor 1 on a cluster of {brokers} "
-                "brokers: losing one broker loses the replicator's state (checkpoints, scan "
-                "cursors); set KAFKA_TOPIC_REPLICATION (3 on a real cluster) before the first "
-                "start, or add replicas with kafka-reassign-partitions")))
+            problems.append(
+                TopicProblem(
+                    name,
+                    False,
+                    (
+                        f"internal topic {name} has replication factor 1 on a cluster of {brokers} "
+                        "brokers: losing one broker loses the replicator's state (checkpoints, scan "
+                        "cursors); set KAFKA_TOPIC_REPLICATION (3 on a real cluster) before the first "
+                        "start, or add replicas with kafka-reassign-partitions"
+                    ),
+                )
+            )
     return problems

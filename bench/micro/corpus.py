@@ -15,6 +15,7 @@ odd binary and number types; key attributes that are missing, empty, differ from
 image or are not S/N/B); each encoded as INSERT/MODIFY/REMOVE and snapshot in both
 formats, with and without tombstones / snapshot info / arn.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,28 +33,98 @@ from app.domain.model import StreamRecord
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2024"
 
 BAD_VALUES: list[Any] = [
-    {"S": "a", "N": "1"}, {}, "S", None, ["S"], {"S": 1}, {"BOOL": "true"}, {"NULL": False},
-    {"M": []}, {"L": {}}, {"SS": "abc"}, {"SS": ["a", 1]}, {"BS": [b"a", 3]}, {"B": 5},
-    {"B": "not base64!"}, {"s": "lower-case tag"}, {"N": "NaN"}, {"N": 1.5}, {"N": True},
-    {"N": "1_000"}, {"N": "١٢"}, {"NS": ["1", "x"]}, {"NS": "1"}, {"M": OrderedDict()},
-    {"L": "ab"}, {"Q": 1}, {"BOOL": 1}, {"NULL": 1}, {"BS": [b"a", "%%"]}, {"S": b"x"},
-    {"M": {"k": {"S": 1}}}, {"L": [{"S": "a"}, {"N": "x"}]}, {"NS": [1.5]}, {"SS": [1]},
-    {"NS": []}, {"SS": []}, {"B": None}, {"M": None}, {"L": None}, 1, "", [], OrderedDict(),
+    {"S": "a", "N": "1"},
+    {},
+    "S",
+    None,
+    ["S"],
+    {"S": 1},
+    {"BOOL": "true"},
+    {"NULL": False},
+    {"M": []},
+    {"L": {}},
+    {"SS": "abc"},
+    {"SS": ["a", 1]},
+    {"BS": [b"a", 3]},
+    {"B": 5},
+    {"B": "not base64!"},
+    {"s": "lower-case tag"},
+    {"N": "NaN"},
+    {"N": 1.5},
+    {"N": True},
+    {"N": "1_000"},
+    {"N": "١٢"},
+    {"NS": ["1", "x"]},
+    {"NS": "1"},
+    {"M": OrderedDict()},
+    {"L": "ab"},
+    {"Q": 1},
+    {"BOOL": 1},
+    {"NULL": 1},
+    {"BS": [b"a", "%%"]},
+    {"S": b"x"},
+    {"M": {"k": {"S": 1}}},
+    {"L": [{"S": "a"}, {"N": "x"}]},
+    {"NS": [1.5]},
+    {"SS": [1]},
+    {"NS": []},
+    {"SS": []},
+    {"B": None},
+    {"M": None},
+    {"L": None},
+    1,
+    "",
+    [],
+    OrderedDict(),
 ]
 
 ODD_VALUES: list[Any] = [
-    {"N": "007"}, {"N": " 5"}, {"N": "+1.5e3"}, {"N": ".5"}, {"N": "5."}, {"N": "-0"},
-    {"N": "0"}, {"N": "-0.0"}, {"N": "1E+125"}, {"N": "1e-130"}, {"N": 12}, {"N": Decimal("1.50")},
-    {"N": "12345678901234567890123456789012345678"}, {"N": "-9.9999999999999999999999999999999999999E+125"},
-    {"N": "0123"}, {"N": "1e5"}, {"N": "-12"}, {"N": "12.50"},
-    {"B": b""}, {"B": bytearray(b"\x00\xff")}, {"B": "AP8="}, {"B": "QUJD"},
-    {"SS": ["b", "a", "C"]}, {"SS": ("z", "y")}, {"SS": {"q"}}, {"SS": frozenset({"r", "s"})},
-    {"NS": ["10", "9", "-1e3", "2.5", "1E-130"]}, {"NS": ("3", "1", "2")}, {"NS": ["007", "5"]},
-    {"NS": [1, 3, 2]}, {"NS": [Decimal("2.0"), "1"]}, {"BS": [b"\xff", b"\x00\x01", b"\x00"]},
-    {"BS": ["AP8=", b"\x00"]}, {"BS": (bytearray(b"a"),)}, {"BS": []},
-    {"M": {}}, {"L": []}, {"L": ({"S": "t"},)}, {"NULL": True}, {"BOOL": False}, {"BOOL": True},
-    OrderedDict(S="ordered"), {"M": {"a": OrderedDict(N="1")}},
-    {"S": ""}, {"S": "é\u2028\x00\"\\"}, {"M": {"": {"S": "empty name"}, "é": {"N": "1"}}},
+    {"N": "007"},
+    {"N": " 5"},
+    {"N": "+1.5e3"},
+    {"N": ".5"},
+    {"N": "5."},
+    {"N": "-0"},
+    {"N": "0"},
+    {"N": "-0.0"},
+    {"N": "1E+125"},
+    {"N": "1e-130"},
+    {"N": 12},
+    {"N": Decimal("1.50")},
+    {"N": "12345678901234567890123456789012345678"},
+    {"N": "-9.9999999999999999999999999999999999999E+125"},
+    {"N": "0123"},
+    {"N": "1e5"},
+    {"N": "-12"},
+    {"N": "12.50"},
+    {"B": b""},
+    {"B": bytearray(b"\x00\xff")},
+    {"B": "AP8="},
+    {"B": "QUJD"},
+    {"SS": ["b", "a", "C"]},
+    {"SS": ("z", "y")},
+    {"SS": {"q"}},
+    {"SS": frozenset({"r", "s"})},
+    {"NS": ["10", "9", "-1e3", "2.5", "1E-130"]},
+    {"NS": ("3", "1", "2")},
+    {"NS": ["007", "5"]},
+    {"NS": [1, 3, 2]},
+    {"NS": [Decimal("2.0"), "1"]},
+    {"BS": [b"\xff", b"\x00\x01", b"\x00"]},
+    {"BS": ["AP8=", b"\x00"]},
+    {"BS": (bytearray(b"a"),)},
+    {"BS": []},
+    {"M": {}},
+    {"L": []},
+    {"L": ({"S": "t"},)},
+    {"NULL": True},
+    {"BOOL": False},
+    {"BOOL": True},
+    OrderedDict(S="ordered"),
+    {"M": {"a": OrderedDict(N="1")}},
+    {"S": ""},
+    {"S": 'é\u2028\x00"\\'},
+    {"M": {"": {"S": "empty name"}, "é": {"N": "1"}}},
     {"L": [{"L": [{"L": [{"M": {"x": {"NULL": True}}}]}]}]},
 ]
 
@@ -96,8 +167,13 @@ def hypothesis_items(n: int) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
     for json_only in (False, True):
 
-        @settings(max_examples=n // 2, database=None, derandomize=True, deadline=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=n // 2,
+            database=None,
+            derandomize=True,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(items(json_only))
         def collect(item: dict[str, Any]) -> None:
             got.append(item)
@@ -124,8 +200,13 @@ def _run(fn: Any, *a: Any) -> Any:
         out = fn(*a)
     except Exception as e:  # noqa: BLE001 - recorded, compared
         cause = e.__cause__
-        return ("err", type(e).__name__, str(e), getattr(e, "resource", None),
-                None if cause is None else (type(cause).__name__, str(cause)))
+        return (
+            "err",
+            type(e).__name__,
+            str(e),
+            getattr(e, "resource", None),
+            None if cause is None else (type(cause).__name__, str(cause)),
+        )
     return ("ok", out)
 
 
@@ -146,8 +227,13 @@ def outputs(items: list[dict[str, Any]], records: list[StreamRecord]) -> list[An
         for av in list(item.values())[:3]:
             out.append(_run(_dumped(codec.to_plain), av))
         # key names: the usual (first one or two attributes) and some odd choices
-        choices = [tuple(names[:1]), tuple(names[:2]), tuple(reversed(names[:2])),
-                   tuple(names[-1:]), ("missing",)]
+        choices = [
+            tuple(names[:1]),
+            tuple(names[:2]),
+            tuple(reversed(names[:2])),
+            tuple(names[-1:]),
+            ("missing",),
+        ]
         for key_names in choices:
             keys = {k: item[k] for k in key_names if k in item}
             out.append(_run(codec.key_json, keys))
@@ -170,15 +256,31 @@ def outputs(items: list[dict[str, Any]], records: list[StreamRecord]) -> list[An
                     other = items[rng.randrange(len(items))]
                     new = None if ev == "REMOVE" else item
                     old = None if ev == "INSERT" else rng.choice([item, other, None])
-                    rec = StreamRecord(ev, str(rng.randrange(10**21)), rng.randrange(10**13),  # type: ignore[arg-type]
-                                       rk, new, old, ttl_delete=rng.random() < 0.3)
+                    rec = StreamRecord(
+                        ev,
+                        str(rng.randrange(10**21)),
+                        rng.randrange(10**13),  # type: ignore[arg-type]
+                        rk,
+                        new,
+                        old,
+                        ttl_delete=rng.random() < 0.3,
+                    )
                     arn, shard = rng.choice([(ARN, "shardId-1"), (None, None)])
                     out.append(_run(enc.change, "t", key_names, rec, arn, shard, snap))
                     if hasattr(enc, "changes"):
                         out.append(_run(enc.changes, "t", key_names, [rec], arn, shard, snap))
                     else:
-                        out.append(_run(lambda *a, enc=enc: [enc.change(*a)], "t", key_names, rec, arn,
-                                        shard, snap))
+                        out.append(
+                            _run(
+                                lambda *a, enc=enc: [enc.change(*a)],
+                                "t",
+                                key_names,
+                                rec,
+                                arn,
+                                shard,
+                                snap,
+                            )
+                        )
         src = SourceInfo("t", ARN, "s", "1", rng.random() < 0.5, 1, 2, rng.random() < 0.5)
         keys = {k: item[k] for k in names[:2]}
         for op in ("r", "c", "u", "d", "x"):
@@ -189,12 +291,18 @@ def outputs(items: list[dict[str, Any]], records: list[StreamRecord]) -> list[An
             out.append(_run(enc.change, "orders", ("pk", "sk"), rec, ARN, "shardId-1", None))
     for enc in encs.values():
         for i in range(0, len(records), 100):
-            page = records[i:i + 100]
+            page = records[i : i + 100]
             if hasattr(enc, "changes"):
                 out.append(_run(enc.changes, "orders", ("pk", "sk"), page, ARN, "s", None))
             else:
-                out.append(_run(lambda p, enc=enc: [enc.change("orders", ("pk", "sk"), r, ARN, "s", None)
-                                           for r in p], page))
+                out.append(
+                    _run(
+                        lambda p, enc=enc: [
+                            enc.change("orders", ("pk", "sk"), r, ARN, "s", None) for r in p
+                        ],
+                        page,
+                    )
+                )
     return out
 
 
@@ -216,8 +324,11 @@ def _norm(o: Any) -> Any:
 def main() -> None:
     if os.environ.get("PYTHONHASHSEED") != "0":
         # the seed form keeps set order, and a Python set's order depends on str hashes
-        os.execve(sys.executable, [sys.executable, "-m", "bench.micro.corpus", *sys.argv[1:]],
-                  {**os.environ, "PYTHONHASHSEED": "0"})
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "bench.micro.corpus", *sys.argv[1:]],
+            {**os.environ, "PYTHONHASHSEED": "0"},
+        )
     cmd, path = sys.argv[1], sys.argv[2]
     n_hyp = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
     if cmd == "record":

@@ -11,6 +11,7 @@ NEW_AND_OLD_IMAGES).  Prints events/s, best of ``--repeat`` runs.
 ``--profile CASE`` (e.g. ``change-native``) runs that case under cProfile and prints the
 top entries by internal time instead of timing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,7 +59,7 @@ def cases(n: int) -> dict[str, Callable[[], int]]:
 
             def batch(changes: Any = changes) -> int:
                 for i in range(0, len(records), 1000):
-                    changes(TABLE, KEY_NAMES, records[i:i + 1000], ARN, SHARD, None)
+                    changes(TABLE, KEY_NAMES, records[i : i + 1000], ARN, SHARD, None)
                 return len(records)
 
             out[f"changes-{fmt}"] = batch

@@ -1,6 +1,7 @@
 """The real Faust app, configured for in-process agent tests (no broker, no AWS).
 
 The environment is set before anything imports app.main, which reads it once."""
+
 from __future__ import annotations
 
 import os

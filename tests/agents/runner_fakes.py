@@ -1,5 +1,6 @@
 """Fakes for the runner tests: a recording FakeStreams, a paging raw-DynamoDB Scan
 fake, and a recorder standing in for the Kafka output and the control reports."""
+
 from __future__ import annotations
 
 import asyncio
@@ -38,10 +39,11 @@ class FakeDynamo:
             raise client_error(code, operation_name="Scan")
         after = (kw.get("ExclusiveStartKey") or {}).get("pk", {}).get("S")
         start = sum(1 for i in self.items if after is not None and i["pk"]["S"] <= after)
-        page = self.items[start:start + kw.get("Limit", 1000)]
-        out: dict[str, Any] = {"Items": copy.deepcopy(page),
-                               "ConsumedCapacity": {"TableName": kw["TableName"],
-                                                    "CapacityUnits": 0.5 * len(page)}}
+        page = self.items[start : start + kw.get("Limit", 1000)]
+        out: dict[str, Any] = {
+            "Items": copy.deepcopy(page),
+            "ConsumedCapacity": {"TableName": kw["TableName"], "CapacityUnits": 0.5 * len(page)},
+        }
         if start + len(page) < len(self.items):
             out["LastEvaluatedKey"] = {"pk": dict(page[-1]["pk"])}
         return out
@@ -72,8 +74,9 @@ class Kafka:
     async def ensure_topic(self, topic: str) -> int:
         return self.topic_limit
 
-    async def send_batch(self, topic: str, messages: list[tuple[bytes, bytes | None]],
-                         one_per_batch: bool = False) -> list[tuple[BaseException, list]]:
+    async def send_batch(
+        self, topic: str, messages: list[tuple[bytes, bytes | None]], one_per_batch: bool = False
+    ) -> list[tuple[BaseException, list]]:
         self.entered += 1
         self.calls.append((topic, len(messages), one_per_batch))
         if self.gate is not None:
@@ -93,8 +96,8 @@ class Kafka:
             if ok:
                 self.topics.add(topic)
                 self.log.append(("sent", values(ok)))
-            self.log.append(("failed", values(messages[len(ok):])))
-            return [(exc, list(messages[len(ok):]))]
+            self.log.append(("failed", values(messages[len(ok) :])))
+            return [(exc, list(messages[len(ok) :]))]
         if self.partial:
             half = len(messages) // 2
             self.topics.add(topic)
@@ -105,8 +108,15 @@ class Kafka:
         self.log.append(("sent", values(messages)))
         return []
 
-    async def dead_letter(self, table: str, where: str, error: str, keys: Any = None,
-                          size: int | None = None, payload: bytes | None = None) -> None:
+    async def dead_letter(
+        self,
+        table: str,
+        where: str,
+        error: str,
+        keys: Any = None,
+        size: int | None = None,
+        payload: bytes | None = None,
+    ) -> None:
         self.dead.append((table, where, error, keys, size, payload))
 
     async def report(self, message: pr.Message, wait: bool = False) -> None:

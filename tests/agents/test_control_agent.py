@@ -4,6 +4,7 @@ What leaves the agent is recorded instead of produced: follow-up control message
 (``agents.control._send``) and the supervisor's ensure/stop/stop_soon (no runner starts).  The
 tests feed recorded commands back to the agent, as the control topic would.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,9 +23,16 @@ from app.state import tables, units
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders"
 STREAM = f"{ARN}/stream/2024-01-01T00:00:00.000"
-INFO = {"name": "orders", "table_arn": ARN, "stream_arn": STREAM, "key_names": ["pk"],
-        "item_count": 100, "size_bytes": 150 * 2**20, "read_capacity": 0,
-        "view_type": "NEW_AND_OLD_IMAGES"}  # 150 MiB: 3 auto segments
+INFO = {
+    "name": "orders",
+    "table_arn": ARN,
+    "stream_arn": STREAM,
+    "key_names": ["pk"],
+    "item_count": 100,
+    "size_bytes": 150 * 2**20,
+    "read_capacity": 0,
+    "view_type": "NEW_AND_OLD_IMAGES",
+}  # 150 MiB: 3 auto segments
 SCANS = [f"scan|orders|1|{i}|3" for i in range(3)]
 WATCH = "watch|orders|1"
 IDLE_PARTITION = settings.state_partitions - 1  # no table lives there
@@ -153,9 +161,21 @@ async def test_progress_then_finish(control: Control):
     await control.put(f"u:{uid}", {"type": "finish", "count": 55})
     assert units[uid]["status"] == "finished" and units[uid]["count"] == 55
     assert control.rec.stopped == [uid]
-    assert control.rec.sent == [("t:orders", {
-        "type": "unit_done", "unit": uid, "kind": "scan", "epoch": 1, "segment": 1,
-        "shard_id": None, "count": 55, "listing": None})]
+    assert control.rec.sent == [
+        (
+            "t:orders",
+            {
+                "type": "unit_done",
+                "unit": uid,
+                "kind": "scan",
+                "epoch": 1,
+                "segment": 1,
+                "shard_id": None,
+                "count": 55,
+                "listing": None,
+            },
+        )
+    ]
     await control.put(f"u:{uid}", {"type": "finish", "count": 55})  # redelivered
     assert len(control.rec.sent) == 1
 
@@ -210,7 +230,8 @@ async def test_sweep_without_the_table_stops_it(control: Control):
 
 
 async def test_refused_table_is_stored_with_its_reason_and_warned_once(
-        control: Control, caplog: pytest.LogCaptureFixture):
+    control: Control, caplog: pytest.LogCaptureFixture
+):
     caplog.set_level(logging.WARNING, logger="agents.control")
     reason = "stream view type OLD_IMAGE carries no new item image"
     old = {**INFO, "name": "old", "view_type": "OLD_IMAGE"}
@@ -225,8 +246,10 @@ async def test_refused_table_is_stored_with_its_reason_and_warned_once(
     # a replicating table whose stream turned KEYS_ONLY: its runners stop
     await control.put("t:orders", {"type": "discovered", "info": INFO})
     await control.deliver()
-    await control.put("t:orders", {"type": "refused", "info": {**INFO, "view_type": "KEYS_ONLY"},
-                                   "reason": "KEYS_ONLY"})
+    await control.put(
+        "t:orders",
+        {"type": "refused", "info": {**INFO, "view_type": "KEYS_ONLY"}, "reason": "KEYS_ONLY"},
+    )
     await control.deliver()
     assert row("orders")["phase"] == "REFUSED"
     assert all(units[u]["status"] == "stopped" for u in SCANS)
@@ -239,8 +262,9 @@ async def test_refused_table_is_stored_with_its_reason_and_warned_once(
     assert sorted(u["id"] for u in control.rec.ensured) == SCANS
 
 
-async def test_bad_messages_do_not_stop_the_agent(control: Control,
-                                                  caplog: pytest.LogCaptureFixture):
+async def test_bad_messages_do_not_stop_the_agent(
+    control: Control, caplog: pytest.LogCaptureFixture
+):
     caplog.set_level(logging.ERROR, logger="agents.control")
     await control.put("t:orders", {"type": "discovered", "info": INFO})
     await control.deliver()
@@ -267,8 +291,7 @@ async def test_bad_messages_do_not_stop_the_agent(control: Control,
 
 
 async def test_late_reports_for_unknown_tables_and_units_are_ignored(control: Control):
-    await control.put("t:ghost", {"type": "unit_done", "kind": "scan", "epoch": 1,
-                                  "segment": 0})
+    await control.put("t:ghost", {"type": "unit_done", "kind": "scan", "epoch": 1, "segment": 0})
     await control.put("u:scan|ghost|1|0|1", {"type": "progress", "pos": None, "count": 3})
     assert "ghost" not in tables and "scan|ghost|1|0|1" not in units
     assert control.rec.sent == [] and control.rec.ensured == []
@@ -300,8 +323,7 @@ async def test_flow_on_rocksdb(rocksdb: Any, rec: Recorder, tmp_path: Path):
         await c.deliver()
         assert isinstance(tables.data, RocksStore) and isinstance(units.data, RocksStore)
         assert sorted(units.keys()) == SCANS and row("orders")["phase"] == "INIT_SYNC"
-        await c.put(f"u:{SCANS[0]}", {"type": "progress", "pos": {"pk": {"S": "a"}},
-                                      "count": 5})
+        await c.put(f"u:{SCANS[0]}", {"type": "progress", "pos": {"pk": {"S": "a"}}, "count": 5})
         assert units[SCANS[0]]["pos"] == {"pk": {"S": "a"}}
         for uid in SCANS:
             await c.put(f"u:{uid}", {"type": "finish", "count": 5})
@@ -319,7 +341,8 @@ async def test_flow_on_rocksdb(rocksdb: Any, rec: Recorder, tmp_path: Path):
 
 # ---------------------------------------------------------------- the fence (issue 10 item 6)
 async def test_a_unit_is_current_only_while_active_in_its_epoch_on_an_owned_partition(
-        control: Control, monkeypatch: pytest.MonkeyPatch):
+    control: Control, monkeypatch: pytest.MonkeyPatch
+):
     owned = {TP(ctl.control_topic.get_topic_name(), 0)}
     monkeypatch.setattr(app.assignor, "assigned_actives", lambda: owned)
     await control.put("t:orders", {"type": "discovered", "info": INFO})
@@ -339,7 +362,8 @@ async def test_a_unit_is_current_only_while_active_in_its_epoch_on_an_owned_part
 
 
 async def test_a_table_row_of_a_partition_not_owned_here_never_fences(
-        control: Control, monkeypatch: pytest.MonkeyPatch):
+    control: Control, monkeypatch: pytest.MonkeyPatch
+):
     """RocksDB keeps the rows of partitions that moved to another worker, frozen: such a
     row's old epoch fenced every unit of the new epoch (test_operations, after a resync:
     the new scans were refused at every page, the second snapshot never came)."""
@@ -356,7 +380,8 @@ async def test_a_table_row_of_a_partition_not_owned_here_never_fences(
 
 
 async def test_messages_from_another_deployment_are_counted_and_logged_once(
-        control: Control, caplog: pytest.LogCaptureFixture):
+    control: Control, caplog: pytest.LogCaptureFixture
+):
     """Issue 11 item 3: a sender with other deployment settings (two deployments on one
     APP_ID, or an adopted change rolling out) is seen; its message is still applied."""
     from agents.runtime import runtime
@@ -378,8 +403,9 @@ async def test_messages_from_another_deployment_are_counted_and_logged_once(
 
 
 # ---------------------------------------------------------------- stops run beside the agent
-async def test_a_stop_does_not_hold_the_control_agent(control: Control,
-                                                      monkeypatch: pytest.MonkeyPatch):
+async def test_a_stop_does_not_hold_the_control_agent(
+    control: Control, monkeypatch: pytest.MonkeyPatch
+):
     """The agent awaited the runner's stop inside the event (up to the 5 s grace and the
     cancel after it): every message of its partitions waited, and rebalances with them.
     Now the stop runs beside it; the fence refuses the stopped runner's sends meanwhile."""

@@ -1,5 +1,6 @@
 """One discovery round (agents.discovery.discover_once) with fake AWS and a recording
 control topic: what it asks the control agent, for usable and for refused tables."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,13 +18,19 @@ ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/"
 
 
 def _info(name: str, view: str | None, status: str = "ACTIVE") -> TableInfo:
-    return TableInfo(name, ARN + name, ("pk",), f"{ARN}{name}/stream/1" if view else None,
-                     view, status=status)
+    return TableInfo(
+        name, ARN + name, ("pk",), f"{ARN}{name}/stream/1" if view else None, view, status=status
+    )
 
 
-TABLES = {"good": _info("good", "NEW_AND_OLD_IMAGES"), "new": _info("new", "NEW_IMAGE"),
-          "old": _info("old", "OLD_IMAGE"), "keys": _info("keys", "KEYS_ONLY"),
-          "none": _info("none", None), "creating": _info("creating", "NEW_IMAGE", "CREATING")}
+TABLES = {
+    "good": _info("good", "NEW_AND_OLD_IMAGES"),
+    "new": _info("new", "NEW_IMAGE"),
+    "old": _info("old", "OLD_IMAGE"),
+    "keys": _info("keys", "KEYS_ONLY"),
+    "none": _info("none", None),
+    "creating": _info("creating", "NEW_IMAGE", "CREATING"),
+}
 
 
 class FakeTables:
@@ -61,12 +68,17 @@ def _by_table(topic: Topic) -> dict[str, dict[str, Any]]:
 
 
 async def test_tables_without_the_new_image_are_refused_unless_snapshot_only(
-        topic: Topic, monkeypatch: pytest.MonkeyPatch):
+    topic: Topic, monkeypatch: pytest.MonkeyPatch
+):
     present = await disc.discover_once()
     sent = _by_table(topic)
     assert {t: m["type"] for t, m in sent.items()} == {
-        "good": "discovered", "new": "discovered",
-        "old": "refused", "keys": "refused", "none": "refused"}  # "creating": skipped
+        "good": "discovered",
+        "new": "discovered",
+        "old": "refused",
+        "keys": "refused",
+        "none": "refused",
+    }  # "creating": skipped
     assert "OLD_IMAGE" in sent["old"]["reason"] and "KEYS_ONLY" in sent["keys"]["reason"]
     assert sent["none"]["reason"].startswith("no DynamoDB stream enabled")
     assert sent["old"]["info"]["view_type"] == "OLD_IMAGE"
@@ -89,13 +101,15 @@ async def test_tables_without_the_new_image_are_refused_unless_snapshot_only(
 
 
 async def test_a_table_whose_topic_would_be_the_apps_own_is_refused_with_its_reason(
-        topic: Topic, monkeypatch: pytest.MonkeyPatch):
+    topic: Topic, monkeypatch: pytest.MonkeyPatch
+):
     """Issue 11 item 2: with the defaults a table named replicator-tables-changelog wrote
     its items into the state changelog (dynamodb- + replicator-tables-changelog)."""
     import dataclasses
 
-    defaults = dataclasses.replace(settings, app_id="dynamodb-replicator",
-                                   kafka_topic_prefix="dynamodb-")
+    defaults = dataclasses.replace(
+        settings, app_id="dynamodb-replicator", kafka_topic_prefix="dynamodb-"
+    )
     monkeypatch.setattr(disc, "settings", defaults)
     evil = "replicator-tables-changelog"
     monkeypatch.setitem(TABLES, evil, _info(evil, "NEW_AND_OLD_IMAGES"))
@@ -106,7 +120,8 @@ async def test_a_table_whose_topic_would_be_the_apps_own_is_refused_with_its_rea
 
 
 async def test_a_name_the_exclude_pattern_cannot_decide_on_is_refused_without_holding_the_loop(
-        topic: Topic, monkeypatch: pytest.MonkeyPatch):
+    topic: Topic, monkeypatch: pytest.MonkeyPatch
+):
     """Security item 5: DYNAMODB_TABLES_EXCLUDE ran on the event loop with Python's re:
     (a+)+$ held it for seconds per name, exponentially more per character.  Now each search
     is bounded, runs off the loop, and a table it cannot decide on is refused, with why."""
@@ -120,8 +135,11 @@ async def test_a_name_the_exclude_pattern_cannot_decide_on_is_refused_without_ho
     for name in slow:
         monkeypatch.setitem(TABLES, name, _info(name, "NEW_AND_OLD_IMAGES"))
     monkeypatch.setitem(TABLES, "aaa", _info("aaa", "NEW_AND_OLD_IMAGES"))
-    monkeypatch.setattr(disc, "settings", dataclasses.replace(
-        settings, dynamodb_tables_exclude=ExcludePattern("(a+)+$")))
+    monkeypatch.setattr(
+        disc,
+        "settings",
+        dataclasses.replace(settings, dynamodb_tables_exclude=ExcludePattern("(a+)+$")),
+    )
     ticks = 0
 
     async def ticker() -> None:

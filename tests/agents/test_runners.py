@@ -5,6 +5,7 @@ a paging Scan fake in runner_fakes.py); Kafka output and control reports go to o
 keeping an ordered log of acknowledged batches and reports.  Runners run as tasks; tests
 wait for recorded effects with a deadline, never for a fixed time.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -54,24 +55,63 @@ async def until(cond: Callable[[], bool], what: str, timeout: float = 3.0) -> No
 
 def put(fake: FakeStreams, arn: str, *pks: str, **extra: dict) -> list[str]:
     """INSERT one record per key; their sequence numbers."""
-    return [fake.write(arn, "INSERT", {"pk": {"S": pk}}, new_image={"pk": {"S": pk}, **extra})
-            for pk in pks]
+    return [
+        fake.write(arn, "INSERT", {"pk": {"S": pk}}, new_image={"pk": {"S": pk}, **extra})
+        for pk in pks
+    ]
 
 
-def shard_unit(arn: str, shard: str, *, pos: str | None = None, count: int = 0,
-               cutoff_ms: int = 0, table: str = TABLE, partition: int = 0) -> dict[str, Any]:
-    spec = {"kind": "shard", "table": table, "epoch": 1, "key_names": ["pk"],
-            "stream_arn": arn, "shard_id": shard, "cutoff_ms": cutoff_ms,
-            "snapshot_start_ms": None, "snapshot_end_ms": None, "snapshot_items": None}
-    return {"id": co.shard_unit_id(table, 1, arn, shard), "spec": spec, "status": "active",
-            "pos": pos, "count": count, "partition": partition}
+def shard_unit(
+    arn: str,
+    shard: str,
+    *,
+    pos: str | None = None,
+    count: int = 0,
+    cutoff_ms: int = 0,
+    table: str = TABLE,
+    partition: int = 0,
+) -> dict[str, Any]:
+    spec = {
+        "kind": "shard",
+        "table": table,
+        "epoch": 1,
+        "key_names": ["pk"],
+        "stream_arn": arn,
+        "shard_id": shard,
+        "cutoff_ms": cutoff_ms,
+        "snapshot_start_ms": None,
+        "snapshot_end_ms": None,
+        "snapshot_items": None,
+    }
+    return {
+        "id": co.shard_unit_id(table, 1, arn, shard),
+        "spec": spec,
+        "status": "active",
+        "pos": pos,
+        "count": count,
+        "partition": partition,
+    }
 
 
 def scan_unit(*, pos: dict | None = None, count: int = 0) -> dict[str, Any]:
-    spec = {"kind": "scan", "table": TABLE, "epoch": 1, "key_names": ["pk"], "segment": 0,
-            "total": 1, "rcu": None, "snapshot_start_ms": 1_767_225_600_000}
-    return {"id": co.scan_unit_id(TABLE, 1, 0, 1), "spec": spec, "status": "active",
-            "pos": pos, "count": count, "partition": 0}
+    spec = {
+        "kind": "scan",
+        "table": TABLE,
+        "epoch": 1,
+        "key_names": ["pk"],
+        "segment": 0,
+        "total": 1,
+        "rcu": None,
+        "snapshot_start_ms": 1_767_225_600_000,
+    }
+    return {
+        "id": co.scan_unit_id(TABLE, 1, 0, 1),
+        "spec": spec,
+        "status": "active",
+        "pos": pos,
+        "count": count,
+        "partition": 0,
+    }
 
 
 # ---------------------------------------------------------------- fixtures
@@ -109,9 +149,12 @@ def dynamo() -> FakeDynamo:
 @pytest.fixture
 async def rt(fake: RecordingStreams, dynamo: FakeDynamo, kafka: Kafka) -> AsyncIterator[Runtime]:
     rt = Runtime()  # its own Metrics registry and Supervisor
-    rt.settings = dataclasses.replace(rt.settings, dynamodb_poll_interval=0.005,
-                                      kafka_max_record_bytes=MAX_BYTES,
-                                      dynamodb_scan_page_limit=3)
+    rt.settings = dataclasses.replace(
+        rt.settings,
+        dynamodb_poll_interval=0.005,
+        kafka_max_record_bytes=MAX_BYTES,
+        dynamodb_scan_page_limit=3,
+    )
 
     async def streams() -> Streams:
         return Streams(fake)
@@ -151,7 +194,8 @@ async def launch(rt: Runtime) -> AsyncIterator[Callable[..., asyncio.Task]]:
 # ---------------------------------------------------------------- run_shard
 @pytest.mark.parametrize("close", ["split", "rollover"])
 async def test_shard_delivers_in_order_checkpoints_after_ack_and_finishes(
-        fake, stream, kafka, launch, close):
+    fake, stream, kafka, launch, close
+):
     arn, shard = stream
     first = put(fake, arn, *"abcde")
     task = launch(runners.run_shard, shard_unit(arn, shard))
@@ -169,12 +213,12 @@ async def test_shard_delivers_in_order_checkpoints_after_ack_and_finishes(
     assert kafka.log[-1][0] == "report"
     finish = kafka.log[-1][2]
     assert (finish["type"], finish["pos"], finish["count"]) == ("finish", rest[-1], 8)
-    assert [(sid, parent) for sid, parent, *_ in finish["listing"]] == \
-        [(shard, None)] + [(c, shard) for c in children]
+    assert [(sid, parent) for sid, parent, *_ in finish["listing"]] == [(shard, None)] + [
+        (c, shard) for c in children
+    ]
 
 
-async def test_expired_iterator_is_reacquired_after_the_checkpoint(
-        fake, stream, kafka, launch, rt):
+async def test_expired_iterator_is_reacquired_after_the_checkpoint(fake, stream, kafka, launch, rt):
     arn, shard = stream
     first = put(fake, arn, "a", "b", "c")
     kafka.gate = asyncio.Event()
@@ -190,20 +234,27 @@ async def test_expired_iterator_is_reacquired_after_the_checkpoint(
 
     assert kafka.seqs() == first + later + last  # none lost, none twice
     assert_checkpoints_after_delivery(kafka, first + later + last)
-    assert fake.iterator_requests == [("TRIM_HORIZON", None),
-                                      ("AFTER_SEQUENCE_NUMBER", first[-1]),
-                                      ("AFTER_SEQUENCE_NUMBER", later[-1])]
+    assert fake.iterator_requests == [
+        ("TRIM_HORIZON", None),
+        ("AFTER_SEQUENCE_NUMBER", first[-1]),
+        ("AFTER_SEQUENCE_NUMBER", later[-1]),
+    ]
     assert metric(rt, "retries", table=TABLE, reason="expired_iterator") == 2
 
 
 async def test_throttles_and_server_errors_are_retried_without_loss(
-        fake, stream, kafka, launch, rt):
+    fake, stream, kafka, launch, rt
+):
     arn, shard = stream
     first = put(fake, arn, "a", "b")
     launch(runners.run_shard, shard_unit(arn, shard))
     await until(lambda: kafka.last_pos() == first[-1], "progress at the 2nd record")
-    for code in ("LimitExceededException", "ProvisionedThroughputExceededException",
-                 "ThrottlingException", "InternalServerError"):
+    for code in (
+        "LimitExceededException",
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "InternalServerError",
+    ):
         fake.inject("get_records", code)
     later = put(fake, arn, "c", "d")
     await until(lambda: kafka.last_pos() == later[-1], "progress at the 4th record")
@@ -216,7 +267,8 @@ async def test_throttles_and_server_errors_are_retried_without_loss(
 
 @pytest.mark.parametrize("how", ["trimmed", "shard gone"])
 async def test_checkpoint_behind_trim_horizon_asks_for_a_resnapshot(
-        fake, stream, kafka, launch, how):
+    fake, stream, kafka, launch, how
+):
     arn, shard = stream
     old = put(fake, arn, "a", "b", "c")
     if how == "shard gone":
@@ -232,8 +284,7 @@ async def test_checkpoint_behind_trim_horizon_asks_for_a_resnapshot(
     assert (msg["type"], msg["epoch"]) == ("resnapshot", 1) and shard in msg["reason"]
 
 
-async def test_records_before_cutoff_are_skipped_but_checkpointed(
-        fake, stream, kafka, launch, rt):
+async def test_records_before_cutoff_are_skipped_but_checkpointed(fake, stream, kafka, launch, rt):
     arn, shard = stream
     old = put(fake, arn, "a", "b", "c")  # at START_TIME
     cutoff_ms = int((START_TIME + 5) * 1000)
@@ -252,16 +303,17 @@ async def test_records_before_cutoff_are_skipped_but_checkpointed(
 
 
 async def test_oversize_and_unrepresentable_records_are_dead_lettered(
-        fake, stream, kafka, launch, rt):
+    fake, stream, kafka, launch, rt
+):
     arn, shard = stream
-    a, = put(fake, arn, "a")
+    (a,) = put(fake, arn, "a")
     put(fake, arn, "big", blob={"S": "x" * 4000})
-    c, = put(fake, arn, "c")
-    bad, = put(fake, arn, "bad", n={"N": "NaN"})
-    d, = put(fake, arn, "d")
+    (c,) = put(fake, arn, "c")
+    (bad,) = put(fake, arn, "bad", n={"N": "NaN"})
+    (d,) = put(fake, arn, "d")
     launch(runners.run_shard, shard_unit(arn, shard))
     await until(lambda: kafka.last_pos() == d, "progress past all five records")
-    e, = put(fake, arn, "e")  # the loop goes on
+    (e,) = put(fake, arn, "e")  # the loop goes on
     await until(lambda: kafka.last_pos() == e, "progress at the 6th record")
 
     assert kafka.seqs() == [a, c, d, e]
@@ -281,15 +333,19 @@ async def test_oversize_and_unrepresentable_records_are_dead_lettered(
 
 
 async def test_failed_sends_are_retried_and_checkpointed_once_after_success(
-        fake, stream, kafka, launch, rt):
+    fake, stream, kafka, launch, rt
+):
     arn, shard = stream
     kafka.fail_next = 2
     seqs = put(fake, arn, "a", "b", "c")
     launch(runners.run_shard, shard_unit(arn, shard))
     await until(lambda: kafka.last_pos() == seqs[-1], "progress after the third attempt")
 
-    kinds = [e[0] if e[0] != "report" else e[2]["type"] for e in kafka.log
-             if e[0] != "report" or e[2]["type"] != "caught_up"]
+    kinds = [
+        e[0] if e[0] != "report" else e[2]["type"]
+        for e in kafka.log
+        if e[0] != "report" or e[2]["type"] != "caught_up"
+    ]
     assert kinds == ["failed", "failed", "sent", "progress"]
     assert [v["source"]["seq"] for v in kafka.log[2][1]] == seqs
     assert metric(rt, "retries", table=TABLE, reason="kafka") == 2
@@ -300,7 +356,8 @@ def held_pages(rt: Runtime) -> int:
 
 
 async def test_next_page_is_read_while_kafka_acks_the_previous_but_sent_after_it(
-        fake, stream, kafka, launch, rt):
+    fake, stream, kafka, launch, rt
+):
     arn, shard = stream
     kafka.gate = asyncio.Event()
     first = put(fake, arn, "a", "b")
@@ -314,11 +371,20 @@ async def test_next_page_is_read_while_kafka_acks_the_previous_but_sent_after_it
     kafka.gate.set()
     await until(lambda: kafka.last_pos() == second[-1], "progress after page 2")
 
-    kinds = [(e[0], [v["source"]["seq"] for v in e[1]]) if e[0] != "report"
-             else (e[2]["type"], e[2]["pos"]) for e in kafka.log
-             if e[0] != "report" or e[2]["type"] != "caught_up"]
-    assert kinds == [("failed", first), ("sent", first), ("progress", first[-1]),
-                     ("sent", second), ("progress", second[-1])]
+    kinds = [
+        (e[0], [v["source"]["seq"] for v in e[1]])
+        if e[0] != "report"
+        else (e[2]["type"], e[2]["pos"])
+        for e in kafka.log
+        if e[0] != "report" or e[2]["type"] != "caught_up"
+    ]
+    assert kinds == [
+        ("failed", first),
+        ("sent", first),
+        ("progress", first[-1]),
+        ("sent", second),
+        ("progress", second[-1]),
+    ]
     await until(lambda: held_pages(rt) == 0, "slots given back")
 
 
@@ -352,8 +418,10 @@ async def test_one_page_slot_is_shared_by_all_shards_without_deadlock(fake, kafk
         expected.append(put(fake, arn, f"{name}-a", f"{name}-b"))
     for unit in units:
         rt.supervisor.ensure(unit)
-    await until(lambda: set(expected[0] + expected[1] + expected[2]) <= set(kafka.seqs()),
-                "every shard's first records")
+    await until(
+        lambda: set(expected[0] + expected[1] + expected[2]) <= set(kafka.seqs()),
+        "every shard's first records",
+    )
     more = [put(fake, u["spec"]["stream_arn"], f"{u['spec']['table']}-c") for u in units]
     await until(lambda: {m[0] for m in more} <= set(kafka.seqs()), "every shard's next record")
     for unit, first, nxt in zip(units, expected, more, strict=True):
@@ -379,10 +447,12 @@ async def test_scan_pages_reports_cursor_progress_and_retries(dynamo, kafka, lau
     assert kafka.reports() == [
         {"type": "progress", "pos": {"pk": {"s": "k02"}}, "count": 3},
         {"type": "progress", "pos": {"pk": {"s": "k05"}}, "count": 6},
-        {"type": "finish", "count": 8}]
+        {"type": "finish", "count": 8},
+    ]
     # the retries repeat the same page
-    assert [r.get("ExclusiveStartKey") for r in dynamo.requests] == \
-        [None] + [{"pk": {"S": "k02"}}] * 3 + [{"pk": {"S": "k05"}}]
+    assert [r.get("ExclusiveStartKey") for r in dynamo.requests] == [None] + [
+        {"pk": {"S": "k02"}}
+    ] * 3 + [{"pk": {"S": "k05"}}]
     assert all(r["Limit"] == 3 and "Segment" not in r for r in dynamo.requests)
     assert metric(rt, "throttles", table=TABLE, operation="Scan") == 1
     assert metric(rt, "retries", table=TABLE, reason="InternalServerError") == 1
@@ -491,7 +561,8 @@ async def test_ensure_while_stopping_waits_for_the_old_runner(fake, stream, kafk
 
 
 async def test_stop_soon_returns_at_once_and_the_batch_completes_beside(
-        fake, stream, kafka, rt, caplog):
+    fake, stream, kafka, rt, caplog
+):
     """The control agent's stop: the runner is told at once, its last batch is delivered
     and checkpointed after stop_soon returned; an ensure() right after waits for it; a
     dropped unit's memory is forgotten once its runner ended (its last commit remembered
@@ -550,8 +621,9 @@ async def test_a_failing_background_stop_is_logged(rt, caplog, monkeypatch):
     del rt.supervisor.tasks["u1"]
 
 
-async def test_a_runner_that_fails_is_restarted_from_its_position(fake, stream, kafka, rt,
-                                                                   monkeypatch, caplog):
+async def test_a_runner_that_fails_is_restarted_from_its_position(
+    fake, stream, kafka, rt, monkeypatch, caplog
+):
     import agents.runtime
 
     monkeypatch.setattr(agents.runtime, "Backoff", lambda *a: FastBackoff())
@@ -573,8 +645,12 @@ async def test_a_runner_that_fails_is_restarted_from_its_position(fake, stream, 
     second = put(fake, arn, "c")
     await until(lambda: kafka.last_pos() == second[-1], "progress after the restart")
     assert "restarting it" in caplog.text
-    assert rt.metrics.registry.get_sample_value(
-        "dynamodb_replicator_retries_total", {"table": "orders", "reason": "runner_restart"}) == 1
+    assert (
+        rt.metrics.registry.get_sample_value(
+            "dynamodb_replicator_retries_total", {"table": "orders", "reason": "runner_restart"}
+        )
+        == 1
+    )
     # Kafka had acknowledged the batch, so the restart resumes after it: no gap, no repeat
     assert kafka.seqs() == first + second
 
@@ -602,8 +678,9 @@ async def test_a_unit_finished_here_is_not_rerun_when_created_again(fake, stream
 
 # ---------------------------------------------------------------- issue 10: fencing, lag, memory
 def lag(rt: Runtime, shard: str) -> float | None:
-    return rt.metrics.registry.get_sample_value("dynamodb_replicator_lag_seconds",
-                                                {"table": TABLE, "shard": shard})
+    return rt.metrics.registry.get_sample_value(
+        "dynamodb_replicator_lag_seconds", {"table": TABLE, "shard": shard}
+    )
 
 
 async def test_a_runner_no_longer_current_sends_nothing_more(fake, stream, kafka, launch, rt):
@@ -642,8 +719,7 @@ async def test_an_idle_caught_up_shard_has_no_lag(fake, stream, kafka, launch, r
     assert lag(rt, shard) == 0
     assert len(kafka.reports("caught_up")) == 1  # once, not at every empty page
     # and the unit state shows it
-    u = co.on_unit(None, "u", {"type": "create", "unit": {"epoch": 1, "kind": "shard"}},
-                   0, 0).state
+    u = co.on_unit(None, "u", {"type": "create", "unit": {"epoch": 1, "kind": "shard"}}, 0, 0).state
     u = co.on_unit(u, "u", progress[-1], 0, 1).state
     assert co.on_unit(u, "u", {"type": "caught_up"}, 0, 2).state["lag_ms"] == 0
 
@@ -692,7 +768,8 @@ async def test_no_runner_starts_once_the_worker_drains(fake, stream, kafka, rt, 
 
 # ---------------------------------------------------------------- Kafka refusals (item 5)
 async def test_a_record_kafka_refuses_as_too_large_is_dead_lettered_and_the_rest_flows(
-        fake, stream, kafka, launch, rt):
+    fake, stream, kafka, launch, rt
+):
     from aiokafka.errors import MessageSizeTooLargeError
 
     arn, shard = stream
@@ -706,10 +783,15 @@ async def test_a_record_kafka_refuses_as_too_large_is_dead_lettered_and_the_rest
     huge = first[2]
     assert set(kafka.seqs()) == set(first + later) - {huge}
     # per partition in order: the batch went again one record per batch
-    assert [s for s in kafka.seqs() if s != huge][-5:] == [first[0], first[1], first[3],
-                                                           first[4], later[0]]
+    assert [s for s in kafka.seqs() if s != huge][-5:] == [
+        first[0],
+        first[1],
+        first[3],
+        first[4],
+        later[0],
+    ]
     assert kafka.calls[1][2] is True
-    (table, _, error, keys, _, payload), = kafka.dead
+    ((table, _, error, keys, _, payload),) = kafka.dead
     assert (table, keys) == (TABLE, '{"pk":"huge"}') and "refused" in error
     assert "MessageSizeTooLargeError" in error and json.loads(payload)["source"]["seq"] == huge
     assert metric(rt, "dead_letters", table=TABLE, reason="too_large") == 1
@@ -717,7 +799,8 @@ async def test_a_record_kafka_refuses_as_too_large_is_dead_lettered_and_the_rest
 
 
 async def test_a_record_over_the_topics_own_limit_goes_to_the_dlq_unsent(
-        fake, stream, kafka, launch, rt):
+    fake, stream, kafka, launch, rt
+):
     arn, shard = stream
     kafka.topic_limit = 600  # an existing topic with a small max.message.bytes
     seqs = put(fake, arn, "a")
@@ -725,13 +808,14 @@ async def test_a_record_over_the_topics_own_limit_goes_to_the_dlq_unsent(
     launch(runners.run_shard, shard_unit(arn, shard))
     await until(lambda: kafka.last_pos() == big[-1], "progress past both")
     assert kafka.seqs() == seqs
-    (_, _, error, keys, size, payload), = kafka.dead
+    ((_, _, error, keys, size, payload),) = kafka.dead
     assert keys == '{"pk":"big"}' and "max.message.bytes" in error and size > 600
     assert payload is not None
 
 
 async def test_kafka_authorization_failure_pauses_the_table_and_others_keep_flowing(
-        fake, kafka, rt):
+    fake, kafka, rt
+):
     from aiokafka.errors import TopicAuthorizationFailedError
 
     rt.pages = asyncio.Semaphore(1)  # one page slot for both tables: a wedge would stop both
@@ -745,10 +829,13 @@ async def test_kafka_authorization_failure_pauses_the_table_and_others_keep_flow
     for unit in units:
         rt.supervisor.ensure(unit)
     await until(lambda: kafka.reports("failed"), "the denied table's unit reports failed")
-    failed, = kafka.reports("failed")
+    (failed,) = kafka.reports("failed")
     assert "TopicAuthorizationFailedError" in failed["error"]
-    assert not any(e[1] == co.unit_key(units[0]["id"]) for e in kafka.log
-                   if e[0] == "report" and e[2]["type"] == "progress")
+    assert not any(
+        e[1] == co.unit_key(units[0]["id"])
+        for e in kafka.log
+        if e[0] == "report" and e[2]["type"] == "progress"
+    )
     await until(lambda: set(seqs[1]) <= set(kafka.seqs()), "the other table's records")
     more = put(fake, units[1]["spec"]["stream_arn"], "fine-c")
     await until(lambda: more[0] in kafka.seqs(), "the other table keeps flowing")
@@ -756,7 +843,8 @@ async def test_kafka_authorization_failure_pauses_the_table_and_others_keep_flow
 
 
 async def test_a_partly_acknowledged_batch_is_sent_again_only_for_what_was_not_acked(
-        fake, stream, kafka, launch, rt):
+    fake, stream, kafka, launch, rt
+):
     from aiokafka.errors import NotLeaderForPartitionError
 
     from app.errors import KafkaSendTimeout

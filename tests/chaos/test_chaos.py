@@ -3,6 +3,7 @@ run), continuous writes, SIGKILL of a random worker every ~20 s and its restart,
 broker restart, injected throttling and expired iterators.  At the end a plain Kafka
 consumer checks every write of the ledger: 0 lost, 0 per-key order violations;
 duplicates are counted.  `make chaos` runs it long; `make test` runs a short variant."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,11 @@ from tests.integration.helpers import TopicReader, Worker
 from tests.integration.test_replication import _mutate
 from tests.standin import StandInProcess
 
-THROTTLES = ("LimitExceededException", "ProvisionedThroughputExceededException",
-             "ThrottlingException")
+THROTTLES = (
+    "LimitExceededException",
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+)
 
 
 class Writer(threading.Thread):
@@ -49,23 +53,37 @@ class Writer(threading.Thread):
             while not self.stop.is_set():
                 table = self.rng.choice(self.tables)
                 pk = f"k{self.rng.randrange(120):03d}"
-                _mutate(self.ddb, table, {"pk": {"S": pk}}, f'{{"pk":"{pk}"}}'.encode(),
-                        self.ledgers[table], self.rng, self.exists[table])
+                _mutate(
+                    self.ddb,
+                    table,
+                    {"pk": {"S": pk}},
+                    f'{{"pk":"{pk}"}}'.encode(),
+                    self.ledgers[table],
+                    self.rng,
+                    self.exists[table],
+                )
                 self.stop.wait(0.01)
         except BaseException as exc:  # noqa: BLE001 (surfaced by the test, never swallowed)
             self.error = exc
 
 
 @pytest.mark.chaos
-def test_chaos(stack: dict[str, str], uid: str, workdir: Path,
-               request: pytest.FixtureRequest) -> None:
+def test_chaos(
+    stack: dict[str, str], uid: str, workdir: Path, request: pytest.FixtureRequest
+) -> None:
     long = request.config.getoption("--chaos-long")
     duration = float(os.environ.get("CHAOS_SECONDS", "300" if long else "50"))
     kill_every = 20.0 if long else 15.0
     rng = random.Random(5)
     tables = [f"chaos{i}-{uid}" for i in range(3)]
-    figures = {"kills": 0, "broker_restarts": 0, "rollovers": 0, "splits": 0,
-               "throttles_injected": 0, "iterator_expiries": 0}
+    figures = {
+        "kills": 0,
+        "broker_restarts": 0,
+        "rollovers": 0,
+        "splits": 0,
+        "throttles_injected": 0,
+        "iterator_expiries": 0,
+    }
     with StandInProcess(stack["AWS_ENDPOINT_URL"], workdir / "standin.log") as standin:
         ddb = client(stack)
         for t in tables:
@@ -76,9 +94,15 @@ def test_chaos(stack: dict[str, str], uid: str, workdir: Path,
             for shard in standin.open_shards(tables[0]):
                 standin.split(tables[0], shard)
                 figures["splits"] += 1
-        env = worker_env(stack, uid, AWS_ENDPOINT_URL_DYNAMODB_STREAMS=standin.url,
-                         DYNAMODB_SYNC_MODE="stream_only", STATE_PARTITIONS="12",
-                         KAFKA_SESSION_TIMEOUT="8", DYNAMODB_SHARD_REFRESH_INTERVAL="2")
+        env = worker_env(
+            stack,
+            uid,
+            AWS_ENDPOINT_URL_DYNAMODB_STREAMS=standin.url,
+            DYNAMODB_SYNC_MODE="stream_only",
+            STATE_PARTITIONS="12",
+            KAFKA_SESSION_TIMEOUT="8",
+            DYNAMODB_SHARD_REFRESH_INTERVAL="2",
+        )
         workers = [Worker("app", env, workdir, f"c{i}").start() for i in range(3)]
         writer = Writer(stack, tables)
         try:
@@ -106,8 +130,13 @@ def test_chaos(stack: dict[str, str], uid: str, workdir: Path,
                             figures["splits"] += 1
                     next_roll = now + duration / 4
                 if not broker_done and now - t0 > duration / 2:
-                    proc = subprocess.run([*STACK, "restart-kafka"], capture_output=True,
-                                          text=True, timeout=180, check=False)
+                    proc = subprocess.run(
+                        [*STACK, "restart-kafka"],
+                        capture_output=True,
+                        text=True,
+                        timeout=180,
+                        check=False,
+                    )
                     assert proc.returncode == 0, proc.stdout + proc.stderr
                     figures["broker_restarts"] += 1
                     broker_done = True
@@ -127,7 +156,9 @@ def test_chaos(stack: dict[str, str], uid: str, workdir: Path,
                 try:
                     reader.read_until(
                         lambda rs, t=t: check_against_ledger(rs, writer.ledgers[t])["lost"] == 0,
-                        240, f"every write of {t}")
+                        240,
+                        f"every write of {t}",
+                    )
                 except AssertionError:
                     pass  # counted below as lost
                 result = check_against_ledger(reader.records, writer.ledgers[t])
@@ -137,10 +168,16 @@ def test_chaos(stack: dict[str, str], uid: str, workdir: Path,
                 delivered += sum(1 for r in reader.records if r.value is not None)
                 reader.close()
             rebalances = sum(w.log().count("rebalance complete") for w in workers)
-            figures.update(written=written, delivered=delivered, lost=lost, duplicates=dups,
-                           order_violations=order, rebalances=rebalances,
-                           seconds=round(time.monotonic() - t0, 1),
-                           alive=sum(w.alive for w in workers))
+            figures.update(
+                written=written,
+                delivered=delivered,
+                lost=lost,
+                duplicates=dups,
+                order_violations=order,
+                rebalances=rebalances,
+                seconds=round(time.monotonic() - t0, 1),
+                alive=sum(w.alive for w in workers),
+            )
             print("\nCHAOS " + json.dumps(figures))
             (workdir / "chaos.json").write_text(json.dumps(figures, indent=2))
             tails = "\n".join(f"--- {w.name}:\n{w.log()[-2000:]}" for w in workers)

@@ -12,6 +12,7 @@ child.  Sequence numbers come from one counter per fake (21+ digits, gaps
 between them), so they increase across the stream.  Shard ids sort in creation
 order (parents before children) and DescribeStream lists them in that order.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,22 +43,23 @@ OPERATIONS = {
 _HASH_SPACE = 2**32
 _MESSAGES = {
     "LimitExceededException": "Rate exceeded for shard",
-    "ProvisionedThroughputExceededException":
-        "The level of configured provisioned throughput for the table was exceeded.",
+    "ProvisionedThroughputExceededException": "The level of configured provisioned throughput for the table was exceeded.",
     "ThrottlingException": "Rate of requests exceeds the allowed throughput.",
     "InternalServerError": "Internal server error",
-    "TrimmedDataAccessException":
-        "The operation attempted to read past the oldest stream record in a shard.",
+    "TrimmedDataAccessException": "The operation attempted to read past the oldest stream record in a shard.",
 }
 _STATUS = {"InternalServerError": 500}
 
 
-def client_error(code: str, message: str = "", operation_name: str = "",
-                 status: int | None = None) -> ClientError:
+def client_error(
+    code: str, message: str = "", operation_name: str = "", status: int | None = None
+) -> ClientError:
     """The exact shape botocore raises for a service error."""
     return ClientError(
-        {"Error": {"Code": code, "Message": message or _MESSAGES.get(code, code)},
-         "ResponseMetadata": {"HTTPStatusCode": status or _STATUS.get(code, 400)}},
+        {
+            "Error": {"Code": code, "Message": message or _MESSAGES.get(code, code)},
+            "ResponseMetadata": {"HTTPStatusCode": status or _STATUS.get(code, 400)},
+        },
         operation_name,
     )
 
@@ -121,8 +123,14 @@ class _Iterator:
 class FakeStreams:
     """Raw ``dynamodbstreams`` client stand-in; see the module docstring."""
 
-    def __init__(self, *, now: float = START_TIME, iterator_ttl: float = 900.0,
-                 seq_base: int = 10**20, seq_step: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        now: float = START_TIME,
+        iterator_ttl: float = 900.0,
+        seq_base: int = 10**20,
+        seq_step: int = 100,
+    ) -> None:
         self.now = now  # fake clock, epoch seconds; settable
         self.iterator_ttl = iterator_ttl
         self.calls: Counter[str] = Counter()  # per async method, failed calls included
@@ -140,8 +148,13 @@ class FakeStreams:
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
-    def create_stream(self, table_name: str, key_names: Sequence[str],
-                      view_type: str = "NEW_AND_OLD_IMAGES", arn: str | None = None) -> str:
+    def create_stream(
+        self,
+        table_name: str,
+        key_names: Sequence[str],
+        view_type: str = "NEW_AND_OLD_IMAGES",
+        arn: str | None = None,
+    ) -> str:
         """A new stream; ``arn`` (e.g. moto's LatestStreamArn) fixes its ARN and label."""
         if view_type not in VIEW_TYPES:
             raise ValueError(f"bad view type {view_type!r}")
@@ -151,8 +164,10 @@ class FakeStreams:
             label = arn.rsplit("/stream/", 1)[1]
         ms = int(self.now * 1000)
         while arn is None:
-            label = (datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-                     + f".{ms % 1000:03d}")
+            label = (
+                datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+                + f".{ms % 1000:03d}"
+            )
             arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table_name}/stream/{label}"
             if arn in self._streams:
                 arn, ms = None, ms + 1
@@ -161,9 +176,16 @@ class FakeStreams:
         self._new_shard(stream, None, 0, _HASH_SPACE)
         return arn
 
-    def write(self, stream_arn: str, event_name: str, keys: dict,
-              new_image: dict | None = None, old_image: dict | None = None,
-              ttl: bool = False, ts: datetime | float | None = None) -> str:
+    def write(
+        self,
+        stream_arn: str,
+        event_name: str,
+        keys: dict,
+        new_image: dict | None = None,
+        old_image: dict | None = None,
+        ttl: bool = False,
+        ts: datetime | float | None = None,
+    ) -> str:
         """Append one record to the open shard owning ``keys``; returns its sequence number."""
         stream = self._streams[stream_arn]
         if event_name not in ("INSERT", "MODIFY", "REMOVE"):
@@ -171,8 +193,9 @@ class FakeStreams:
         if ttl and event_name != "REMOVE":
             raise ValueError("ttl deletes are REMOVE events")
         h = zlib.crc32(json.dumps(keys, sort_keys=True, default=repr).encode())
-        shard = next((s for s in stream.shards.values()
-                      if s.end is None and s.lo <= h < s.hi), None)
+        shard = next(
+            (s for s in stream.shards.values() if s.end is None and s.lo <= h < s.hi), None
+        )
         if shard is None:
             raise ValueError(f"stream {stream_arn} has no open shard (disabled?)")
         ts = self.now if ts is None else _epoch(ts)
@@ -187,12 +210,18 @@ class FakeStreams:
         if old_image is not None and vt in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES"):
             ddb["OldImage"] = copy.deepcopy(old_image)
         ddb["SequenceNumber"] = str(seq)
-        ddb["SizeBytes"] = len(json.dumps([keys, ddb.get("NewImage"), ddb.get("OldImage")],
-                                          default=repr))
+        ddb["SizeBytes"] = len(
+            json.dumps([keys, ddb.get("NewImage"), ddb.get("OldImage")], default=repr)
+        )
         ddb["StreamViewType"] = vt
-        raw = {"eventID": f"{next(self._ids):032x}", "eventName": event_name,
-               "eventVersion": "1.1", "eventSource": "aws:dynamodb", "awsRegion": REGION,
-               "dynamodb": ddb}
+        raw = {
+            "eventID": f"{next(self._ids):032x}",
+            "eventName": event_name,
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": REGION,
+            "dynamodb": ddb,
+        }
         if ttl:
             raw["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
         shard.records.append(_Record(seq, ts, raw))
@@ -204,8 +233,10 @@ class FakeStreams:
         if shard.hi - shard.lo < 2:
             raise ValueError(f"shard {shard_id} too narrow to split")
         mid = (shard.lo + shard.hi) // 2
-        return (self._new_shard(stream, shard.id, shard.lo, mid).id,
-                self._new_shard(stream, shard.id, mid, shard.hi).id)
+        return (
+            self._new_shard(stream, shard.id, shard.lo, mid).id,
+            self._new_shard(stream, shard.id, mid, shard.hi).id,
+        )
 
     def rollover(self, stream_arn: str, shard_id: str) -> str:
         stream, shard = self._close(stream_arn, shard_id)
@@ -225,16 +256,20 @@ class FakeStreams:
         for shard in self._streams[stream_arn].shards.values():
             while shard.records and shard.records[0].ts < before:
                 shard.horizon = shard.records.pop(0).seq + 1
-            if (shard.end is not None and not shard.records
-                    and (shard.had_records or shard.closed_at < before)):
+            if (
+                shard.end is not None
+                and not shard.records
+                and (shard.had_records or shard.closed_at < before)
+            ):
                 shard.gone, shard.horizon = True, shard.end + 1
 
     def expire_iterators(self) -> None:
         """Every iterator issued so far raises ExpiredIteratorException from now on."""
         self._valid_from = self._serial + 1
 
-    def inject(self, method_name: str, error_code: str, times: int = 1,
-               status: int | None = None) -> None:
+    def inject(
+        self, method_name: str, error_code: str, times: int = 1, status: int | None = None
+    ) -> None:
         """Fail the next ``times`` calls of ``method_name`` (HTTP 500 for InternalServerError)."""
         if method_name not in OPERATIONS:
             raise ValueError(f"unknown method {method_name!r}")
@@ -245,8 +280,9 @@ class FakeStreams:
 
     # ---- the raw client's async API ----------------------------------------------------
 
-    async def describe_stream(self, *, StreamArn: str, Limit: int = 100,
-                              ExclusiveStartShardId: str | None = None) -> dict:
+    async def describe_stream(
+        self, *, StreamArn: str, Limit: int = 100, ExclusiveStartShardId: str | None = None
+    ) -> dict:
         op = await self._enter("describe_stream")
         stream = self._stream(StreamArn, op)
         if not 1 <= Limit <= 100:
@@ -256,20 +292,29 @@ class FakeStreams:
             shards = [s for s in shards if s.id > ExclusiveStartShardId]
         page = shards[:Limit]
         desc: dict[str, Any] = {
-            "StreamArn": stream.arn, "StreamLabel": stream.label,
-            "StreamStatus": stream.status, "StreamViewType": stream.view_type,
+            "StreamArn": stream.arn,
+            "StreamLabel": stream.label,
+            "StreamStatus": stream.status,
+            "StreamViewType": stream.view_type,
             "CreationRequestDateTime": datetime.fromtimestamp(stream.created, UTC),
             "TableName": stream.table,
-            "KeySchema": [{"AttributeName": name, "KeyType": kind}
-                          for name, kind in zip(stream.key_names, ("HASH", "RANGE"))],
+            "KeySchema": [
+                {"AttributeName": name, "KeyType": kind}
+                for name, kind in zip(stream.key_names, ("HASH", "RANGE"))
+            ],
             "Shards": [s.to_api() for s in page],
         }
         if len(shards) > Limit:
             desc["LastEvaluatedShardId"] = page[-1].id
         return {"StreamDescription": desc}
 
-    async def list_streams(self, *, TableName: str | None = None, Limit: int = 100,
-                           ExclusiveStartStreamArn: str | None = None) -> dict:
+    async def list_streams(
+        self,
+        *,
+        TableName: str | None = None,
+        Limit: int = 100,
+        ExclusiveStartStreamArn: str | None = None,
+    ) -> dict:
         op = await self._enter("list_streams")
         if not 1 <= Limit <= 100:
             raise client_error("ValidationException", f"Limit {Limit} not in [1, 100]", op)
@@ -277,37 +322,53 @@ class FakeStreams:
         if ExclusiveStartStreamArn is not None:
             streams = [s for s in streams if s.arn > ExclusiveStartStreamArn]
         streams.sort(key=lambda s: s.arn)
-        out: dict[str, Any] = {"Streams": [{"StreamArn": s.arn, "TableName": s.table,
-                                            "StreamLabel": s.label} for s in streams[:Limit]]}
+        out: dict[str, Any] = {
+            "Streams": [
+                {"StreamArn": s.arn, "TableName": s.table, "StreamLabel": s.label}
+                for s in streams[:Limit]
+            ]
+        }
         if len(streams) > Limit:
             out["LastEvaluatedStreamArn"] = streams[Limit - 1].arn
         return out
 
-    async def get_shard_iterator(self, *, StreamArn: str, ShardId: str, ShardIteratorType: str,
-                                 SequenceNumber: str | None = None) -> dict:
+    async def get_shard_iterator(
+        self,
+        *,
+        StreamArn: str,
+        ShardId: str,
+        ShardIteratorType: str,
+        SequenceNumber: str | None = None,
+    ) -> dict:
         op = await self._enter("get_shard_iterator")
         stream = self._stream(StreamArn, op)
         shard = stream.shards.get(ShardId)
         if shard is None or shard.gone:
-            raise client_error("ResourceNotFoundException",
-                               f"Requested resource not found: Shard: {ShardId} in Stream: "
-                               f"{StreamArn} not found", op)
+            raise client_error(
+                "ResourceNotFoundException",
+                f"Requested resource not found: Shard: {ShardId} in Stream: {StreamArn} not found",
+                op,
+            )
         if ShardIteratorType not in ITERATOR_TYPES:
-            raise client_error("ValidationException",
-                               f"Invalid ShardIteratorType: {ShardIteratorType}", op)
+            raise client_error(
+                "ValidationException", f"Invalid ShardIteratorType: {ShardIteratorType}", op
+            )
         if ShardIteratorType == "TRIM_HORIZON":
             pos = shard.horizon
         elif ShardIteratorType == "LATEST":
             pos = self._seq + 1
         else:
             if SequenceNumber is None or not SequenceNumber.isdigit():
-                raise client_error("ValidationException",
-                                   f"SequenceNumber required for {ShardIteratorType}", op)
+                raise client_error(
+                    "ValidationException", f"SequenceNumber required for {ShardIteratorType}", op
+                )
             n = int(SequenceNumber)
             if not shard.start <= n <= (self._seq if shard.end is None else shard.end):
-                raise client_error("ValidationException",
-                                   f"Invalid SequenceNumber {SequenceNumber} for shard "
-                                   f"{ShardId}", op)
+                raise client_error(
+                    "ValidationException",
+                    f"Invalid SequenceNumber {SequenceNumber} for shard {ShardId}",
+                    op,
+                )
             pos = n if ShardIteratorType == "AT_SEQUENCE_NUMBER" else n + 1
             if pos < shard.horizon:
                 raise client_error("TrimmedDataAccessException", operation_name=op)
@@ -325,7 +386,9 @@ class FakeStreams:
                 "ExpiredIteratorException",
                 f"Iterator expired. The iterator was created at time {it.issued} while right "
                 f"now it is {self.now} which is further in the future than the tolerated "
-                f"delay of {int(self.iterator_ttl * 1000)} milliseconds.", op)
+                f"delay of {int(self.iterator_ttl * 1000)} milliseconds.",
+                op,
+            )
         shard = self._streams[it.arn].shards[it.shard_id]
         if it.pos < shard.horizon:
             raise client_error("TrimmedDataAccessException", operation_name=op)
@@ -358,8 +421,11 @@ class FakeStreams:
 
     def _stream(self, arn: str, op: str) -> _Stream:
         if arn not in self._streams:
-            raise client_error("ResourceNotFoundException",
-                               f"Requested resource not found: Stream: {arn} not found", op)
+            raise client_error(
+                "ResourceNotFoundException",
+                f"Requested resource not found: Stream: {arn} not found",
+                op,
+            )
         return self._streams[arn]
 
     def _next_seq(self) -> int:

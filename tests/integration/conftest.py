@@ -1,5 +1,6 @@
 """Integration tests are marked `integration`; their fixtures (stack, uid, workdir) live in
 tests/conftest.py, shared with tests/chaos."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """moto-server helpers for integration tests: tables, items of every type, a ledger."""
+
 from __future__ import annotations
 
 import base64
@@ -14,30 +15,52 @@ BIG = "12345678901234567890123456789012345678"  # 38 significant digits
 
 
 def client(env: dict[str, str], service: str = "dynamodb") -> Any:
-    return boto3.client(service, endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        service,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def worker_env(stack: dict[str, str], uid: str, **extra: str) -> dict[str, str]:
     return {
-        **stack, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1", "APP_ID": f"it-{uid}-app", "KAFKA_TOPIC_PREFIX": f"it-{uid}-",
-        "DYNAMODB_TAG_FILTERS": f"itest-{uid}", "DYNAMODB_DISCOVERY_INTERVAL": "2",
-        "DYNAMODB_SHARD_REFRESH_INTERVAL": "1", "DYNAMODB_POLL_INTERVAL": "0.1",
-        "STATE_PARTITIONS": "4", "KAFKA_TOPIC_PARTITIONS": "3",
+        **stack,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "APP_ID": f"it-{uid}-app",
+        "KAFKA_TOPIC_PREFIX": f"it-{uid}-",
+        "DYNAMODB_TAG_FILTERS": f"itest-{uid}",
+        "DYNAMODB_DISCOVERY_INTERVAL": "2",
+        "DYNAMODB_SHARD_REFRESH_INTERVAL": "1",
+        "DYNAMODB_POLL_INTERVAL": "0.1",
+        "STATE_PARTITIONS": "4",
+        "KAFKA_TOPIC_PARTITIONS": "3",
         # moto serialises ~8 ms per large item: 1 MB pages would take a minute each
-        "DYNAMODB_SCAN_PAGE_LIMIT": "500", **extra,
+        "DYNAMODB_SCAN_PAGE_LIMIT": "500",
+        **extra,
     }
 
 
-def create_table(ddb: Any, name: str, keys: list[tuple[str, str]], tags: dict[str, str] | None,
-                 view: str | None = "NEW_AND_OLD_IMAGES") -> str:
+def create_table(
+    ddb: Any,
+    name: str,
+    keys: list[tuple[str, str]],
+    tags: dict[str, str] | None,
+    view: str | None = "NEW_AND_OLD_IMAGES",
+) -> str:
     """keys: [(name, S|N|B)], hash first.  Returns the table ARN."""
     kwargs: dict[str, Any] = {
-        "TableName": name, "BillingMode": "PAY_PER_REQUEST",
-        "KeySchema": [{"AttributeName": k, "KeyType": "HASH" if i == 0 else "RANGE"}
-                      for i, (k, _) in enumerate(keys)],
-        "AttributeDefinitions": [{"AttributeName": k, "AttributeType": t} for k, t in keys]}
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [
+            {"AttributeName": k, "KeyType": "HASH" if i == 0 else "RANGE"}
+            for i, (k, _) in enumerate(keys)
+        ],
+        "AttributeDefinitions": [{"AttributeName": k, "AttributeType": t} for k, t in keys],
+    }
     if view:
         kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view}
     if tags:
@@ -66,7 +89,7 @@ def full_item(i: int) -> dict[str, Any]:
 
 def batch_put(ddb: Any, table: str, items: list[dict[str, Any]]) -> None:
     for start in range(0, len(items), 25):
-        chunk = items[start:start + 25]
+        chunk = items[start : start + 25]
         req: dict[str, Any] = {table: [{"PutRequest": {"Item": it}} for it in chunk]}
         while req:
             req = ddb.batch_write_item(RequestItems=req).get("UnprocessedItems") or {}
@@ -79,6 +102,7 @@ def decode(value: bytes | None) -> Any:
 @dataclass
 class Ledger:
     """Every write a test made, per Kafka key, in order: the truth Kafka is checked against."""
+
     ops: dict[bytes, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, key: bytes, op: str) -> None:

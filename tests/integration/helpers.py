@@ -1,4 +1,5 @@
 """Helpers for integration tests: worker subprocesses, Kafka reads/writes, polling."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,9 @@ def bootstrap(env: dict[str, str]) -> str:
     return env["BROKER_URL"].removeprefix("kafka://")
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               interval: float = 0.1) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
+) -> Any:
     """Poll a real condition until it holds; fail naming what we waited for."""
     deadline = time.monotonic() + timeout
     while True:
@@ -46,8 +48,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
 class Worker:
     """`faust -A <module> worker` as a subprocess with its own data dir and web port."""
 
-    def __init__(self, module: str, env: dict[str, str], workdir: Path, name: str = "w",
-                 args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        module: str,
+        env: dict[str, str],
+        workdir: Path,
+        name: str = "w",
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.module, self.name, self.args = module, name, args
         self.env = {**os.environ, **env}
         self.datadir = workdir / f"data-{name}"
@@ -58,12 +66,27 @@ class Worker:
     def start(self, fresh_datadir: str | None = None) -> Worker:
         if fresh_datadir:
             self.datadir = self.datadir.with_name(fresh_datadir)
-        argv = [FAUST, "-A", self.module, f"--datadir={self.datadir}", "worker", "-l", "info",
-                f"--web-port={self.web_port}",
-                "--web-host=127.0.0.1", *self.args]
+        argv = [
+            FAUST,
+            "-A",
+            self.module,
+            f"--datadir={self.datadir}",
+            "worker",
+            "-l",
+            "info",
+            f"--web-port={self.web_port}",
+            "--web-host=127.0.0.1",
+            *self.args,
+        ]
         log = open(self.logfile, "ab")  # noqa: SIM115 (held by the worker process)
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     @property
@@ -78,8 +101,10 @@ class Worker:
 
         def seen() -> bool:
             if not self.alive:
-                raise AssertionError(f"worker {self.name} exited "
-                                     f"({self.proc and self.proc.returncode}):\n{self.log()[-4000:]}")
+                raise AssertionError(
+                    f"worker {self.name} exited "
+                    f"({self.proc and self.proc.returncode}):\n{self.log()[-4000:]}"
+                )
             return len(rx.findall(self.log())) >= count
 
         wait_until(seen, timeout, f"{pattern!r} in {self.name}'s log")
@@ -88,8 +113,11 @@ class Worker:
     def wait_any_log(workers: list[Worker], pattern: str, timeout: float = 60.0) -> None:
         """Until one of the workers logged the pattern (work may land on any of them)."""
         rx = re.compile(pattern)
-        wait_until(lambda: any(rx.search(w.log()) for w in workers), timeout,
-                   f"{pattern!r} in any worker's log")
+        wait_until(
+            lambda: any(rx.search(w.log()) for w in workers),
+            timeout,
+            f"{pattern!r} in any worker's log",
+        )
 
     def stop(self, timeout: float = 30.0) -> float:
         """SIGTERM; returns seconds until exit (kills after timeout)."""
@@ -122,6 +150,7 @@ def produce(env: dict[str, str], topic: str, items: Iterable[tuple[bytes, bytes]
             await p.flush()
         finally:
             await p.stop()
+
     asyncio.run(run())
 
 
@@ -136,11 +165,17 @@ class TopicReader:
 
     def _start(self) -> None:
         async def start() -> AIOKafkaConsumer:
-            c = AIOKafkaConsumer(self.topic, bootstrap_servers=bootstrap(self.env),
-                                 auto_offset_reset="earliest", enable_auto_commit=False,
-                                 group_id=None, metadata_max_age_ms=1000)
+            c = AIOKafkaConsumer(
+                self.topic,
+                bootstrap_servers=bootstrap(self.env),
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+                group_id=None,
+                metadata_max_age_ms=1000,
+            )
             await c.start()
             return c
+
         self._consumer = self._loop.run_until_complete(start())
 
     def poll(self, timeout: float = 0.5) -> list[ConsumerRecord]:
@@ -148,18 +183,22 @@ class TopicReader:
             self._start()
         assert self._consumer is not None
         batch = self._loop.run_until_complete(
-            self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=50_000))
+            self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=50_000)
+        )
         new = [r for recs in batch.values() for r in recs]
         self.records.extend(new)
         return new
 
-    def read_until(self, predicate: Callable[[list[ConsumerRecord]], bool], timeout: float,
-                   what: str) -> list[ConsumerRecord]:
+    def read_until(
+        self, predicate: Callable[[list[ConsumerRecord]], bool], timeout: float, what: str
+    ) -> list[ConsumerRecord]:
         deadline = time.monotonic() + timeout
         while not predicate(self.records):
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} "
-                                     f"on {self.topic} ({len(self.records)} records read)")
+                raise AssertionError(
+                    f"timed out after {timeout:.0f}s waiting for {what} "
+                    f"on {self.topic} ({len(self.records)} records read)"
+                )
             self.poll()
         return self.records
 

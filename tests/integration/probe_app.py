@@ -1,6 +1,7 @@
 """A minimal Faust app used by tests/integration/test_stack.py to prove the stack:
 a changelog-backed counter table (rocksdb:// by default) that survives a restart
 with a fresh data directory, i.e. through changelog recovery alone."""
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,9 @@ app = faust.App(
     topic_partitions=1,
     web_enabled=False,
 )
-source = app.topic(f"{PREFIX}-in", partitions=1, internal=True, value_serializer="raw", key_serializer="raw")
+source = app.topic(
+    f"{PREFIX}-in", partitions=1, internal=True, value_serializer="raw", key_serializer="raw"
+)
 sink = app.topic(f"{PREFIX}-out", partitions=1, value_serializer="raw", key_serializer="raw")
 counts = app.Table("counts", default=int, partitions=1)
 

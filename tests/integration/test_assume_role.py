@@ -3,6 +3,7 @@ before they expire, and never logs them.
 
 moto gives an assumed role in another account its own backends, so a table created in
 that account is visible through AwsClients only if the role's credentials are in use."""
+
 from __future__ import annotations
 
 import logging
@@ -42,6 +43,7 @@ class StsSpy:
             session.register("before-send.sts.AssumeRole", self._sent)
             session.register("before-send.dynamodb", self._signed)
             return session
+
         monkeypatch.setattr(clients_module, "get_session", get_session)
 
     def _params(self, params: dict[str, Any], **_: Any) -> None:
@@ -78,25 +80,36 @@ def source_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def role_settings(stack: dict[str, str], role: str, **extra: str) -> Settings:
-    return Settings.from_env({
-        "AWS_ENDPOINT_URL": stack["AWS_ENDPOINT_URL"], "AWS_REGION": "us-east-1",
-        "AWS_ROLE_ARN": role, **extra})
+    return Settings.from_env(
+        {
+            "AWS_ENDPOINT_URL": stack["AWS_ENDPOINT_URL"],
+            "AWS_REGION": "us-east-1",
+            "AWS_ROLE_ARN": role,
+            **extra,
+        }
+    )
 
 
 def table_in_role_account(stack: dict[str, str], role: str, name: str) -> None:
     """Create a table in the role's account with boto3's own AssumeRole."""
-    creds = client(stack, "sts").assume_role(RoleArn=role, RoleSessionName="fixture")[
-        "Credentials"]
-    ddb = boto3.client("dynamodb", endpoint_url=stack["AWS_ENDPOINT_URL"],
-                       region_name="us-east-1", aws_access_key_id=creds["AccessKeyId"],
-                       aws_secret_access_key=creds["SecretAccessKey"],
-                       aws_session_token=creds["SessionToken"])
+    creds = client(stack, "sts").assume_role(RoleArn=role, RoleSessionName="fixture")["Credentials"]
+    ddb = boto3.client(
+        "dynamodb",
+        endpoint_url=stack["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
     create_table(ddb, name, [("pk", "S")], None)
 
 
 async def test_clients_use_the_assumed_role(
-    stack: dict[str, str], uid: str, source_credentials: None,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    stack: dict[str, str],
+    uid: str,
+    source_credentials: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     role = f"arn:aws:iam::{ACCOUNT}:role/replication/reader-{uid}"
     table = f"cross-{uid}"
@@ -105,19 +118,31 @@ async def test_clients_use_the_assumed_role(
     caplog.set_level(logging.DEBUG)
 
     spy = StsSpy(monkeypatch)
-    settings = role_settings(stack, role, AWS_ROLE_SESSION_NAME=f"it-{uid}",
-                             AWS_ROLE_EXTERNAL_ID=EXTERNAL_ID, AWS_ROLE_DURATION="1800")
+    settings = role_settings(
+        stack,
+        role,
+        AWS_ROLE_SESSION_NAME=f"it-{uid}",
+        AWS_ROLE_EXTERNAL_ID=EXTERNAL_ID,
+        AWS_ROLE_DURATION="1800",
+    )
     aws = await AwsClients(settings).open()
     try:
         names = (await aws.dynamodb.list_tables())["TableNames"]
         assert table in names, names
-        assert spy.assume_params == [{"RoleArn": role, "RoleSessionName": f"it-{uid}",
-                                      "DurationSeconds": 1800, "ExternalId": EXTERNAL_ID}]
+        assert spy.assume_params == [
+            {
+                "RoleArn": role,
+                "RoleSessionName": f"it-{uid}",
+                "DurationSeconds": 1800,
+                "ExternalId": EXTERNAL_ID,
+            }
+        ]
         assert spy.signing_keys == spy.issued_keys  # DynamoDB signed with the role's key
         assert spy.user_agents and all(USER_AGENT_EXTRA in ua for ua in spy.user_agents)
         assert aws.session is not None
         async with aws.session.create_client(
-                "sts", region_name="us-east-1", endpoint_url=settings.endpoint_for("sts")) as sts:
+            "sts", region_name="us-east-1", endpoint_url=settings.endpoint_for("sts")
+        ) as sts:
             me = await sts.get_caller_identity()
         assert me["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/reader-{uid}/it-{uid}"
         # one AssumeRole for all clients and calls while the credentials are fresh
@@ -136,7 +161,9 @@ async def test_clients_use_the_assumed_role(
 
 
 async def test_role_credentials_are_renewed_before_they_expire(
-    stack: dict[str, str], uid: str, source_credentials: None,
+    stack: dict[str, str],
+    uid: str,
+    source_credentials: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A fake clock moves through the 900 s life of the credentials: nothing is renewed
@@ -157,8 +184,7 @@ async def test_role_credentials_are_renewed_before_they_expire(
     spy = StsSpy(monkeypatch)
     spy.on_issue = issued
     role = f"arn:aws:iam::{ACCOUNT}:role/reader-{uid}"
-    aws = await AwsClients(role_settings(stack, role, AWS_ROLE_DURATION="900"),
-                           clock=clock).open()
+    aws = await AwsClients(role_settings(stack, role, AWS_ROLE_DURATION="900"), clock=clock).open()
     try:
         await aws.dynamodb.list_tables()
         assert len(spy.issued_keys) == 1

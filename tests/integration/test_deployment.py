@@ -2,6 +2,7 @@
 naming the settings that differ, and leaves the first one undisturbed; an operator can
 adopt new settings on purpose.  Before: it silently joined the consumer group (its leader
 stopped the other's tables, units ran with its prefix and credentials)."""
+
 from __future__ import annotations
 
 import os
@@ -13,15 +14,24 @@ from tests.integration.helpers import FAUST, ROOT, Worker, wait_until
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FAUST, "-A", "app", *args], cwd=ROOT, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=90, check=False)
+    return subprocess.run(
+        [FAUST, "-A", "app", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
 
 
 def test_another_deployment_with_the_same_app_id_refuses_to_start(
-        stack: dict[str, str], uid: str, workdir: Path) -> None:
+    stack: dict[str, str], uid: str, workdir: Path
+) -> None:
     first_env = worker_env(stack, uid)
-    other_env = worker_env(stack, uid, KAFKA_TOPIC_PREFIX=f"it-{uid}-staging-",
-                           STATE_PARTITIONS="2")
+    other_env = worker_env(
+        stack, uid, KAFKA_TOPIC_PREFIX=f"it-{uid}-staging-", STATE_PARTITIONS="2"
+    )
     first = Worker("app", first_env, workdir, "first").start()
     other = Worker("app", other_env, workdir, "other")
     try:
@@ -33,8 +43,7 @@ def test_another_deployment_with_the_same_app_id_refuses_to_start(
         log = other.log()
         assert code == 3, log[-3000:]
         assert "deployment conflict" in log
-        assert f"KAFKA_TOPIC_PREFIX: 'it-{uid}-staging-' here, 'it-{uid}-' in the deployment" \
-            in log
+        assert f"KAFKA_TOPIC_PREFIX: 'it-{uid}-staging-' here, 'it-{uid}-' in the deployment" in log
         assert "STATE_PARTITIONS: '2' here, '4' in the deployment" in log
         # it never joined the group: the first worker saw no rebalance
         assert first.alive and "deployment conflict" not in first.log()
@@ -56,8 +65,11 @@ def test_another_deployment_with_the_same_app_id_refuses_to_start(
         finally:
             again.kill()
         # and the old settings are now the other deployment's
-        wait_until(lambda: "these settings differ" in cli(first_env, "deployment").stdout,
-                   30, "the old settings to be the foreign ones")
+        wait_until(
+            lambda: "these settings differ" in cli(first_env, "deployment").stdout,
+            30,
+            "the old settings to be the foreign ones",
+        )
     finally:
         first.kill()
         other.kill()

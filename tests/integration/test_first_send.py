@@ -1,6 +1,7 @@
 """Many tables discovered at once by one worker on brand-new output topics: every table's
 snapshot arrives (issue 10 item 9: the first send to a just-created topic met
 NotLeaderForPartition and one table in four never got past its first page)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,14 +17,20 @@ TABLES = 10  # a 1-in-3 hang per table (4 tables: 4 runs in 5) escapes 10 tables
 ITEMS = 40
 
 
-async def _distinct_keys(env: dict[str, str], topics: list[str], want: int,
-                         timeout: float) -> dict[str, set[bytes]]:
+async def _distinct_keys(
+    env: dict[str, str], topics: list[str], want: int, timeout: float
+) -> dict[str, set[bytes]]:
     """Distinct keys per topic, read until every topic has `want` of them or the deadline
     passes (output is at-least-once: never count records)."""
     keys: dict[str, set[bytes]] = {t: set() for t in topics}
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap(env), group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                metadata_max_age_ms=1000)
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap(env),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        metadata_max_age_ms=1000,
+    )
     await consumer.start()
     deadline = time.monotonic() + timeout
     try:
@@ -36,8 +43,9 @@ async def _distinct_keys(env: dict[str, str], topics: list[str], want: int,
     return keys
 
 
-def test_tables_discovered_together_all_get_their_snapshot(stack: dict[str, str], uid: str,
-                                                           workdir: Path) -> None:
+def test_tables_discovered_together_all_get_their_snapshot(
+    stack: dict[str, str], uid: str, workdir: Path
+) -> None:
     ddb = client(stack)
     names = [f"first-{uid}-{i}" for i in range(TABLES)]
     for name in names:
@@ -54,7 +62,8 @@ def test_tables_discovered_together_all_get_their_snapshot(stack: dict[str, str]
         worker.wait_log(rf"(?i)topic '?it-{uid}-first-\S+ created", timeout=60, count=TABLES)
         keys = asyncio.run(_distinct_keys(stack, topics, ITEMS, timeout=40))
         missing = {t: ITEMS - len(k) for t, k in keys.items() if len(k) < ITEMS}
-        assert not missing, (f"snapshot keys missing per topic: {missing}\n"
-                             f"worker log tail:\n{worker.log()[-3000:]}")
+        assert not missing, (
+            f"snapshot keys missing per topic: {missing}\nworker log tail:\n{worker.log()[-3000:]}"
+        )
     finally:
         worker.kill()

@@ -2,6 +2,7 @@
 ensure_topics ignored creation errors and never looked at existing topics (partitions,
 cleanup policy, replication); now what breaks the worker stops it with a clear message and
 what weakens it is a loud warning."""
+
 from __future__ import annotations
 
 import logging
@@ -21,9 +22,11 @@ COMPACT = {"cleanup.policy": "compact", **BIG}
 
 
 def wanted(prefix: str, partitions: int = 4, replication: int = 1) -> dict[str, TopicSpec]:
-    return {f"{prefix}-control": TopicSpec(partitions, replication, BIG),
-            f"{prefix}-tables-changelog": TopicSpec(partitions, replication, COMPACT),
-            f"{prefix}-units-changelog": TopicSpec(partitions, replication, COMPACT)}
+    return {
+        f"{prefix}-control": TopicSpec(partitions, replication, BIG),
+        f"{prefix}-tables-changelog": TopicSpec(partitions, replication, COMPACT),
+        f"{prefix}-units-changelog": TopicSpec(partitions, replication, COMPACT),
+    }
 
 
 async def create(servers: str, *topics: NewTopic) -> None:
@@ -58,8 +61,12 @@ async def test_a_topic_kafka_refuses_to_create_stops_the_start_with_kafkas_reaso
 
 async def test_a_changelog_that_is_not_compacted_stops_the_start(stack, uid):
     prefix = f"it-{uid}"
-    await create(bootstrap(stack), NewTopic(f"{prefix}-units-changelog", 4, 1,
-                                            topic_configs={"cleanup.policy": "delete", **BIG}))
+    await create(
+        bootstrap(stack),
+        NewTopic(
+            f"{prefix}-units-changelog", 4, 1, topic_configs={"cleanup.policy": "delete", **BIG}
+        ),
+    )
     with pytest.raises(InternalTopicError) as info:
         await ensure_topics(bootstrap(stack), wanted(prefix), timeout=30)
     assert f"{prefix}-units-changelog has cleanup.policy=delete" in str(info.value)
@@ -68,9 +75,13 @@ async def test_a_changelog_that_is_not_compacted_stops_the_start(stack, uid):
 
 async def test_fewer_replicas_than_the_setting_is_a_loud_warning(stack, uid, caplog):
     prefix = f"it-{uid}"
-    await create(bootstrap(stack), *(NewTopic(name, spec.partitions, 1,
-                                              topic_configs=dict(spec.config))
-                                     for name, spec in wanted(prefix).items()))
+    await create(
+        bootstrap(stack),
+        *(
+            NewTopic(name, spec.partitions, 1, topic_configs=dict(spec.config))
+            for name, spec in wanted(prefix).items()
+        ),
+    )
     caplog.set_level(logging.WARNING, logger="app.bootstrap")
     await ensure_topics(bootstrap(stack), wanted(prefix, replication=2), timeout=30)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -94,7 +105,8 @@ def test_a_changelog_with_another_partition_count_stops_the_worker(stack, uid, w
         wait_until(lambda: not worker.alive, 90, "the worker to stop")
         log = worker.log()
         assert worker.proc is not None and worker.proc.returncode != 0, log[-3000:]
-        assert f"internal topic {changelog} has 2 partitions, STATE_PARTITIONS is 4" in log, (
-            log[-3000:])
+        assert f"internal topic {changelog} has 2 partitions, STATE_PARTITIONS is 4" in log, log[
+            -3000:
+        ]
     finally:
         worker.kill()

@@ -1,5 +1,6 @@
 """Output.send_batch against the real broker: every event lands in the partition Kafka's
 default partitioner gives its key, in order, across several record batches."""
+
 from __future__ import annotations
 
 import asyncio
@@ -46,9 +47,13 @@ class _App:
 
 
 def _settings(stack: dict[str, str], uid: str, **extra: Any) -> Settings:
-    return dataclasses.replace(Settings.from_env({"BROKER_URL": stack["BROKER_URL"]}),
-                               app_id=f"output-{uid}", kafka_topic_partitions=PARTITIONS,
-                               kafka_send_timeout=20.0, **extra)
+    return dataclasses.replace(
+        Settings.from_env({"BROKER_URL": stack["BROKER_URL"]}),
+        app_id=f"output-{uid}",
+        kafka_topic_partitions=PARTITIONS,
+        kafka_send_timeout=20.0,
+        **extra,
+    )
 
 
 async def test_batches_follow_the_default_partitioner_in_order(stack, uid):
@@ -62,17 +67,25 @@ async def test_batches_follow_the_default_partitioner_in_order(stack, uid):
         out = Output(_App(admin, kafka), _settings(stack, uid))
         # 3 x 600 events of ~1 KB with 40 keys: several 64 KiB record batches per partition
         pad = "x" * 1000
-        sent = [[(f'{{"pk":"k{i % 40}"}}'.encode(),
-                  json.dumps({"n": b * 600 + i, "pad": pad}).encode()) for i in range(600)]
-                for b in range(3)]
+        sent = [
+            [
+                (
+                    f'{{"pk":"k{i % 40}"}}'.encode(),
+                    json.dumps({"n": b * 600 + i, "pad": pad}).encode(),
+                )
+                for i in range(600)
+            ]
+            for b in range(3)
+        ]
         for batch in sent:
             assert await out.send_batch(topic, batch) in (None, [])  # nothing failed
     finally:
         await kafka.stop()
         await admin.close()
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=servers, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=servers, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     got: list[Any] = []
     try:
@@ -87,15 +100,23 @@ async def test_batches_follow_the_default_partitioner_in_order(stack, uid):
     for rec in got:
         assert rec.partition == DefaultPartitioner()(rec.key, parts, parts)
     for p in parts:  # per partition (hence per key): the order they were given in
-        ns = [json.loads(r.value)["n"] for r in sorted(got, key=lambda r: r.offset)
-              if r.partition == p]
+        ns = [
+            json.loads(r.value)["n"]
+            for r in sorted(got, key=lambda r: r.offset)
+            if r.partition == p
+        ]
         assert ns == sorted(ns)
 
 
 async def _read(servers: str, topic: str, want: int, timeout: float = 20) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=servers, auto_offset_reset="earliest",
-                                enable_auto_commit=False, max_partition_fetch_bytes=16 << 20,
-                                fetch_max_bytes=64 << 20)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=16 << 20,
+        fetch_max_bytes=64 << 20,
+    )
     await consumer.start()
     got: list[Any] = []
     deadline = time.monotonic() + timeout
@@ -112,7 +133,8 @@ async def _max_message_bytes(admin: Any, topic: str) -> int:
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType  # type: ignore[import-untyped]
 
     (resp,) = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})])
+        [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})]
+    )
     return int(next(e[1] for e in resp.resources[0][4] if e[0] == "max.message.bytes"))
 
 
@@ -154,8 +176,7 @@ async def test_batches_fit_the_topics_limit_and_a_refused_record_goes_to_the_dlq
     admin = AIOKafkaAdminClient(bootstrap_servers=servers)
     kafka = AIOKafkaProducer(bootstrap_servers=servers, acks="all", max_batch_size=1 << 20)
     await admin.start()
-    await admin.create_topics([NewTopic(topic, 1, 1, topic_configs={
-        "max.message.bytes": "6000"})])
+    await admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "6000"})])
     await kafka.start()
     rt = Runtime()
     rt.settings = _settings(stack, uid)
@@ -168,17 +189,23 @@ async def test_batches_fit_the_topics_limit_and_a_refused_record_goes_to_the_dlq
             reports.append(message)
 
         rt.report = report  # type: ignore[method-assign]
-        ok = [(f'{{"pk":"k{i}"}}'.encode(), json.dumps({"n": i, "pad": "x" * 500}).encode())
-              for i in range(40)]  # 21 KB: far over the topic's 6000 bytes as one batch
-        await asyncio.wait_for(runners._deliver(rt, unit, topic, ok, "segment 0/1", "snapshot"),
-                               60)
+        ok = [
+            (f'{{"pk":"k{i}"}}'.encode(), json.dumps({"n": i, "pad": "x" * 500}).encode())
+            for i in range(40)
+        ]  # 21 KB: far over the topic's 6000 bytes as one batch
+        await asyncio.wait_for(runners._deliver(rt, unit, topic, ok, "segment 0/1", "snapshot"), 60)
         # an operator lowers the limit below one record: our cached limit does not know it
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
-                                                  {"max.message.bytes": "1500"})])
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": "1500"})]
+        )
         refused = (b'{"pk":"wide"}', json.dumps({"pad": "y" * 3000}).encode())
         more = [(f'{{"pk":"m{i}"}}'.encode(), b'{"n":1}') for i in range(10)]
-        await asyncio.wait_for(runners._deliver(rt, unit, topic, [more[0], refused, *more[1:]],
-                                                "segment 0/1", "snapshot"), 60)
+        await asyncio.wait_for(
+            runners._deliver(
+                rt, unit, topic, [more[0], refused, *more[1:]], "segment 0/1", "snapshot"
+            ),
+            60,
+        )
     finally:
         await kafka.stop()
         await admin.close()
@@ -214,8 +241,10 @@ async def test_the_producer_keeps_a_prepared_topics_leaders_when_it_tracks_anoth
         await admin.create_topics([NewTopic(other, 1, 1)])
         await kafka.send_and_wait(other, b"{}", key=b"x")  # any other topic, tracked now
         await kafka.client.force_metadata_update()
-        leaders = [kafka.client.cluster.leader_for_partition(TopicPartition(topic, p))
-                   for p in range(PARTITIONS)]
+        leaders = [
+            kafka.client.cluster.leader_for_partition(TopicPartition(topic, p))
+            for p in range(PARTITIONS)
+        ]
         assert None not in leaders and -1 not in leaders, leaders
     finally:
         await kafka.stop()
@@ -233,10 +262,12 @@ async def test_the_dead_letter_topic_holds_the_event_or_only_its_keys_as_configu
     event = b'{"after":{"pk":"a","ssn":"123-45-6789"}}'
     try:
         for content in ("event", "keys"):
-            out = Output(_App(admin, kafka), _settings(stack, f"{uid}-{content}",
-                                                      kafka_dlq_content=content))
-            await out.dead_letter("orders", "shard s1 seq 7", "too large", '{"pk":"a"}', 9_000_000,
-                                  payload=event)
+            out = Output(
+                _App(admin, kafka), _settings(stack, f"{uid}-{content}", kafka_dlq_content=content)
+            )
+            await out.dead_letter(
+                "orders", "shard s1 seq 7", "too large", '{"pk":"a"}', 9_000_000, payload=event
+            )
     finally:
         await kafka.stop()
         await admin.close()
@@ -246,4 +277,8 @@ async def test_the_dead_letter_topic_holds_the_event_or_only_its_keys_as_configu
     assert bare["payload"] is None and bare["payload_omitted"] == "KAFKA_DLQ_CONTENT=keys"
     assert "123-45-6789" not in json.dumps(bare)
     assert (bare["table"], bare["where"], bare["keys"], bare["size"]) == (
-        "orders", "shard s1 seq 7", '{"pk":"a"}', 9_000_000)
+        "orders",
+        "shard s1 seq 7",
+        '{"pk":"a"}',
+        9_000_000,
+    )

@@ -1,4 +1,5 @@
 """Core replication end to end: real Kafka broker, moto server, worker subprocesses."""
+
 from __future__ import annotations
 
 import base64
@@ -31,16 +32,27 @@ def _keys(records: list, op: str) -> Counter:
     return Counter(r.key for r in records if r.value is not None and decode(r.value)["op"] == op)
 
 
-def _mutate(ddb, table: str, key_attrs: dict, key_json: bytes, ledger: Ledger,
-            rng: random.Random, exists: set[bytes]) -> None:
+def _mutate(
+    ddb,
+    table: str,
+    key_attrs: dict,
+    key_json: bytes,
+    ledger: Ledger,
+    rng: random.Random,
+    exists: set[bytes],
+) -> None:
     """One put/update/delete on an item; the ledger records what Kafka must show."""
     if key_json in exists and rng.random() < 0.3:
         ddb.delete_item(TableName=table, Key=key_attrs)
         exists.discard(key_json)
         ledger.add(key_json, "d")
     elif key_json in exists:
-        ddb.update_item(TableName=table, Key=key_attrs, UpdateExpression="SET v = :v",
-                        ExpressionAttributeValues={":v": {"N": str(rng.randint(0, 10**9))}})
+        ddb.update_item(
+            TableName=table,
+            Key=key_attrs,
+            UpdateExpression="SET v = :v",
+            ExpressionAttributeValues={":v": {"N": str(rng.randint(0, 10**9))}},
+        )
         ledger.add(key_json, "u")
     else:
         ddb.put_item(TableName=table, Item={**key_attrs, "v": {"N": "0"}, "s": {"S": "new"}})
@@ -58,10 +70,14 @@ def test_snapshot_stream_restart_untag(stack: dict[str, str], uid: str, workdir:
     create_table(ddb, nostream, [("pk", "S")], tag, view=None)
     t0 = time.monotonic()
     batch_put(ddb, main, [full_item(i) for i in range(N_ITEMS)])
-    batch_put(ddb, comp, [{"h": {"S": f"h{i % 7}"}, "r": {"N": str(i)}, "x": {"S": "c"}}
-                          for i in range(300)])
-    batch_put(ddb, bink, [{"id": {"B": bytes([i, 255 - i])}, "x": {"N": str(i)}}
-                          for i in range(200)])
+    batch_put(
+        ddb,
+        comp,
+        [{"h": {"S": f"h{i % 7}"}, "r": {"N": str(i)}, "x": {"S": "c"}} for i in range(300)],
+    )
+    batch_put(
+        ddb, bink, [{"id": {"B": bytes([i, 255 - i])}, "x": {"N": str(i)}} for i in range(200)]
+    )
     print(f"\nseeded {N_ITEMS + 500} items in {time.monotonic() - t0:.1f}s")
 
     env = worker_env(stack, uid)
@@ -75,14 +91,19 @@ def test_snapshot_stream_restart_untag(stack: dict[str, str], uid: str, workdir:
         expected = {main: N_ITEMS, comp: 300, bink: 200}
         for t, reader in readers.items():
             try:  # moto scans ~300 large items/s when idle: allow for a loaded machine
-                reader.read_until(lambda rs, n=expected[t]: len(_keys(rs, "r")) >= n, 420,
-                                  f"{expected[t]} snapshot records of {t}")
+                reader.read_until(
+                    lambda rs, n=expected[t]: len(_keys(rs, "r")) >= n,
+                    420,
+                    f"{expected[t]} snapshot records of {t}",
+                )
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\nworker log tail:\n{worker.log()[-3000:]}") from None
         snap_s = time.monotonic() - t_sync
-        print(f"snapshot: {sum(expected.values())} items in {snap_s:.1f}s = "
-              f"{sum(expected.values()) / snap_s:.0f} items/s (worker start->discovery "
-              f"{t_sync - t_start:.1f}s)")
+        print(
+            f"snapshot: {sum(expected.values())} items in {snap_s:.1f}s = "
+            f"{sum(expected.values()) / snap_s:.0f} items/s (worker start->discovery "
+            f"{t_sync - t_start:.1f}s)"
+        )
         for t, reader in readers.items():  # one snapshot (repeats allowed), every item
             snaps = snapshot_keys(reader.records)
             assert len(snaps) == 1 and len(next(iter(snaps.values()))) == expected[t], t
@@ -107,8 +128,11 @@ def test_snapshot_stream_restart_untag(stack: dict[str, str], uid: str, workdir:
         k = json.loads(readers[comp].records[0].key)
         assert set(k) == {"h", "r"} and isinstance(k["r"], int)
         # snapshot records only: moto's stream records double-encode binary attributes
-        bin_keys = {base64.b64decode(json.loads(r.key)["id"]) for r in readers[bink].records
-                    if decode(r.value)["op"] == "r"}
+        bin_keys = {
+            base64.b64decode(json.loads(r.key)["id"])
+            for r in readers[bink].records
+            if decode(r.value)["op"] == "r"
+        }
         assert bin_keys == {bytes([i, 255 - i]) for i in range(200)}
 
         # ---- streaming: puts, updates, deletes in per-key order, with a restart mid-way
@@ -120,8 +144,9 @@ def test_snapshot_stream_restart_untag(stack: dict[str, str], uid: str, workdir:
         def burst(n: int) -> None:
             for _ in range(n):
                 pk = rng.choice(pool)
-                _mutate(ddb, main, {"pk": {"S": pk}}, f'{{"pk":"{pk}"}}'.encode(), ledger, rng,
-                        exists)
+                _mutate(
+                    ddb, main, {"pk": {"S": pk}}, f'{{"pk":"{pk}"}}'.encode(), ledger, rng, exists
+                )
 
         t_w = time.monotonic()
         burst(600)
@@ -134,12 +159,16 @@ def test_snapshot_stream_restart_untag(stack: dict[str, str], uid: str, workdir:
         worker.wait_log(r"reading shard .* from after \d+", timeout=90)
         burst(300)
         readers[main].read_until(
-            lambda rs: check_against_ledger(rs, ledger)["lost"] == 0, 120,
-            f"all {ledger.total} stream events")
+            lambda rs: check_against_ledger(rs, ledger)["lost"] == 0,
+            120,
+            f"all {ledger.total} stream events",
+        )
         stream_s = time.monotonic() - t_w
         result = check_against_ledger(readers[main].records, ledger)
-        print(f"stream: {ledger.total} events in {stream_s:.1f}s incl. a restart; "
-              f"duplicates after restart: {result['duplicates']}")
+        print(
+            f"stream: {ledger.total} events in {stream_s:.1f}s incl. a restart; "
+            f"duplicates after restart: {result['duplicates']}"
+        )
         assert result["lost"] == 0
         assert order_violations(readers[main].records) == 0
         latencies = []
@@ -151,8 +180,10 @@ def test_snapshot_stream_restart_untag(stack: dict[str, str], uid: str, workdir:
             rec = next(r for r in readers[main].records if r.key == key)
             latencies.append(rec.timestamp / 1000 - t_write)
         latencies.sort()
-        print(f"write -> Kafka latency over 10 single writes: p50 {latencies[4]:.3f}s "
-              f"max {latencies[-1]:.3f}s")
+        print(
+            f"write -> Kafka latency over 10 single writes: p50 {latencies[4]:.3f}s "
+            f"max {latencies[-1]:.3f}s"
+        )
         # no re-snapshot: still the one snapshot (repeated records aside), every item
         assert [len(k) for k in snapshot_keys(readers[main].records).values()] == [N_ITEMS]
         recs = readers[main].records
@@ -160,7 +191,7 @@ def test_snapshot_stream_restart_untag(stack: dict[str, str], uid: str, workdir:
             if r.value is not None and decode(r.value)["op"] == "d":
                 v = decode(r.value)
                 assert v["before"] is not None and v["after"] is None
-                nxt = [x for x in recs[i + 1:] if x.key == r.key and x.partition == r.partition]
+                nxt = [x for x in recs[i + 1 :] if x.key == r.key and x.partition == r.partition]
                 assert nxt and nxt[0].value is None  # tombstone right after the delete
             elif r.value is not None and decode(r.value)["op"] == "u":
                 assert decode(r.value)["before"] is not None
@@ -172,8 +203,10 @@ def test_snapshot_stream_restart_untag(stack: dict[str, str], uid: str, workdir:
         ddb.tag_resource(ResourceArn=comp_arn, Tags=[{"Key": f"itest-{uid}", "Value": "yes"}])
         worker.wait_log(rf"{comp}: resumed STREAMING", timeout=60)
         readers[comp].read_until(
-            lambda rs: any(r.key == b'{"h":"while-stopped","r":1}' for r in rs), 60,
-            "the write made while the table was stopped")
+            lambda rs: any(r.key == b'{"h":"while-stopped","r":1}' for r in rs),
+            60,
+            "the write made while the table was stopped",
+        )
         assert len(_keys(readers[comp].records, "r")) == 300  # distinct keys (a Counter's len)
         assert "re-snapshot" not in worker.log()
     finally:
@@ -189,13 +222,31 @@ def test_stream_only_and_snapshot_only(stack: dict[str, str], uid: str, workdir:
     create_table(ddb, t_snap, [("pk", "S")], {f"itest-{uid}-n": "1"}, view=None)
     batch_put(ddb, t_stream, [{"pk": {"S": f"old-{i}"}} for i in range(20)])
     batch_put(ddb, t_snap, [{"pk": {"S": f"k{i}"}} for i in range(50)])
-    w_stream = Worker("app", worker_env(stack, uid + "s", DYNAMODB_SYNC_MODE="stream_only",
-                                        DYNAMODB_STREAM_START="latest",
-                                        DYNAMODB_TAG_FILTERS=f"itest-{uid}-s",
-                                        KAFKA_TOPIC_PREFIX=f"it-{uid}-"), workdir, "ws")
-    w_snap = Worker("app", worker_env(stack, uid + "n", DYNAMODB_SYNC_MODE="snapshot_only",
-                                      DYNAMODB_TAG_FILTERS=f"itest-{uid}-n",
-                                      KAFKA_TOPIC_PREFIX=f"it-{uid}-"), workdir, "wn")
+    w_stream = Worker(
+        "app",
+        worker_env(
+            stack,
+            uid + "s",
+            DYNAMODB_SYNC_MODE="stream_only",
+            DYNAMODB_STREAM_START="latest",
+            DYNAMODB_TAG_FILTERS=f"itest-{uid}-s",
+            KAFKA_TOPIC_PREFIX=f"it-{uid}-",
+        ),
+        workdir,
+        "ws",
+    )
+    w_snap = Worker(
+        "app",
+        worker_env(
+            stack,
+            uid + "n",
+            DYNAMODB_SYNC_MODE="snapshot_only",
+            DYNAMODB_TAG_FILTERS=f"itest-{uid}-n",
+            KAFKA_TOPIC_PREFIX=f"it-{uid}-",
+        ),
+        workdir,
+        "wn",
+    )
     r_stream = TopicReader(stack, f"it-{uid}-{t_stream}")
     r_snap = TopicReader(stack, f"it-{uid}-{t_snap}")
     try:
@@ -206,8 +257,8 @@ def test_stream_only_and_snapshot_only(stack: dict[str, str], uid: str, workdir:
 
         def events(rs: list) -> dict[tuple[bytes, str], str]:
             """op per distinct stream record (key, seq): a resent batch may repeat some"""
-            return {(r.key, str(v["source"]["seq"])): v["op"]
-                    for r in rs if (v := decode(r.value))}
+            return {(r.key, str(v["source"]["seq"])): v["op"] for r in rs if (v := decode(r.value))}
+
         r_stream.read_until(lambda rs: len(events(rs)) >= 30, 60, "30 new items")
         w_snap.wait_log(rf"{t_snap}: snapshot done, 50 items", timeout=90)
         r_snap.read_until(lambda rs: len({r.key for r in rs}) >= 50, 60, "50 snapshot items")
@@ -215,7 +266,9 @@ def test_stream_only_and_snapshot_only(stack: dict[str, str], uid: str, workdir:
         r_snap.poll(1.0)
         ops = Counter(events(r_stream.records).values())
         assert ops == Counter({"c": 30})  # latest: nothing before the start, no snapshot
-        assert {json.loads(r.key)["pk"] for r in r_stream.records} == {f"new-{i}" for i in range(30)}
+        assert {json.loads(r.key)["pk"] for r in r_stream.records} == {
+            f"new-{i}" for i in range(30)
+        }
         assert {decode(r.value)["op"] for r in r_snap.records} == {"r"}
         assert [len(k) for k in snapshot_keys(r_snap.records).values()] == [50]
         assert "reading shard" not in w_snap.log()  # snapshot_only never streams

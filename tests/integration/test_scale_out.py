@@ -1,6 +1,7 @@
 """Multi-shard streams end to end: worker processes read DynamoDB Streams from the
 stand-in (tests.standin: moto's stream tailed into a FakeStreams with splits, rollovers,
 trimming, iterator expiry and fault injection), DynamoDB itself stays moto."""
+
 from __future__ import annotations
 
 import random
@@ -53,12 +54,20 @@ class Writes:
     def burst(self, n: int, ledger: Ledger | None = None) -> None:
         for _ in range(n):
             pk = self.rng.choice(self.pool)
-            _mutate(self.ddb, self.table, {"pk": {"S": pk}}, f'{{"pk":"{pk}"}}'.encode(),
-                    ledger or self.ledger, self.rng, self.exists)
+            _mutate(
+                self.ddb,
+                self.table,
+                {"pk": {"S": pk}},
+                f'{{"pk":"{pk}"}}'.encode(),
+                ledger or self.ledger,
+                self.rng,
+                self.exists,
+            )
 
 
-def _setup(stack: dict[str, str], standin: StandInProcess, uid: str, tagged: bool = True,
-           **extra: str) -> tuple[Any, str, dict[str, str], TopicReader]:
+def _setup(
+    stack: dict[str, str], standin: StandInProcess, uid: str, tagged: bool = True, **extra: str
+) -> tuple[Any, str, dict[str, str], TopicReader]:
     """A table registered with the stand-in; tagged (discoverable) unless told not to."""
     ddb, table = client(stack), f"so-{uid}"
     create_table(ddb, table, [("pk", "S")], {f"itest-{uid}": "1"} if tagged else None)
@@ -67,11 +76,15 @@ def _setup(stack: dict[str, str], standin: StandInProcess, uid: str, tagged: boo
     return ddb, table, env, TopicReader(stack, f"it-{uid}-{table}")
 
 
-def _wait_delivered(reader: TopicReader, ledger: Ledger, workers: list[Worker],
-                    timeout: float = 60) -> None:
+def _wait_delivered(
+    reader: TopicReader, ledger: Ledger, workers: list[Worker], timeout: float = 60
+) -> None:
     try:
-        reader.read_until(lambda rs: check_against_ledger(rs, ledger)["lost"] == 0, timeout,
-                          f"all {ledger.total} stream events")
+        reader.read_until(
+            lambda rs: check_against_ledger(rs, ledger)["lost"] == 0,
+            timeout,
+            f"all {ledger.total} stream events",
+        )
     except AssertionError as exc:
         tails = "\n".join(f"--- {w.name}:\n{w.log()[-3000:]}" for w in workers)
         raise AssertionError(f"{exc}\n{tails}") from None
@@ -92,25 +105,35 @@ def test_standin_protocol(stack: dict[str, str], standin: StandInProcess, uid: s
     ddb.delete_item(TableName=table, Key={"pk": {"S": "a"}})
     assert standin.drain(table) == 2
     children = standin.split(table)
-    st = boto3.client("dynamodbstreams", endpoint_url=standin.url, region_name="us-east-1",
-                      aws_access_key_id="x", aws_secret_access_key="x",
-                      config=Config(retries={"total_max_attempts": 1}))
+    st = boto3.client(
+        "dynamodbstreams",
+        endpoint_url=standin.url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
     shards = st.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
     root = shards[0]["ShardId"]
-    assert [(s["ShardId"], s.get("ParentShardId")) for s in shards[1:]] == \
-        [(c, root) for c in children]
+    assert [(s["ShardId"], s.get("ParentShardId")) for s in shards[1:]] == [
+        (c, root) for c in children
+    ]
     assert "EndingSequenceNumber" in shards[0]["SequenceNumberRange"]
-    it = st.get_shard_iterator(StreamArn=arn, ShardId=shards[0]["ShardId"],
-                               ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    it = st.get_shard_iterator(
+        StreamArn=arn, ShardId=shards[0]["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
     page = st.get_records(ShardIterator=it)
     assert [r["eventName"] for r in page["Records"]] == ["INSERT", "REMOVE"]
     assert "NextShardIterator" not in page  # closed and read to its end
     d = page["Records"][0]["dynamodb"]
     assert d["NewImage"]["b"] == {"B": b"\x00\xff"}
     assert abs(d["ApproximateCreationDateTime"].timestamp() - time.time()) < 60
-    for code, status in [("LimitExceededException", 400), ("InternalServerError", 500),
-                         ("TrimmedDataAccessException", 400),
-                         ("ProvisionedThroughputExceededException", 400)]:
+    for code, status in [
+        ("LimitExceededException", 400),
+        ("InternalServerError", 500),
+        ("TrimmedDataAccessException", 400),
+        ("ProvisionedThroughputExceededException", 400),
+    ]:
         standin.inject("get_records", code)
         with pytest.raises(ClientError) as err:
             st.get_records(ShardIterator=it)
@@ -123,17 +146,23 @@ def test_standin_protocol(stack: dict[str, str], standin: StandInProcess, uid: s
         st.describe_stream(StreamArn=arn.replace(table, f"{table}-gone"))
 
 
-def test_three_workers_share_split_stream(stack: dict[str, str], standin: StandInProcess,
-                                          uid: str, workdir: Path) -> None:
+def test_three_workers_share_split_stream(
+    stack: dict[str, str], standin: StandInProcess, uid: str, workdir: Path
+) -> None:
     """(a) 8 open shards (root split three levels deep), 3 workers, one APP_ID.
 
     The table is tagged before the workers start, so its control messages flow while the
     group is still rebalancing: some are lost there (faust fetches before seeking to
     committed offsets, and never-committed partitions are not rewound); the coordinator's
     heal (creates repeated every discovery round) must make up for them."""
-    ddb, table, env, reader = _setup(stack, standin, uid, STATE_PARTITIONS="12",
-                                     DYNAMODB_SYNC_MODE="stream_only",
-                                     DYNAMODB_STREAM_START="trim_horizon")
+    ddb, table, env, reader = _setup(
+        stack,
+        standin,
+        uid,
+        STATE_PARTITIONS="12",
+        DYNAMODB_SYNC_MODE="stream_only",
+        DYNAMODB_STREAM_START="trim_horizon",
+    )
     for _ in range(3):
         standin.split(table)
     leaves = standin.open_shards(table)
@@ -145,20 +174,30 @@ def test_three_workers_share_split_stream(stack: dict[str, str], standin: StandI
             w.start()
 
         def settled() -> bool:  # every worker owns control partitions, 12 in all
-            owned = [re.findall(r"rebalance complete: (\d+) control partitions", w.log())
-                     for w in workers]
-            return all(o and int(o[-1]) > 0 for o in owned) and \
-                sum(int(o[-1]) for o in owned) == 12 and \
-                all(w.alive for w in workers)
+            owned = [
+                re.findall(r"rebalance complete: (\d+) control partitions", w.log())
+                for w in workers
+            ]
+            return (
+                all(o and int(o[-1]) > 0 for o in owned)
+                and sum(int(o[-1]) for o in owned) == 12
+                and all(w.alive for w in workers)
+            )
+
         wait_until(settled, 90, "3 workers sharing 12 control partitions")
-        wait_until(lambda: set(leaves) <= {s for w in workers for s in _shards_read(w)}, 60,
-                   "every leaf shard being read")
+        wait_until(
+            lambda: set(leaves) <= {s for w in workers for s in _shards_read(w)},
+            60,
+            "every leaf shard being read",
+        )
         t_ready = time.monotonic()
         writes = Writes(ddb, table, keys=300)
         writes.burst(700)
         _wait_delivered(reader, writes.ledger, workers, timeout=90)
-        print(f"\n3 workers up in {t_ready - t0:.1f}s; {writes.ledger.total} events over "
-              f"{len(leaves)} shards delivered in {time.monotonic() - t_ready:.1f}s")
+        print(
+            f"\n3 workers up in {t_ready - t0:.1f}s; {writes.ledger.total} events over "
+            f"{len(leaves)} shards delivered in {time.monotonic() - t_ready:.1f}s"
+        )
         per_shard = {s["id"]: s["records"] for s in standin.shards(table)}
         assert all(per_shard[s] > 30 for s in leaves), per_shard  # really spread
         readers_of = {s: {w.name for w in workers if s in _shards_read(w)} for s in leaves}
@@ -174,19 +213,25 @@ def test_three_workers_share_split_stream(stack: dict[str, str], standin: StandI
         reader.close()
 
 
-def test_lineage_live(stack: dict[str, str], standin: StandInProcess, uid: str,
-                      workdir: Path) -> None:
+def test_lineage_live(
+    stack: dict[str, str], standin: StandInProcess, uid: str, workdir: Path
+) -> None:
     """(b) rollovers and splits mid-write: children start only after their parent ended."""
-    ddb, table, env, reader = _setup(stack, standin, uid, DYNAMODB_SYNC_MODE="stream_only",
-                                     DYNAMODB_STREAM_START="trim_horizon")
+    ddb, table, env, reader = _setup(
+        stack, standin, uid, DYNAMODB_SYNC_MODE="stream_only", DYNAMODB_STREAM_START="trim_horizon"
+    )
     worker = Worker("app", env, workdir, "w").start()
     writes = Writes(ddb, table, keys=120, seed=2)
     try:
         worker.wait_log(r"reading shard", timeout=90)
         t0 = time.monotonic()
-        steps = [lambda: standin.rollover(table), lambda: standin.split(table),
-                 lambda: standin.split(table, standin.open_shards(table)[0]),
-                 lambda: standin.rollover(table), lambda: standin.split(table)]
+        steps = [
+            lambda: standin.rollover(table),
+            lambda: standin.split(table),
+            lambda: standin.split(table, standin.open_shards(table)[0]),
+            lambda: standin.rollover(table),
+            lambda: standin.split(table),
+        ]
         for step in steps:
             writes.burst(80)
             standin.drain(table)  # the burst lands in the shards about to close
@@ -197,8 +242,10 @@ def test_lineage_live(stack: dict[str, str], standin: StandInProcess, uid: str,
         log = worker.log()
         reading = {m.group(1): m.start() for m in reversed(list(READING.finditer(log)))}
         finished = {m.group(1): m.start() for m in FINISHED.finditer(log)}
-        print(f"\n{writes.ledger.total} events through {len(shards)} shards "
-              f"({sum(s['open'] for s in shards)} open) in {time.monotonic() - t0:.1f}s")
+        print(
+            f"\n{writes.ledger.total} events through {len(shards)} shards "
+            f"({sum(s['open'] for s in shards)} open) in {time.monotonic() - t0:.1f}s"
+        )
         assert len(shards) >= 12
         for s in shards:
             assert s["id"] in reading, f"shard {s['id']} never read"
@@ -206,20 +253,27 @@ def test_lineage_live(stack: dict[str, str], standin: StandInProcess, uid: str,
                 worker.wait_log(rf"shard {s['id']} finished", timeout=30)
                 finished.setdefault(s["id"], worker.log().index(f"shard {s['id']} finished"))
             if s["parent"]:
-                assert finished[s["parent"]] < reading[s["id"]], \
+                assert finished[s["parent"]] < reading[s["id"]], (
                     f"{s['id']} read before its parent {s['parent']} finished"
+                )
         assert "re-snapshot" not in worker.log()
     finally:
         worker.kill()
         reader.close()
 
 
-def test_expired_iterators_and_throttling(stack: dict[str, str], standin: StandInProcess,
-                                          uid: str, workdir: Path) -> None:
+def test_expired_iterators_and_throttling(
+    stack: dict[str, str], standin: StandInProcess, uid: str, workdir: Path
+) -> None:
     """(c) iterators expired (by control and by the clock), throttles and 500s mid-stream."""
-    ddb, table, env, reader = _setup(stack, standin, uid, DYNAMODB_SYNC_MODE="stream_only",
-                                     DYNAMODB_STREAM_START="trim_horizon",
-                                     DYNAMODB_POLL_INTERVAL="0.5")
+    ddb, table, env, reader = _setup(
+        stack,
+        standin,
+        uid,
+        DYNAMODB_SYNC_MODE="stream_only",
+        DYNAMODB_STREAM_START="trim_horizon",
+        DYNAMODB_POLL_INTERVAL="0.5",
+    )
     standin.split(table)
     worker = Worker("app", env, workdir, "w").start()
     writes = Writes(ddb, table, keys=100, seed=3)
@@ -239,13 +293,18 @@ def test_expired_iterators_and_throttling(stack: dict[str, str], standin: StandI
         standin.config(iterator_ttl=0.3)  # idle polls every 0.5 s: every iterator expires
         before = standin.stats()["errors"].get("ExpiredIteratorException", 0)
         writes.burst(120)
-        wait_until(lambda: standin.stats()["errors"].get("ExpiredIteratorException", 0)
-                   >= before + 6, 30, "iterators expiring by the clock")
+        wait_until(
+            lambda: standin.stats()["errors"].get("ExpiredIteratorException", 0) >= before + 6,
+            30,
+            "iterators expiring by the clock",
+        )
         standin.config(iterator_ttl=900)
         _wait_delivered(reader, writes.ledger, [worker])
         stats = standin.stats()
-        print(f"\n{writes.ledger.total} events in {time.monotonic() - t0:.1f}s; errors "
-              f"served: {stats['errors']}; calls: {stats['calls']}")
+        print(
+            f"\n{writes.ledger.total} events in {time.monotonic() - t0:.1f}s; errors "
+            f"served: {stats['errors']}; calls: {stats['calls']}"
+        )
         errors = stats["errors"]
         assert errors["LimitExceededException"] == 6 and errors["InternalServerError"] == 6
         assert errors["ProvisionedThroughputExceededException"] == 4
@@ -259,8 +318,9 @@ def test_expired_iterators_and_throttling(stack: dict[str, str], standin: StandI
         reader.close()
 
 
-def test_trimmed_checkpoint_resnapshots(stack: dict[str, str], standin: StandInProcess,
-                                        uid: str, workdir: Path) -> None:
+def test_trimmed_checkpoint_resnapshots(
+    stack: dict[str, str], standin: StandInProcess, uid: str, workdir: Path
+) -> None:
     """(d) stopped worker, stream trimmed past its checkpoint: one automatic re-snapshot,
     then streaming again."""
     ddb, table, env, reader = _setup(stack, standin, uid)
@@ -272,6 +332,7 @@ def test_trimmed_checkpoint_resnapshots(stack: dict[str, str], standin: StandInP
 
     def snapshots() -> list[set[bytes]]:  # distinct keys per snapshot: repeats allowed
         return list(snapshot_keys(reader.records).values())
+
     try:
         worker.wait_log(rf"{table}: snapshot done", timeout=90)
         worker.wait_log(r"reading shard", timeout=60)
@@ -292,10 +353,10 @@ def test_trimmed_checkpoint_resnapshots(stack: dict[str, str], standin: StandInP
         worker.wait_log(rf"{table}: INIT_SYNC epoch 2", timeout=90)
         worker.wait_log(rf"{table}: snapshot done", timeout=90, count=2)
         worker.wait_log(r"reading shard .* from TRIM_HORIZON", timeout=60, count=3 + 2)
-        live = {f'{{"pk":"{it["pk"]["S"]}"}}'.encode()
-                for it in ddb.scan(TableName=table)["Items"]}
-        reader.read_until(lambda rs: len(snapshots()) == 2 and snapshots()[1] == live, 60,
-                          "the re-snapshot")
+        live = {f'{{"pk":"{it["pk"]["S"]}"}}'.encode() for it in ddb.scan(TableName=table)["Items"]}
+        reader.read_until(
+            lambda rs: len(snapshots()) == 2 and snapshots()[1] == live, 60, "the re-snapshot"
+        )
         print(f"\nre-snapshot of {len(live)} items {time.monotonic() - t0:.1f}s after restart")
         after = Ledger()
         writes.burst(100, after)

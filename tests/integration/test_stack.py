@@ -1,6 +1,7 @@
 """The stack is real: a Faust worker subprocess against the real broker keeps a
 rocksdb:// changelog-backed table across a restart with a *fresh* data directory,
 so the value can only come back through changelog recovery."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,9 @@ from pathlib import Path
 from tests.integration.helpers import TopicReader, Worker, produce
 
 
-def test_table_survives_restart_through_changelog(stack: dict[str, str], uid: str,
-                                                  workdir: Path) -> None:
+def test_table_survives_restart_through_changelog(
+    stack: dict[str, str], uid: str, workdir: Path
+) -> None:
     prefix = f"probe-{uid}"
     env = {**stack, "PROBE_PREFIX": prefix, "PROBE_STORE": "rocksdb://"}
     out = TopicReader(stack, f"{prefix}-out")

@@ -2,6 +2,7 @@
 says, and only on loopback.  Before: Faust bound 0.0.0.0 whatever --web-host said
 (web_host is only advertised) and served its /router and /table endpoints, the latter
 returning scan cursors (item primary keys) for any unit id /status.json names."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,9 @@ def _listening(port: int) -> set[str]:
     return found
 
 
-def _get(port: int, path: str, token: str | None = None,
-         tls: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+def _get(
+    port: int, path: str, token: str | None = None, tls: ssl.SSLContext | None = None
+) -> tuple[int, bytes]:
     scheme = "https" if tls else "http"
     request = urllib.request.Request(f"{scheme}://127.0.0.1:{port}{path}")
     if token:
@@ -43,13 +45,17 @@ def _get(port: int, path: str, token: str | None = None,
         return exc.code, exc.read()
 
 
-def test_a_worker_binds_loopback_and_serves_only_its_pages(stack: dict[str, str], uid: str,
-                                                          workdir: Path) -> None:
+def test_a_worker_binds_loopback_and_serves_only_its_pages(
+    stack: dict[str, str], uid: str, workdir: Path
+) -> None:
     worker = Worker("app", worker_env(stack, uid), workdir, "w").start()
     try:
         port = worker.web_port
-        wait_until(lambda: _get(port, "/status.json")[0] == 200 if _listening(port) else False,
-                   60, "the status page")
+        wait_until(
+            lambda: _get(port, "/status.json")[0] == 200 if _listening(port) else False,
+            60,
+            "the status page",
+        )
         # 127.0.0.1 only (0100007F in /proc/net/tcp), never 0.0.0.0 or ::
         assert _listening(port) == {"0100007F"}, _listening(port)
         status, body = _get(port, "/status.json")
@@ -64,20 +70,41 @@ def test_a_worker_binds_loopback_and_serves_only_its_pages(stack: dict[str, str]
 
 
 def test_with_a_token_and_tls_an_unauthenticated_peer_gets_only_healthz(
-        stack: dict[str, str], uid: str, workdir: Path) -> None:
+    stack: dict[str, str], uid: str, workdir: Path
+) -> None:
     cert, key = _self_signed(workdir)
     tls = ssl.create_default_context(cafile=str(cert))
     tls.check_hostname = False  # the certificate names localhost, the request 127.0.0.1
-    secured = Worker("app", worker_env(stack, uid, WEB_AUTH_TOKEN=TOKEN, WEB_TLS_CERT=str(cert),
-                                       WEB_TLS_KEY=str(key)), workdir, "tls").start()
+    secured = Worker(
+        "app",
+        worker_env(stack, uid, WEB_AUTH_TOKEN=TOKEN, WEB_TLS_CERT=str(cert), WEB_TLS_KEY=str(key)),
+        workdir,
+        "tls",
+    ).start()
     # all interfaces with a token but no TLS: served, and the log says the token is in clear
-    open_bind = Worker("app", worker_env(stack, uid, WEB_AUTH_TOKEN=TOKEN), workdir, "open",
-                       args=("--web-bind=0.0.0.0",)).start()
+    open_bind = Worker(
+        "app",
+        worker_env(stack, uid, WEB_AUTH_TOKEN=TOKEN),
+        workdir,
+        "open",
+        args=("--web-bind=0.0.0.0",),
+    ).start()
     try:
-        wait_until(lambda: _listening(secured.web_port) and _get(
-            secured.web_port, "/healthz", tls=tls)[0] == 200, 60, "the TLS worker's /healthz")
-        wait_until(lambda: _listening(open_bind.web_port) and _get(
-            open_bind.web_port, "/healthz")[0] == 200, 60, "the other worker's /healthz")
+        wait_until(
+            lambda: (
+                _listening(secured.web_port)
+                and _get(secured.web_port, "/healthz", tls=tls)[0] == 200
+            ),
+            60,
+            "the TLS worker's /healthz",
+        )
+        wait_until(
+            lambda: (
+                _listening(open_bind.web_port) and _get(open_bind.web_port, "/healthz")[0] == 200
+            ),
+            60,
+            "the other worker's /healthz",
+        )
         assert _listening(open_bind.web_port) == {"00000000"}, _listening(open_bind.web_port)
         open_bind.wait_log(r"WEB_AUTH_TOKEN crosses the network in clear")
         assert "WITHOUT authentication" not in secured.log() + open_bind.log()

@@ -9,6 +9,7 @@ before this module was collected belong to earlier sessions and are ignored.
 
 The file name sorts last, so in a full run it sees the whole suite's calls.  Run alone
 (or after a subset that missed a core action) it runs one small worker itself first."""
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,10 @@ def _download(endpoint: str) -> list[dict[str, Any]]:
         with urllib.request.urlopen(url, timeout=60) as resp:
             text = resp.read().decode("utf-8", "replace")
     except OSError as exc:
-        raise AssertionError(f"moto at {endpoint} has no recording ({exc}); it must run with "
-                             f"MOTO_ENABLE_RECORDING as scripts/stack.py starts it: {RESTART}"
-                             ) from None
+        raise AssertionError(
+            f"moto at {endpoint} has no recording ({exc}); it must run with "
+            f"MOTO_ENABLE_RECORDING as scripts/stack.py starts it: {RESTART}"
+        ) from None
     entries = []
     for line in text.splitlines():
         try:
@@ -52,16 +54,24 @@ def _download(endpoint: str) -> list[dict[str, Any]]:
 def _assert_recording(endpoint: str) -> None:
     """A marked request must show up in the recording."""
     marker = uuid.uuid4().hex
-    req = urllib.request.Request(f"{endpoint}/", data=b"{}", headers={
-        "X-Amz-Target": "DynamoDB_20120810.ListTables",
-        "Content-Type": "application/x-amz-json-1.0", "X-Recording-Probe": marker,
-        "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/"
-                         "aws4_request, SignedHeaders=host, Signature=x"})
+    req = urllib.request.Request(
+        f"{endpoint}/",
+        data=b"{}",
+        headers={
+            "X-Amz-Target": "DynamoDB_20120810.ListTables",
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Recording-Probe": marker,
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/"
+            "aws4_request, SignedHeaders=host, Signature=x",
+        },
+    )
     urllib.request.urlopen(req, timeout=10).read()
     if marker not in json.dumps(_download(endpoint)[-200:]):
-        raise AssertionError(f"moto at {endpoint} is not recording requests: it was started "
-                             f"without MOTO_ENABLE_RECORDING (before scripts/stack.py enabled "
-                             f"it, or by something else). Restart it: {RESTART}")
+        raise AssertionError(
+            f"moto at {endpoint} is not recording requests: it was started "
+            f"without MOTO_ENABLE_RECORDING (before scripts/stack.py enabled "
+            f"it, or by something else). Restart it: {RESTART}"
+        )
 
 
 def _signed_at(entry: dict[str, Any]) -> datetime | None:
@@ -78,8 +88,7 @@ def product_actions(endpoint: str) -> Counter[str]:
     """IAM action -> number of requests the product made in this session."""
     actions: Counter[str] = Counter()
     for entry in _download(endpoint):
-        ua = next((v for k, v in entry.get("headers", {}).items()
-                   if k.lower() == "user-agent"), "")
+        ua = next((v for k, v in entry.get("headers", {}).items() if k.lower() == "user-agent"), "")
         signed = _signed_at(entry)
         if USER_AGENT_EXTRA not in ua or signed is None or signed < SESSION_START:
             continue
@@ -100,15 +109,18 @@ def run_small_worker(stack: dict[str, str], uid: str, workdir: Path) -> None:
         reader.read_until(lambda rs: len(rs) >= 5, 120, "5 snapshot records")
         worker.wait_log(r"reading shard", timeout=90)
         ddb.put_item(TableName=table, Item={"pk": {"S": "after-snapshot"}})
-        reader.read_until(lambda rs: any(r.key == b'{"pk":"after-snapshot"}' for r in rs), 60,
-                          "the streamed put")
+        reader.read_until(
+            lambda rs: any(r.key == b'{"pk":"after-snapshot"}' for r in rs), 60, "the streamed put"
+        )
     finally:
         worker.stop()
         reader.close()
 
 
 def test_every_product_action_is_in_the_iam_policy(
-    stack: dict[str, str], uid: str, workdir: Path,
+    stack: dict[str, str],
+    uid: str,
+    workdir: Path,
 ) -> None:
     endpoint = stack["AWS_ENDPOINT_URL"]
     _assert_recording(endpoint)
@@ -119,7 +131,8 @@ def test_every_product_action_is_in_the_iam_policy(
         time.sleep(0.5)
         actions = product_actions(endpoint)
     seen = ", ".join(f"{a} x{n}" for a, n in sorted(actions.items()))
-    assert CORE <= set(actions), (f"core actions never called by the product: "
-                                  f"{sorted(CORE - set(actions))}; seen: {seen}")
+    assert CORE <= set(actions), (
+        f"core actions never called by the product: {sorted(CORE - set(actions))}; seen: {seen}"
+    )
     missing = missing_from_policies(actions)
     assert not missing, f"the product called actions the IAM policy lacks: {missing}; seen: {seen}"

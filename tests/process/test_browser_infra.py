@@ -1,6 +1,7 @@
 """The browser-test infrastructure works end to end: a page served locally whose JS fetches a
 JSON endpoint and renders a table, opened in headless Chromium (tests/browser.py), waited on
 without sleeps, and screenshotted to a real PNG."""
+
 from __future__ import annotations
 
 import json
@@ -88,9 +89,9 @@ def _png_pixels(data: bytes) -> tuple[int, int, bytes]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", None
     while pos < len(data):
-        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
-        chunk = data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        (length,), kind = struct.unpack(">I", data[pos : pos + 4]), data[pos + 4 : pos + 8]
+        chunk = data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
         assert zlib.crc32(kind + chunk) == crc, kind
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", chunk)
@@ -108,7 +109,8 @@ def _png_pixels(data: bytes) -> tuple[int, int, bytes]:
 
 
 def test_headless_chromium_renders_fetched_table(
-        tmp_path: Path, site: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, site: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_selenium_manager(*_: object) -> dict:
         raise AssertionError("Selenium Manager must not run: drivers come from apt")
 

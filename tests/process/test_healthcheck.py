@@ -1,5 +1,6 @@
 """The image's health check script, run as a process against a local status server (moved
 from tests/unit/test_web.py: it spawns a Python process)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,11 +18,16 @@ async def test_the_images_health_check_asks_healthz_without_a_token() -> None:
     client = await _client(TOKEN)
     try:
         port = client.server.port
-        ok = await asyncio.to_thread(subprocess.run, [sys.executable, str(script), str(port)],
-                                     capture_output=True, timeout=30)
+        ok = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, str(script), str(port)],
+            capture_output=True,
+            timeout=30,
+        )
         assert ok.returncode == 0, ok.stderr
     finally:
         await client.close()
-    down = await asyncio.to_thread(subprocess.run, [sys.executable, str(script), str(port)],
-                                   capture_output=True, timeout=30)
+    down = await asyncio.to_thread(
+        subprocess.run, [sys.executable, str(script), str(port)], capture_output=True, timeout=30
+    )
     assert down.returncode == 1 and b"unhealthy" in down.stderr

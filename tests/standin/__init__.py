@@ -1,10 +1,11 @@
 """A DynamoDB Streams stand-in reachable by worker processes (see tests.standin.server).
 
-    with StandInProcess(moto_url, logfile) as s:
-        s.register(table)            # after create_table, before the workers start
-        env["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = s.url
-        s.split(table)               # every open shard of the table
+with StandInProcess(moto_url, logfile) as s:
+    s.register(table)            # after create_table, before the workers start
+    env["AWS_ENDPOINT_URL_DYNAMODB_STREAMS"] = s.url
+    s.split(table)               # every open shard of the table
 """
+
 from __future__ import annotations
 
 import json
@@ -40,9 +41,18 @@ class StandInProcess:
     def __enter__(self) -> Self:
         with open(self.logfile, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.standin.server", f"--port={self.port}",
-                 f"--moto={self.moto_url}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.standin.server",
+                    f"--port={self.port}",
+                    f"--moto={self.moto_url}",
+                ],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -64,9 +74,11 @@ class StandInProcess:
                 self.proc.wait(10)
 
     def call(self, op: str, **args: Any) -> Any:
-        req = urllib.request.Request(f"{self.url}/_control",
-                                     data=json.dumps({"op": op, **args}).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.url}/_control",
+            data=json.dumps({"op": op, **args}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=60) as resp:
                 return json.loads(resp.read())

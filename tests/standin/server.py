@@ -12,6 +12,7 @@ trim, expire, inject, config, drain, stats.
 
     python -m tests.standin.server --port 8123 --moto http://127.0.0.1:5000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,9 @@ def _default(value: Any) -> Any:
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(body, default=_default).encode(), status=status,
-                        content_type=JSON_TYPE)
+    return web.Response(
+        body=json.dumps(body, default=_default).encode(), status=status, content_type=JSON_TYPE
+    )
 
 
 def _error(code: str, message: str, status: int | None = None) -> web.Response:
@@ -84,9 +86,11 @@ class Tailer:
                 if iterator is None:
                     desc = await self.moto.describe_stream(StreamArn=self.arn)
                     shard = desc["StreamDescription"]["Shards"][0]["ShardId"]
-                    iterator = (await self.moto.get_shard_iterator(
-                        StreamArn=self.arn, ShardId=shard,
-                        ShardIteratorType="TRIM_HORIZON"))["ShardIterator"]
+                    iterator = (
+                        await self.moto.get_shard_iterator(
+                            StreamArn=self.arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+                        )
+                    )["ShardIterator"]
                 started = self.round = self.round + 1
                 page = await self.moto.get_records(ShardIterator=iterator, Limit=1000)
             except Exception as exc:  # noqa: BLE001  moto hiccup: retry, never give up
@@ -95,8 +99,9 @@ class Tailer:
                 continue
             for rec in page.get("Records", []):
                 d = rec["dynamodb"]
-                self.fake.write(self.arn, rec["eventName"], d["Keys"], d.get("NewImage"),
-                                d.get("OldImage"))
+                self.fake.write(
+                    self.arn, rec["eventName"], d["Keys"], d.get("NewImage"), d.get("OldImage")
+                )
                 self.tailed += 1
             iterator = page.get("NextShardIterator")
             if not page.get("Records"):
@@ -126,8 +131,12 @@ class StandIn:
         session = get_session()
         for service in ("dynamodb", "dynamodbstreams"):
             self._clients[service] = await session.create_client(
-                service, endpoint_url=self.moto_url, region_name="us-east-1",
-                aws_access_key_id="testing", aws_secret_access_key="testing").__aenter__()
+                service,
+                endpoint_url=self.moto_url,
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            ).__aenter__()
 
     # ---- the AWS API ---------------------------------------------------------------
     async def api(self, request: web.Request) -> web.Response:
@@ -142,8 +151,9 @@ class StandIn:
         except ClientError as exc:
             err = exc.response["Error"]
             self.errors[err["Code"]] += 1
-            return _error(err["Code"], err["Message"],
-                          exc.response["ResponseMetadata"]["HTTPStatusCode"])
+            return _error(
+                err["Code"], err["Message"], exc.response["ResponseMetadata"]["HTTPStatusCode"]
+            )
         except (TypeError, ValueError) as exc:  # unknown/garbled parameters
             self.errors["ValidationException"] += 1
             return _error("ValidationException", str(exc))
@@ -173,10 +183,15 @@ class StandIn:
         t = (await self._clients["dynamodb"].describe_table(TableName=table))["Table"]
         keys = sorted(t["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
         arn = t["LatestStreamArn"]
-        self.fake.create_stream(table, [k["AttributeName"] for k in keys],
-                                t["StreamSpecification"]["StreamViewType"], arn=arn)
-        tailer = self.tailers[table] = Tailer(self.fake, self._clients["dynamodbstreams"],
-                                              table, arn)
+        self.fake.create_stream(
+            table,
+            [k["AttributeName"] for k in keys],
+            t["StreamSpecification"]["StreamViewType"],
+            arn=arn,
+        )
+        tailer = self.tailers[table] = Tailer(
+            self.fake, self._clients["dynamodbstreams"], table, arn
+        )
         tailer.task = asyncio.get_running_loop().create_task(tailer.run())
         return {"arn": arn}
 
@@ -185,12 +200,16 @@ class StandIn:
 
     async def op_split(self, table: str, shard: str | None = None) -> dict:
         """Split ``shard``, or every open shard of the table; returns the children."""
-        return {"new": [c for s in self._targets(table, shard)
-                        for c in self.fake.split(self._arn(table), s)]}
+        return {
+            "new": [
+                c for s in self._targets(table, shard) for c in self.fake.split(self._arn(table), s)
+            ]
+        }
 
     async def op_rollover(self, table: str, shard: str | None = None) -> dict:
-        return {"new": [self.fake.rollover(self._arn(table), s)
-                        for s in self._targets(table, shard)]}
+        return {
+            "new": [self.fake.rollover(self._arn(table), s) for s in self._targets(table, shard)]
+        }
 
     async def op_trim(self, table: str, before: float | None = None) -> dict:
         """Drop the table's records older than ``before`` (default: all of them)."""
@@ -202,8 +221,9 @@ class StandIn:
         self.fake.expire_iterators()
         return {}
 
-    async def op_inject(self, method: str, code: str, times: int = 1,
-                        status: int | None = None) -> dict:
+    async def op_inject(
+        self, method: str, code: str, times: int = 1, status: int | None = None
+    ) -> dict:
         self.fake.inject(method, code, times, status)
         return {}
 
@@ -216,16 +236,28 @@ class StandIn:
 
     async def op_stats(self, table: str | None = None) -> dict:
         out: dict[str, Any] = {
-            "calls": dict(self.fake.calls), "errors": dict(self.errors),
+            "calls": dict(self.fake.calls),
+            "errors": dict(self.errors),
             "faults_pending": {m: len(f) for m, f in self.fake._faults.items() if f},
-            "tables": {}}
+            "tables": {},
+        }
         for name, tailer in self.tailers.items():
             if table in (None, name):
                 stream = self.fake._streams[tailer.arn]
-                out["tables"][name] = {"arn": tailer.arn, "tailed": tailer.tailed, "shards": [
-                    {"id": s.id, "parent": s.parent, "open": s.end is None,
-                     "records": len(s.records), "gone": s.gone}
-                    for s in stream.shards.values()]}
+                out["tables"][name] = {
+                    "arn": tailer.arn,
+                    "tailed": tailer.tailed,
+                    "shards": [
+                        {
+                            "id": s.id,
+                            "parent": s.parent,
+                            "open": s.end is None,
+                            "records": len(s.records),
+                            "gone": s.gone,
+                        }
+                        for s in stream.shards.values()
+                    ],
+                }
         return out
 
 

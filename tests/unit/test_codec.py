@@ -364,10 +364,14 @@ def test_bad_number_path_in_nested_list() -> None:
         codec.item_to_plain({"l": {"L": [{"M": {"y": {"N": "NaN"}}}]}})
 
 
-@pytest.mark.parametrize("item", [
-    {"ssn": {"N": "123-45-6789"}}, {"card": {"N": "4111-1111-1111-1111"}},
-    {"secret": {"B": "not*base64-but-secret"}},
-])
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"ssn": {"N": "123-45-6789"}},
+        {"card": {"N": "4111-1111-1111-1111"}},
+        {"secret": {"B": "not*base64-but-secret"}},
+    ],
+)
 def test_errors_never_quote_the_value(item: dict[str, Any]) -> None:
     """Issue 11 item 4: codec errors reach logs and the dead-letter topic."""
     value = next(iter(next(iter(item.values())).values()))
@@ -379,8 +383,15 @@ def test_errors_never_quote_the_value(item: dict[str, Any]) -> None:
 
 def test_as_received_keeps_a_refused_item_replayable() -> None:
     from decimal import Decimal
-    raw = {"pk": {"S": "a"}, "n": {"N": "NaN"}, "b": {"B": b"\x00\xff"},
-           "ns": {"NS": {"1", "2"}}, "d": Decimal("1.5"), "l": ({"NULL": True},)}
+
+    raw = {
+        "pk": {"S": "a"},
+        "n": {"N": "NaN"},
+        "b": {"B": b"\x00\xff"},
+        "ns": {"NS": {"1", "2"}},
+        "d": Decimal("1.5"),
+        "l": ({"NULL": True},),
+    }
     got = codec.as_received(raw)
     assert got["pk"] == {"S": "a"} and got["n"] == {"N": "NaN"} and got["b"] == {"B": "AP8="}
     assert sorted(got["ns"]["NS"]) == ["1", "2"] and got["d"] == "1.5"
@@ -492,10 +503,28 @@ def _outcome(fn: Any, item: Any) -> Any:
 
 
 MALFORMED: list[Any] = [
-    {"S": "a", "N": "1"}, {}, "S", None, ["S"], {"S": 1}, {"BOOL": "true"}, {"NULL": False},
-    {"M": []}, {"L": {}}, {"SS": "abc"}, {"SS": ["a", 1]}, {"BS": [b"a", 3]}, {"B": 5},
-    {"B": "not base64!"}, {"Q": 1}, {"N": "NaN"}, {"N": 1.5}, {"N": True}, {"N": "١٢"},
-    {"NS": ["1", "x"]}, {"L": [{"S": "a"}, {"N": "x"}]},
+    {"S": "a", "N": "1"},
+    {},
+    "S",
+    None,
+    ["S"],
+    {"S": 1},
+    {"BOOL": "true"},
+    {"NULL": False},
+    {"M": []},
+    {"L": {}},
+    {"SS": "abc"},
+    {"SS": ["a", 1]},
+    {"BS": [b"a", 3]},
+    {"B": 5},
+    {"B": "not base64!"},
+    {"Q": 1},
+    {"N": "NaN"},
+    {"N": 1.5},
+    {"N": True},
+    {"N": "١٢"},
+    {"NS": ["1", "x"]},
+    {"L": [{"S": "a"}, {"N": "x"}]},
 ]
 
 

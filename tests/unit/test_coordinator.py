@@ -1,4 +1,5 @@
 """Pure state transitions of a replicated table and of its work units (no services)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -25,9 +26,17 @@ SEQ40 = "1" + "0" * 39  # 40 digits: larger than any 21-digit seq, smaller as a 
 
 
 def info(**kw: Any) -> dict[str, Any]:
-    return {"name": "orders", "table_arn": ARN, "stream_arn": STREAM, "key_names": ["pk", "sk"],
-            "item_count": 10, "size_bytes": 1000, "read_capacity": 0, "view_type":
-            "NEW_AND_OLD_IMAGES", **kw}
+    return {
+        "name": "orders",
+        "table_arn": ARN,
+        "stream_arn": STREAM,
+        "key_names": ["pk", "sk"],
+        "item_count": 10,
+        "size_bytes": 1000,
+        "read_capacity": 0,
+        "view_type": "NEW_AND_OLD_IMAGES",
+        **kw,
+    }
 
 
 # The transitions take typed messages (app.domain.protocol); these tests write them as
@@ -50,8 +59,7 @@ def on_unit_failed(s: co.State, msg: Any, now: int) -> co.Outcome:
     return co.on_unit_failed(s, table_msg("unit_failed", msg), now)
 
 
-def on_unit(u: co.State | None, uid: str, msg: Any, partition: int,
-            now: int) -> co.UnitOutcome:
+def on_unit(u: co.State | None, uid: str, msg: Any, partition: int, now: int) -> co.UnitOutcome:
     typed = pr.decode(co.unit_key(uid), msg) if isinstance(msg, Mapping) else msg
     return co.on_unit(u, uid, typed, partition, now)
 
@@ -69,8 +77,14 @@ def shard_key(sid: str, epoch: int = 1, stream: str = STREAM) -> str:
 
 
 def done(segment: int, epoch: int = 1, count: int = 0) -> dict[str, Any]:
-    return {"type": "unit_done", "kind": "scan", "epoch": epoch, "segment": segment,
-            "count": count, "unit": co.scan_unit_id("orders", epoch, segment, 3)}
+    return {
+        "type": "unit_done",
+        "kind": "scan",
+        "epoch": epoch,
+        "segment": segment,
+        "count": count,
+        "unit": co.scan_unit_id("orders", epoch, segment, 3),
+    }
 
 
 def new_table(p: Policy = P, now: int = NOW, **kw: Any) -> co.State:
@@ -87,22 +101,44 @@ def streaming(p: Policy = P) -> co.State:
 
 
 def listing(*shards: tuple[str, str | None, int, int | None]) -> list[list[Any]]:
-    return [[sid, parent, str(10**20 + start), None if end is None else str(10**20 + end)]
-            for sid, parent, start, end in shards]
+    return [
+        [sid, parent, str(10**20 + start), None if end is None else str(10**20 + end)]
+        for sid, parent, start, end in shards
+    ]
 
 
 def with_shards(p: Policy = P) -> co.State:
     """STREAMING with lineage a (finished) -> b (running), c (running), d (pending, child of c)."""
     s = streaming(p)
-    s = on_shards(s, {"epoch": 1, "listing": listing(
-        ("a", None, 0, 10), ("b", "a", 11, None), ("c", None, 5, 20))}, NOW, p).state
-    s = on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "a", "listing": None},
-                        NOW, p).state
-    s = on_shards(s, {"epoch": 1, "listing": listing(
-        ("a", None, 0, 10), ("b", "a", 11, None), ("c", None, 5, 20), ("d", "c", 21, None))},
-        NOW, p).state
+    s = on_shards(
+        s,
+        {
+            "epoch": 1,
+            "listing": listing(("a", None, 0, 10), ("b", "a", 11, None), ("c", None, 5, 20)),
+        },
+        NOW,
+        p,
+    ).state
+    s = on_unit_done(
+        s, {"kind": "shard", "epoch": 1, "shard_id": "a", "listing": None}, NOW, p
+    ).state
+    s = on_shards(
+        s,
+        {
+            "epoch": 1,
+            "listing": listing(
+                ("a", None, 0, 10), ("b", "a", 11, None), ("c", None, 5, 20), ("d", "c", 21, None)
+            ),
+        },
+        NOW,
+        p,
+    ).state
     assert {k: e["status"] for k, e in s["shards"].items()} == {
-        "a": "finished", "b": "running", "c": "running", "d": "pending"}
+        "a": "finished",
+        "b": "running",
+        "c": "running",
+        "d": "pending",
+    }
     return s
 
 
@@ -113,18 +149,34 @@ def test_new_table_snapshot_and_stream_starts_init_sync():
     assert s["phase"] == "INIT_SYNC" and s["epoch"] == 1 and s["resnapshots"] == 0
     assert s["name"] == "orders" and s["stream_arn"] == STREAM and s["table_arn"] == ARN
     assert s["cutoff_ms"] == NOW - 60_000
-    assert s["snapshot"] == {"start_ms": NOW, "end_ms": None, "total": 3, "done": [],
-                             "items": 0, "rcu": 15.0}
+    assert s["snapshot"] == {
+        "start_ms": NOW,
+        "end_ms": None,
+        "total": 3,
+        "done": [],
+        "items": 0,
+        "rcu": 15.0,
+    }
     assert s["shards"] == {} and s["error"] is None and s["stopped_ms"] is None
     assert keys(out.commands) == scan_keys(1, range(3))
     for i, (key, msg) in enumerate(out.commands):
         assert msg["type"] == "create"
         unit = msg["unit"]
         assert key == f"u:{co.scan_unit_id('orders', 1, i, 3)}"
-        assert unit == {"kind": "scan", "table": "orders", "epoch": 1, "key_names": ["pk", "sk"],
-                        "stream_arn": STREAM, "cutoff_ms": NOW - 60_000,
-                        "snapshot_start_ms": NOW, "snapshot_end_ms": None, "snapshot_items": 0,
-                        "segment": i, "total": 3, "rcu": 5.0}
+        assert unit == {
+            "kind": "scan",
+            "table": "orders",
+            "epoch": 1,
+            "key_names": ["pk", "sk"],
+            "stream_arn": STREAM,
+            "cutoff_ms": NOW - 60_000,
+            "snapshot_start_ms": NOW,
+            "snapshot_end_ms": None,
+            "snapshot_items": 0,
+            "segment": i,
+            "total": 3,
+            "rcu": 5.0,
+        }
 
 
 def test_new_table_auto_segments_and_unlimited_rcu():
@@ -142,10 +194,25 @@ def test_new_table_stream_only_trim_horizon():
     out = co.on_discovered(None, info(), NOW, Policy(mode="stream_only"))
     s = out.state
     assert (s["phase"], s["epoch"], s["cutoff_ms"], s["snapshot"]) == ("STREAMING", 1, 0, None)
-    assert out.commands == [("u:watch|orders|1", {"type": "create", "unit": {
-        "kind": "watch", "table": "orders", "epoch": 1, "key_names": ["pk", "sk"],
-        "stream_arn": STREAM, "cutoff_ms": 0, "snapshot_start_ms": None,
-        "snapshot_end_ms": None, "snapshot_items": None}})]
+    assert out.commands == [
+        (
+            "u:watch|orders|1",
+            {
+                "type": "create",
+                "unit": {
+                    "kind": "watch",
+                    "table": "orders",
+                    "epoch": 1,
+                    "key_names": ["pk", "sk"],
+                    "stream_arn": STREAM,
+                    "cutoff_ms": 0,
+                    "snapshot_start_ms": None,
+                    "snapshot_end_ms": None,
+                    "snapshot_items": None,
+                },
+            },
+        )
+    ]
 
 
 def test_new_table_stream_only_latest_cuts_off_at_now():
@@ -174,7 +241,9 @@ def test_rediscovery_keeps_state_and_repeats_only_the_work_in_progress(build):
     else:
         running = sorted(k for k, e in s["shards"].items() if e["status"] == "running")
         assert keys(out.commands) == [co.unit_key(co.watch_unit_id(s["name"], s["epoch"]))] + [
-            co.unit_key(co.shard_unit_id(s["name"], s["epoch"], s["stream_arn"], k)) for k in running]
+            co.unit_key(co.shard_unit_id(s["name"], s["epoch"], s["stream_arn"], k))
+            for k in running
+        ]
     assert out.state["phase"] == s["phase"] and out.state["epoch"] == s["epoch"]
     assert out.state["snapshot"] == s["snapshot"] and out.state["shards"] == s["shards"]
     assert out.state["item_count"] == 99  # the describe fields are refreshed
@@ -198,11 +267,17 @@ def test_replaced_stream_or_table_drops_every_old_unit_and_starts_new_epoch(chan
     assert new["reason"] == "table or stream replaced"
     for k, v in changed.items():
         assert new[k] == v
-    old = [*scan_keys(1, range(3)), shard_key("a"), shard_key("b"), shard_key("c"),
-           shard_key("d"), "u:watch|orders|1"]
+    old = [
+        *scan_keys(1, range(3)),
+        shard_key("a"),
+        shard_key("b"),
+        shard_key("c"),
+        shard_key("d"),
+        "u:watch|orders|1",
+    ]
     assert sorted(keys(out.commands, "drop")) == sorted(old)
     # drops come before the new epoch's creates
-    assert out.commands[:len(old)] == [(k, {"type": "drop"}) for k in keys(out.commands, "drop")]
+    assert out.commands[: len(old)] == [(k, {"type": "drop"}) for k in keys(out.commands, "drop")]
     assert keys(out.commands, "create") == scan_keys(2, range(3))
 
 
@@ -224,7 +299,10 @@ def test_all_segments_done_switches_to_streaming():
     watch = out.commands[-1][1]["unit"]
     assert watch["kind"] == "watch" and watch["stream_arn"] == STREAM
     assert (watch["snapshot_start_ms"], watch["snapshot_end_ms"], watch["snapshot_items"]) == (
-        NOW, NOW + 5000, 15)
+        NOW,
+        NOW + 5000,
+        15,
+    )
 
 
 def test_unit_done_does_not_mutate_its_input():
@@ -266,18 +344,43 @@ def test_duplicate_unit_done_counts_once():
 # ================================================================ shards
 def test_listing_creates_units_only_for_ready_shards():
     s = streaming()
-    out = on_shards(s, {"epoch": 1, "listing": listing(
-        ("a", None, 0, 10), ("b", "a", 11, None), ("t", "trimmed-parent", 3, None))}, NOW, P)
+    out = on_shards(
+        s,
+        {
+            "epoch": 1,
+            "listing": listing(
+                ("a", None, 0, 10), ("b", "a", 11, None), ("t", "trimmed-parent", 3, None)
+            ),
+        },
+        NOW,
+        P,
+    )
     assert keys(out.commands, "create") == [shard_key("a"), shard_key("t")]
     assert {k: (e["parent"], e["status"]) for k, e in out.state["shards"].items()} == {
-        "a": (None, "running"), "b": ("a", "pending"), "t": ("trimmed-parent", "running")}
+        "a": (None, "running"),
+        "b": ("a", "pending"),
+        "t": ("trimmed-parent", "running"),
+    }
     spec = out.commands[1][1]["unit"]
     assert (spec["kind"], spec["shard_id"], spec["parent"], spec["epoch"]) == (
-        "shard", "t", "trimmed-parent", 1)
+        "shard",
+        "t",
+        "trimmed-parent",
+        1,
+    )
     assert spec["cutoff_ms"] == NOW - 60_000 and spec["snapshot_items"] == 30
     # the same listing again starts nothing twice
-    again = on_shards(out.state, {"epoch": 1, "listing": listing(
-        ("a", None, 0, 10), ("b", "a", 11, None), ("t", "trimmed-parent", 3, None))}, NOW, P)
+    again = on_shards(
+        out.state,
+        {
+            "epoch": 1,
+            "listing": listing(
+                ("a", None, 0, 10), ("b", "a", 11, None), ("t", "trimmed-parent", 3, None)
+            ),
+        },
+        NOW,
+        P,
+    )
     assert again.commands == []
 
 
@@ -293,11 +396,13 @@ def test_finished_shard_starts_its_children():
     s = streaming()
     lst = listing(("a", None, 0, 10), ("b", "a", 11, None), ("c", "a", 12, None))
     s = on_shards(s, {"epoch": 1, "listing": lst}, NOW, P).state
-    out = on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "a", "listing": lst},
-                          NOW, P)
+    out = on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "a", "listing": lst}, NOW, P)
     assert keys(out.commands, "create") == [shard_key("b"), shard_key("c")]
     assert {k: e["status"] for k, e in out.state["shards"].items()} == {
-        "a": "finished", "b": "running", "c": "running"}
+        "a": "finished",
+        "b": "running",
+        "c": "running",
+    }
 
 
 def test_finished_and_unlisted_shard_is_pruned():
@@ -305,24 +410,39 @@ def test_finished_and_unlisted_shard_is_pruned():
     lst = listing(("b", "a", 11, 30), ("c", None, 5, 20), ("d", "c", 21, None))
     out = on_shards(s, {"epoch": 1, "listing": lst}, NOW, P)
     assert out.commands == [] and out.state["shards"]["a"]["status"] == "finished"  # b needs it
-    out = on_unit_done(out.state, {"kind": "shard", "epoch": 1, "shard_id": "b",
-                                      "listing": lst}, NOW, P)
+    out = on_unit_done(
+        out.state, {"kind": "shard", "epoch": 1, "shard_id": "b", "listing": lst}, NOW, P
+    )
     assert out.commands == [(shard_key("a"), {"type": "drop"})]
     assert "a" not in out.state["shards"] and out.state["epoch"] == 1
 
 
 def test_running_shard_missing_from_listing_resnapshots():
     s = with_shards()  # a finished, b and c running, d pending
-    out = on_shards(s, {"epoch": 1, "listing": listing(
-        ("a", None, 0, 10), ("b", "a", 11, None), ("d", "c", 21, None))}, NOW + HOUR, P)
+    out = on_shards(
+        s,
+        {
+            "epoch": 1,
+            "listing": listing(("a", None, 0, 10), ("b", "a", 11, None), ("d", "c", 21, None)),
+        },
+        NOW + HOUR,
+        P,
+    )
     new = out.state
     assert new["epoch"] == 2 and new["phase"] == "INIT_SYNC" and new["resnapshots"] == 1
     assert new["shards"] == {} and "['c']" in new["reason"]
     assert out.events == ["resnapshot", "lost_shard"]
     # every unit of epoch 1 is dropped, the lost shard's own (still registered) unit included
     assert sorted(keys(out.commands, "drop")) == sorted(
-        [*scan_keys(1, range(3)), shard_key("a"), shard_key("b"), shard_key("c"),
-         shard_key("d"), "u:watch|orders|1"])
+        [
+            *scan_keys(1, range(3)),
+            shard_key("a"),
+            shard_key("b"),
+            shard_key("c"),
+            shard_key("d"),
+            "u:watch|orders|1",
+        ]
+    )
     assert keys(out.commands, "create") == scan_keys(2, range(3))
 
 
@@ -372,7 +492,10 @@ def test_stopped_table_is_kept_then_forgotten_after_24h():
     out = co.on_sweep(stopped, set(), NOW + RETENTION_MS)
     # forgotten: only the epoch is kept (unit ids of a later life must not repeat)
     assert {k: out.state[k] for k in ("name", "phase", "epoch")} == {
-        "name": "orders", "phase": "FORGOTTEN", "epoch": 1}
+        "name": "orders",
+        "phase": "FORGOTTEN",
+        "epoch": 1,
+    }
     assert co.all_units(out.state) == []
     assert sorted(keys(out.commands, "drop")) == sorted(co.unit_key(u) for u in co.all_units(s))
     assert len(out.commands) == len(co.all_units(s))
@@ -385,7 +508,11 @@ def test_stopped_init_sync_resumes_only_pending_segments():
     out = co.on_discovered(stopped, info(), NOW + HOUR, P)
     r = out.state
     assert (r["phase"], r["epoch"], r["stopped_ms"], r["resume_phase"]) == (
-        "INIT_SYNC", 1, None, None)
+        "INIT_SYNC",
+        1,
+        None,
+        None,
+    )
     assert r["snapshot"] == s["snapshot"] and r["cutoff_ms"] == s["cutoff_ms"]
     assert keys(out.commands) == scan_keys(1, [0, 2])
     assert all(m["type"] == "create" for _, m in out.commands)
@@ -437,8 +564,7 @@ def test_refused_new_table_shows_its_reason_and_runs_nothing():
     out = co.on_refused(None, info(view_type="OLD_IMAGE"), OLD, NOW)
     s = out.state
     assert (s["phase"], s["epoch"], s["error"], s["reason"]) == ("REFUSED", 0, OLD, OLD)
-    assert s["refused"] == {"reason": OLD, "resume_phase": None, "stopped_ms": None,
-                            "new": True}
+    assert s["refused"] == {"reason": OLD, "resume_phase": None, "stopped_ms": None, "new": True}
     assert out.commands == [] and out.events == ["refused"]
     again = co.on_refused(s, info(view_type="OLD_IMAGE"), OLD, NOW + HOUR)
     assert again.state is s and again.commands == [] and again.events == []  # no new warning
@@ -460,8 +586,7 @@ def test_refused_streaming_table_stops_its_units_keeps_positions_and_resumes():
     assert r["refused"] == {"reason": KEYS, "resume_phase": "STREAMING", "stopped_ms": NOW + HOUR}
     repeat = co.on_refused(r, info(view_type="KEYS_ONLY"), KEYS, NOW + 2 * HOUR)
     assert repeat.state is r and keys(repeat.commands, "stop") == stops  # one may be lost
-    assert on_shards(r, {"epoch": 1, "listing": listing(("a", None, 0, None))},
-                        NOW, P).state is r
+    assert on_shards(r, {"epoch": 1, "listing": listing(("a", None, 0, None))}, NOW, P).state is r
     # the view type fixed (same stream): streaming resumes where it stopped
     back = co.on_discovered(r, info(), NOW + 3 * HOUR, P)
     b = back.state
@@ -504,7 +629,10 @@ def test_refused_table_whose_stream_is_replaced_starts_a_new_epoch_dropping_old_
     stream3 = f"{ARN}/stream/2024-03-03T00:00:00.000"
     out = co.on_discovered(r, info(stream_arn=stream3), NOW + HOUR, P)
     assert (out.state["epoch"], out.state["phase"], out.state["stream_arn"]) == (
-        2, "INIT_SYNC", stream3)
+        2,
+        "INIT_SYNC",
+        stream3,
+    )
     assert sorted(keys(out.commands, "drop")) == sorted(co.unit_key(u) for u in co.all_units(s))
 
 
@@ -559,8 +687,13 @@ def create(spec: dict[str, Any]) -> dict[str, Any]:
     return {"type": "create", "unit": spec}
 
 
-SHARD_SPEC = {"kind": "shard", "table": "orders", "epoch": 1, "shard_id": "s1",
-              "stream_arn": STREAM}
+SHARD_SPEC = {
+    "kind": "shard",
+    "table": "orders",
+    "epoch": 1,
+    "shard_id": "s1",
+    "stream_arn": STREAM,
+}
 SCAN_SPEC = {"kind": "scan", "table": "orders", "epoch": 1, "segment": 2, "total": 3}
 SHARD_UID = co.shard_unit_id("orders", 1, STREAM, "s1")
 SCAN_UID = co.scan_unit_id("orders", 1, 2, 3)
@@ -569,15 +702,28 @@ SCAN_UID = co.scan_unit_id("orders", 1, 2, 3)
 def test_create_new_unit_is_active_and_ensured():
     out = on_unit(None, SCAN_UID, create(SCAN_SPEC), 3, NOW)
     assert out.action == "ensure" and out.forward == []
-    assert out.state == {"id": SCAN_UID, "spec": SCAN_SPEC, "status": "active", "pos": None,
-                         "count": 0, "lag_ms": None, "error": None, "partition": 3,
-                         "updated_ms": NOW}
+    assert out.state == {
+        "id": SCAN_UID,
+        "spec": SCAN_SPEC,
+        "status": "active",
+        "pos": None,
+        "count": 0,
+        "lag_ms": None,
+        "error": None,
+        "partition": 3,
+        "updated_ms": NOW,
+    }
 
 
 def test_shard_progress_compares_sequence_numbers_as_integers():
     u = on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
-    u = on_unit(u, SHARD_UID, {"type": "progress", "pos": SEQ21_HI, "count": 5,
-                                  "lag_ms": 7, "ts_ms": NOW - 7}, 0, NOW).state
+    u = on_unit(
+        u,
+        SHARD_UID,
+        {"type": "progress", "pos": SEQ21_HI, "count": 5, "lag_ms": 7, "ts_ms": NOW - 7},
+        0,
+        NOW,
+    ).state
     assert (u["pos"], u["count"], u["lag_ms"], u["ts_ms"]) == (SEQ21_HI, 5, 7, NOW - 7)
     u = on_unit(u, SHARD_UID, {"type": "progress", "pos": SEQ40, "count": 6}, 0, NOW).state
     assert u["pos"] == SEQ40  # "1000…" (40 digits) > "999…" (21 digits) as numbers
@@ -590,15 +736,18 @@ def test_shard_progress_compares_sequence_numbers_as_integers():
 
 def test_scan_progress_is_ordered_by_count():
     u = on_unit(None, SCAN_UID, create(SCAN_SPEC), 0, NOW).state
-    u = on_unit(u, SCAN_UID, {"type": "progress", "pos": {"pk": {"S": "m"}}, "count": 10},
-                   0, NOW + 1).state
+    u = on_unit(
+        u, SCAN_UID, {"type": "progress", "pos": {"pk": {"S": "m"}}, "count": 10}, 0, NOW + 1
+    ).state
     assert u["pos"] == {"pk": {"S": "m"}} and u["count"] == 10 and u["updated_ms"] == NOW + 1
     for stale in (10, 3):
-        out = on_unit(u, SCAN_UID, {"type": "progress", "pos": {"pk": {"S": "a"}},
-                                       "count": stale}, 0, NOW + 2)
+        out = on_unit(
+            u, SCAN_UID, {"type": "progress", "pos": {"pk": {"S": "a"}}, "count": stale}, 0, NOW + 2
+        )
         assert out.state is u
-    u = on_unit(u, SCAN_UID, {"type": "progress", "pos": {"pk": {"S": "z"}}, "count": 11},
-                   0, NOW).state
+    u = on_unit(
+        u, SCAN_UID, {"type": "progress", "pos": {"pk": {"S": "z"}}, "count": 11}, 0, NOW
+    ).state
     assert u["pos"] == {"pk": {"S": "z"}} and u["count"] == 11
 
 
@@ -607,9 +756,21 @@ def test_finish_forwards_unit_done_exactly_once():
     u = on_unit(u, SCAN_UID, {"type": "progress", "pos": {"k": 1}, "count": 4}, 0, NOW).state
     out = on_unit(u, SCAN_UID, {"type": "finish", "count": 9}, 0, NOW + 5)
     assert out.action == "stop"
-    assert out.forward == [("t:orders", {
-        "type": "unit_done", "unit": SCAN_UID, "kind": "scan", "epoch": 1, "segment": 2,
-        "shard_id": None, "count": 9, "listing": None})]
+    assert out.forward == [
+        (
+            "t:orders",
+            {
+                "type": "unit_done",
+                "unit": SCAN_UID,
+                "kind": "scan",
+                "epoch": 1,
+                "segment": 2,
+                "shard_id": None,
+                "count": 9,
+                "listing": None,
+            },
+        )
+    ]
     assert out.state["status"] == "finished" and out.state["count"] == 9
     assert out.state["pos"] == {"k": 1}
     again = on_unit(out.state, SCAN_UID, {"type": "finish", "count": 9}, 0, NOW + 6)
@@ -619,9 +780,10 @@ def test_finish_forwards_unit_done_exactly_once():
 def test_shard_finish_carries_listing_and_position():
     u = on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
     lst = listing(("s1", None, 0, 9), ("s2", "s1", 10, None))
-    out = on_unit(u, SHARD_UID, {"type": "finish", "pos": SEQ21, "count": 3,
-                                    "listing": lst}, 0, NOW)
-    (key, msg), = out.forward
+    out = on_unit(
+        u, SHARD_UID, {"type": "finish", "pos": SEQ21, "count": 3, "listing": lst}, 0, NOW
+    )
+    ((key, msg),) = out.forward
     assert key == "t:orders" and msg["kind"] == "shard" and msg["shard_id"] == "s1"
     assert msg["listing"] == lst and out.state["pos"] == SEQ21
 
@@ -640,8 +802,9 @@ def test_failed_forwards_unit_failed():
     out = on_unit(u, SHARD_UID, {"type": "failed", "error": "denied"}, 0, NOW)
     assert out.state["status"] == "failed" and out.state["error"] == "denied"
     assert out.action == "stop"
-    assert out.forward == [("t:orders", {"type": "unit_failed", "unit": SHARD_UID, "epoch": 1,
-                                         "error": "denied"})]
+    assert out.forward == [
+        ("t:orders", {"type": "unit_failed", "unit": SHARD_UID, "epoch": 1, "error": "denied"})
+    ]
 
 
 def test_stop_keeps_position_and_create_in_same_epoch_resumes_it():
@@ -652,8 +815,7 @@ def test_stop_keeps_position_and_create_in_same_epoch_resumes_it():
     assert out.state["pos"] == SEQ40
     # a late progress from the stopping runner still advances the checkpoint
     late = SEQ40[:-1] + "5"
-    s2 = on_unit(out.state, SHARD_UID, {"type": "progress", "pos": late, "count": 9}, 0,
-                    NOW).state
+    s2 = on_unit(out.state, SHARD_UID, {"type": "progress", "pos": late, "count": 9}, 0, NOW).state
     assert s2["pos"] == late and s2["status"] == "stopped"
     spec = {**SHARD_SPEC, "cutoff_ms": 5}
     r = on_unit(s2, SHARD_UID, create(spec), 2, NOW + 1)
@@ -675,9 +837,13 @@ def test_drop_forgets_and_late_reports_are_ignored():
     u = on_unit(None, SHARD_UID, create(SHARD_SPEC), 0, NOW).state
     out = on_unit(u, SHARD_UID, {"type": "drop"}, 0, NOW)
     assert out.state is None and out.action == "stop"
-    for msg in ({"type": "progress", "pos": SEQ40, "count": 1},
-                {"type": "finish", "count": 1}, {"type": "failed", "error": "x"},
-                {"type": "stop"}, {"type": "drop"}):
+    for msg in (
+        {"type": "progress", "pos": SEQ40, "count": 1},
+        {"type": "finish", "count": 1},
+        {"type": "failed", "error": "x"},
+        {"type": "stop"},
+        {"type": "drop"},
+    ):
         late = on_unit(None, SHARD_UID, msg, 0, NOW)
         assert late.state is None and late.forward == [] and late.action is None
 
@@ -694,10 +860,15 @@ def test_wire_dicts_still_accepted_through_the_codec():
     with pytest.raises(pr.ProtocolError):
         co.on_unit(u, SCAN_UID, {"type": "bogus"}, 0, NOW)
     s = streaming()
-    assert co.on_shards(s, {"epoch": 1, "listing": listing(("a", None, 0, None))}, NOW,
-                        P).state["shards"]["a"]["status"] == "running"
-    assert co.on_unit_failed(s, {"epoch": 1, "unit": "u", "error": "x"}, NOW).state[
-        "phase"] == "ERROR"
+    assert (
+        co.on_shards(s, {"epoch": 1, "listing": listing(("a", None, 0, None))}, NOW, P).state[
+            "shards"
+        ]["a"]["status"]
+        == "running"
+    )
+    assert (
+        co.on_unit_failed(s, {"epoch": 1, "unit": "u", "error": "x"}, NOW).state["phase"] == "ERROR"
+    )
 
 
 def test_listing_round_trip():
@@ -772,15 +943,18 @@ class Replication(RuleBasedStateMachine):
             self.table(m)
 
     def listing(self) -> list[list[Any]]:
-        return [[sid, parent, str(10**20 + start), None if end is None else str(10**20 + end)]
-                for sid, (parent, start, end) in sorted(self.stream.items())]
+        return [
+            [sid, parent, str(10**20 + start), None if end is None else str(10**20 + end)]
+            for sid, (parent, start, end) in sorted(self.stream.items())
+        ]
 
     # ---- rules
     @rule()
     def discover(self) -> None:
         if self.present and self.refused:
-            self.table({"type": "refused", "info": info(view_type="OLD_IMAGE"),
-                        "reason": "OLD_IMAGE"})
+            self.table(
+                {"type": "refused", "info": info(view_type="OLD_IMAGE"), "reason": "OLD_IMAGE"}
+            )
         elif self.present:
             self.table({"type": "discovered", "info": info()})
         self.table({"type": "sweep", "present": {"orders"} if self.present else set()})
@@ -808,8 +982,9 @@ class Replication(RuleBasedStateMachine):
     @rule()
     def watch_reports(self) -> None:
         uid = next(u for u in sorted(self.running) if u.startswith("watch|"))
-        self.table({"type": "shards", "epoch": self.units[uid]["spec"]["epoch"],
-                    "listing": self.listing()})
+        self.table(
+            {"type": "shards", "epoch": self.units[uid]["spec"]["epoch"], "listing": self.listing()}
+        )
 
     @rule(data=st.data())
     def split(self, data: st.DataObject) -> None:
@@ -832,21 +1007,29 @@ class Replication(RuleBasedStateMachine):
     @precondition(lambda self: any(u.startswith("shard|") for u in self.running))
     @rule(data=st.data())
     def shard_reads_to_end(self, data: st.DataObject) -> None:
-        candidates = sorted(u for u in self.running if u.startswith("shard|")
-                            and self.stream.get(pr.UnitId.parse(u).shard_id, [0, 0, None])[2] is not None)
+        candidates = sorted(
+            u
+            for u in self.running
+            if u.startswith("shard|")
+            and self.stream.get(pr.UnitId.parse(u).shard_id, [0, 0, None])[2] is not None
+        )
         if not candidates:
             return
         uid = data.draw(st.sampled_from(candidates))
         end = self.stream[pr.UnitId.parse(uid).shard_id][2]
         self.unit(uid, {"type": "progress", "pos": str(10**20 + end), "count": 1})
-        self.unit(uid, {"type": "finish", "pos": str(10**20 + end), "count": 1,
-                        "listing": self.listing()})
+        self.unit(
+            uid, {"type": "finish", "pos": str(10**20 + end), "count": 1, "listing": self.listing()}
+        )
 
     @precondition(lambda self: any(u.startswith("shard|") for u in self.running))
     @rule(data=st.data())
     def shard_finds_its_position_trimmed(self, data: st.DataObject) -> None:
-        gone = sorted(u for u in self.running if u.startswith("shard|")
-                      and pr.UnitId.parse(u).shard_id not in self.stream)
+        gone = sorted(
+            u
+            for u in self.running
+            if u.startswith("shard|") and pr.UnitId.parse(u).shard_id not in self.stream
+        )
         if gone:
             uid = data.draw(st.sampled_from(gone))
             self.table({"type": "resnapshot", "epoch": self.units[uid]["spec"]["epoch"]})
@@ -854,8 +1037,9 @@ class Replication(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.running))
     @rule(data=st.data())
     def unit_fails(self, data: st.DataObject) -> None:
-        self.unit(data.draw(st.sampled_from(sorted(self.running))),
-                  {"type": "failed", "error": "boom"})
+        self.unit(
+            data.draw(st.sampled_from(sorted(self.running))), {"type": "failed", "error": "boom"}
+        )
 
     # ---- invariants
     @invariant()
@@ -867,8 +1051,9 @@ class Replication(RuleBasedStateMachine):
         if self.s is None:
             assert self.units == {}
         else:
-            assert set(self.units) <= set(co.all_units(self.s)), (
-                sorted(set(self.units) - set(co.all_units(self.s))))
+            assert set(self.units) <= set(co.all_units(self.s)), sorted(
+                set(self.units) - set(co.all_units(self.s))
+            )
 
     @invariant()
     def runners_only_for_an_active_table(self) -> None:
@@ -881,7 +1066,8 @@ class Replication(RuleBasedStateMachine):
     def streaming_has_exactly_its_watch_running(self) -> None:
         if self.s is not None and self.s["phase"] == "STREAMING":
             assert [u for u in self.running if u.startswith("watch|")] == [
-                co.watch_unit_id("orders", self.s["epoch"])]
+                co.watch_unit_id("orders", self.s["epoch"])
+            ]
             assert not any(u.startswith("scan|") for u in self.units)
 
     @invariant()
@@ -892,12 +1078,17 @@ class Replication(RuleBasedStateMachine):
         assert snap["done"] == sorted(set(snap["done"]))
         assert len(snap["done"]) <= snap["total"]
         assert (self.s["phase"] == "INIT_SYNC") == (len(snap["done"]) < snap["total"]) or (
-            self.s["phase"] in ("STOPPED", "ERROR", "REFUSED"))
+            self.s["phase"] in ("STOPPED", "ERROR", "REFUSED")
+        )
 
 
 TestReplication = Replication.TestCase
-TestReplication.settings = settings(max_examples=200, stateful_step_count=40, deadline=None,
-                                    suppress_health_check=[HealthCheck.too_slow])
+TestReplication.settings = settings(
+    max_examples=200,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def test_a_repeated_create_of_a_finished_unit_repeats_its_unit_done():
@@ -906,9 +1097,21 @@ def test_a_repeated_create_of_a_finished_unit_repeats_its_unit_done():
     u = on_unit(u, SCAN_UID, {"type": "finish", "count": 9}, 0, NOW).state
     out = on_unit(u, SCAN_UID, create(SCAN_SPEC), 0, NOW + 60_000)
     assert out.state is u and out.action is None  # no runner starts again
-    assert out.forward == [("t:orders", {
-        "type": "unit_done", "unit": SCAN_UID, "kind": "scan", "epoch": 1, "segment": 2,
-        "shard_id": None, "count": 9, "listing": None})]
+    assert out.forward == [
+        (
+            "t:orders",
+            {
+                "type": "unit_done",
+                "unit": SCAN_UID,
+                "kind": "scan",
+                "epoch": 1,
+                "segment": 2,
+                "shard_id": None,
+                "count": 9,
+                "listing": None,
+            },
+        )
+    ]
 
 
 def test_lost_unit_done_is_healed_by_the_next_discovery():
@@ -968,8 +1171,7 @@ def test_repeated_errors_do_not_reset_the_retention_clock():
         out = co.on_discovered(s, info(), t, P)
         assert out.state["phase"] == "STREAMING" and out.events == [], t - NOW
         t += 1000  # fails again right away
-        s = on_unit_failed(out.state, {"epoch": 1, "unit": "shard|x", "error": "denied"},
-                              t).state
+        s = on_unit_failed(out.state, {"epoch": 1, "unit": "shard|x", "error": "denied"}, t).state
     out = co.on_discovered(s, info(), t + P.error_retry_ms, P)  # >= 23 h after the 1st
     assert out.events == ["resnapshot"] and out.state["epoch"] == 2
     assert "in ERROR" in out.state["error"]
@@ -981,8 +1183,9 @@ def test_a_table_that_streams_again_restarts_its_retention_clock():
     s = co.on_discovered(s, info(), NOW + 20 * HOUR, P).state
     assert s["phase"] == "STREAMING" and s["halted_ms"] == NOW
     # a shard read to its end proves the positions advance
-    s = on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "b", "listing": None},
-                        NOW + 21 * HOUR, P).state
+    s = on_unit_done(
+        s, {"kind": "shard", "epoch": 1, "shard_id": "b", "listing": None}, NOW + 21 * HOUR, P
+    ).state
     assert s["halted_ms"] is None
     s = co.on_sweep(s, set(), NOW + 22 * HOUR).state  # stopped again for 5 h: resumable
     out = co.on_discovered(s, info(), NOW + 27 * HOUR, P)
@@ -992,8 +1195,9 @@ def test_a_table_that_streams_again_restarts_its_retention_clock():
 def test_a_table_running_without_error_for_a_while_restarts_its_retention_clock():
     s = co.on_sweep(with_shards(), set(), NOW).state
     s = co.on_discovered(s, info(), NOW + 20 * HOUR, P).state
-    listing_ = listing(("a", None, 0, 10), ("b", "a", 11, None), ("c", None, 5, 20),
-                       ("d", "c", 21, None))
+    listing_ = listing(
+        ("a", None, 0, 10), ("b", "a", 11, None), ("c", None, 5, 20), ("d", "c", 21, None)
+    )
     t = NOW + 20 * HOUR + P.error_retry_ms
     assert on_shards(s, {"epoch": 1, "listing": listing_}, t, P).state["halted_ms"] == NOW
     t = NOW + 20 * HOUR + 2 * P.error_retry_ms
@@ -1035,8 +1239,9 @@ def test_drops_of_a_superseded_epoch_are_repeated_by_the_sweeps():
     # also for a forgotten table, and beside the repeated stops of a stopped one
     stopped = co.on_sweep(with_shards(), set(), NOW).state
     forgotten = co.on_sweep(stopped, set(), NOW + RETENTION_MS).state
-    assert sorted(keys(co.on_sweep(forgotten, set(), NOW + RETENTION_MS + 1).commands,
-                       "drop")) == old
+    assert (
+        sorted(keys(co.on_sweep(forgotten, set(), NOW + RETENTION_MS + 1).commands, "drop")) == old
+    )
 
 
 def test_a_stale_listing_never_revives_a_pruned_shard_in_the_table_state():
@@ -1044,8 +1249,9 @@ def test_a_stale_listing_never_revives_a_pruned_shard_in_the_table_state():
     s = with_shards()  # a finished, b (child of a) running
     # b is read to its end, and a was trimmed meanwhile: a is pruned
     fresh = listing(("b", "a", 11, 30), ("c", None, 5, 20), ("d", "c", 21, None))
-    s = on_unit_done(s, {"kind": "shard", "epoch": 1, "shard_id": "b", "listing": fresh},
-                        NOW, P).state
+    s = on_unit_done(
+        s, {"kind": "shard", "epoch": 1, "shard_id": "b", "listing": fresh}, NOW, P
+    ).state
     assert "a" not in s["shards"] and s["shards"]["b"]["status"] == "finished"
     stale = listing(("a", None, 0, 10), ("b", "a", 11, None), ("c", None, 5, 20))
     out = on_shards(s, {"epoch": 1, "listing": stale}, NOW + 1, P)

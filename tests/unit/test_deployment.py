@@ -1,4 +1,5 @@
 """Issue 11 item 3: one deployment per APP_ID (app.domain.deployment)."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,13 +8,13 @@ from app.domain.deployment import IDENTITY, Record, conflict, current, differenc
 from app.settings import Settings
 
 PROD = Settings.from_env({"KAFKA_TOPIC_PREFIX": "prod-"}).identity()
-STAGING = Settings.from_env({"KAFKA_TOPIC_PREFIX": "staging-",
-                             "STATE_PARTITIONS": "4"}).identity()
+STAGING = Settings.from_env({"KAFKA_TOPIC_PREFIX": "staging-", "STATE_PARTITIONS": "4"}).identity()
 
 
 def rec(kind: str, identity: dict[str, str], supersedes: str | None = None) -> Record:
-    return Record(kind, fingerprint(identity), identity, "host", "2026-11-28T08:00:00+00:00",
-                  supersedes)
+    return Record(
+        kind, fingerprint(identity), identity, "host", "2026-11-28T08:00:00+00:00", supersedes
+    )
 
 
 def test_the_identity_names_every_setting_that_makes_a_deployment() -> None:
@@ -24,12 +25,20 @@ def test_the_identity_names_every_setting_that_makes_a_deployment() -> None:
     assert "pw" not in str(with_creds.identity())
 
 
-@pytest.mark.parametrize("name, value", [
-    ("STATE_PARTITIONS", "4"), ("KAFKA_TOPIC_PREFIX", "other-"), ("AWS_REGION", "eu-west-1"),
-    ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/r"), ("DYNAMODB_TABLES", "orders,users"),
-    ("DYNAMODB_TAG_FILTERS", "team:data"), ("KAFKA_OUTPUT_FORMAT", "seed"),
-    ("AWS_ENDPOINT_URL", "http://localhost:5000"), ("DYNAMODB_TABLES_EXCLUDE", "^tmp"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("STATE_PARTITIONS", "4"),
+        ("KAFKA_TOPIC_PREFIX", "other-"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/r"),
+        ("DYNAMODB_TABLES", "orders,users"),
+        ("DYNAMODB_TAG_FILTERS", "team:data"),
+        ("KAFKA_OUTPUT_FORMAT", "seed"),
+        ("AWS_ENDPOINT_URL", "http://localhost:5000"),
+        ("DYNAMODB_TABLES_EXCLUDE", "^tmp"),
+    ],
+)
 def test_each_identity_setting_changes_the_fingerprint(name: str, value: str) -> None:
     other = Settings.from_env({"KAFKA_TOPIC_PREFIX": "prod-", name: value}).identity()
     assert fingerprint(other) != fingerprint(PROD)
@@ -37,9 +46,15 @@ def test_each_identity_setting_changes_the_fingerprint(name: str, value: str) ->
 
 
 def test_other_settings_do_not_make_another_deployment() -> None:
-    tuned = Settings.from_env({"KAFKA_TOPIC_PREFIX": "prod-", "DYNAMODB_POLL_INTERVAL": "1",
-                               "LOG_LEVEL": "debug", "WORKER_MAX_PAGES": "4",
-                               "BROKER_URL": "kafka://b2:9092"}).identity()
+    tuned = Settings.from_env(
+        {
+            "KAFKA_TOPIC_PREFIX": "prod-",
+            "DYNAMODB_POLL_INTERVAL": "1",
+            "LOG_LEVEL": "debug",
+            "WORKER_MAX_PAGES": "4",
+            "BROKER_URL": "kafka://b2:9092",
+        }
+    ).identity()
     assert fingerprint(tuned) == fingerprint(PROD)
 
 
@@ -71,8 +86,13 @@ def test_adopt_records_change_the_owner_only_when_they_supersede_it() -> None:
 def test_unreadable_records_are_skipped_not_fatal() -> None:
     good = rec("initial", PROD)
     assert Record.from_json(good.to_json()) == good
-    for bad in (None, [], "x", {"kind": "initial"}, {"kind": "other", "fingerprint": "f",
-                                                     "settings": {}},
-                {"kind": "initial", "fingerprint": 1, "settings": {}}):
+    for bad in (
+        None,
+        [],
+        "x",
+        {"kind": "initial"},
+        {"kind": "other", "fingerprint": "f", "settings": {}},
+        {"kind": "initial", "fingerprint": 1, "settings": {}},
+    ):
         assert Record.from_json(bad) is None
     assert good.key(1) != good.key(2)

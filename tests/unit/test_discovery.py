@@ -25,15 +25,19 @@ from app.domain.model import TableInfo
 def test_parse_grammar() -> None:
     assert parse_tag_filters("datalake-ingest") == (TagFilter("datalake-ingest"),)
     assert parse_tag_filters(" team : data , ml ;env:prod ") == (
-        TagFilter("team", ("data", "ml")), TagFilter("env", ("prod",)))
+        TagFilter("team", ("data", "ml")),
+        TagFilter("env", ("prod",)),
+    )
     assert parse_tag_filters("") == () == parse_tag_filters("   ")
 
 
 def test_parse_escapes_and_colons_in_values() -> None:
     assert parse_tag_filters(r"aws\:cloudformation\:stack-name:orders") == (
-        TagFilter("aws:cloudformation:stack-name", ("orders",)),)
+        TagFilter("aws:cloudformation:stack-name", ("orders",)),
+    )
     assert parse_tag_filters("arn:arn:aws:iam::1:role/x") == (
-        TagFilter("arn", ("arn:aws:iam::1:role/x",)),)
+        TagFilter("arn", ("arn:aws:iam::1:role/x",)),
+    )
     assert parse_tag_filters(r"k:a\,b,c\;d,\ e") == (TagFilter("k", ("a,b", "c;d", " e")),)
 
 
@@ -89,7 +93,9 @@ def test_matches_and_across_keys_or_within_values() -> None:
 
 def test_to_tagging_api_filters() -> None:
     assert to_tagging_api_filters(parse_tag_filters("team:data,ml;ingest")) == [
-        {"Key": "team", "Values": ["data", "ml"]}, {"Key": "ingest"}]
+        {"Key": "team", "Values": ["data", "ml"]},
+        {"Key": "ingest"},
+    ]
     assert to_tagging_api_filters(()) == []
 
 
@@ -127,8 +133,16 @@ def test_an_exclude_pattern_that_does_not_compile_is_a_value_error() -> None:
 
 
 def test_the_start_probe_finds_patterns_that_backtrack_catastrophically() -> None:
-    for bad in ["(a+)+$", "(a|aa)+$", "(a*)*$", "([a-z]+)+$", "(x+x+)+y", "(-+)+$",
-                r"(\w+\d*)+$", "(a+)+b"]:
+    for bad in [
+        "(a+)+$",
+        "(a|aa)+$",
+        "(a*)*$",
+        "([a-z]+)+$",
+        "(x+x+)+y",
+        "(-+)+$",
+        r"(\w+\d*)+$",
+        "(a+)+b",
+    ]:
         assert ExcludePattern(bad).undecided_probe() is not None, bad
     for fine in ["-test$", "^tmp-", "^(?!prod-)", r"\.v\d+$", "(?i)archive", "a+b+c+$", ""]:
         assert ExcludePattern(fine).undecided_probe() is None, fine
@@ -144,8 +158,12 @@ def test_table_name_from_arn() -> None:
     stream = "arn:aws:dynamodb:eu-west-1:1:table/Orders.v2/stream/2024-01-01T00:00:00.000"
     assert table_name_from_arn(stream) == "Orders.v2"
     assert table_name_from_arn("arn:aws-cn:dynamodb:cn-north-1:1:table/t_1") == "t_1"
-    for bad in ["Orders", "arn:aws:s3:::bucket", "arn:aws:dynamodb:r:1:table/",
-                "arn:aws:dynamodb:r:1:global-table/g"]:
+    for bad in [
+        "Orders",
+        "arn:aws:s3:::bucket",
+        "arn:aws:dynamodb:r:1:table/",
+        "arn:aws:dynamodb:r:1:global-table/g",
+    ]:
         with pytest.raises(ValueError, match="not a DynamoDB table ARN"):
             table_name_from_arn(bad)
 
@@ -187,14 +205,18 @@ def test_tables_whose_output_topic_is_not_theirs_are_refused() -> None:
     assert "collides with dynamodb-a.b" in refused["a_b"]
     assert "249" in refused["x" * 250]
     # an empty prefix: Kafka's and other systems' topics are never written into
-    bare = topic_refusals(["_schemas", "connect-configs", "orders", "__consumer_offsets"], "",
-                          app_id)
+    bare = topic_refusals(
+        ["_schemas", "connect-configs", "orders", "__consumer_offsets"], "", app_id
+    )
     assert set(bare) == {"_schemas", "connect-configs", "__consumer_offsets"}
     assert topic_refusals(["orders", "b.c"], "dynamodb-", app_id) == {}
     # the app id as a prefix of the output prefix (as the integration tests use): only
     # the app's own topics and Faust's (<app_id>-__…) are refused
-    assert set(topic_refusals(["orders", "app-control", "app-__assignor-__leader"], "it-1-",
-                              "it-1-app")) == {"app-control", "app-__assignor-__leader"}
+    assert set(
+        topic_refusals(["orders", "app-control", "app-__assignor-__leader"], "it-1-", "it-1-app")
+    ) == {"app-control", "app-__assignor-__leader"}
     # '.' and '_' are one character to Kafka: my_app-control is my.app's control topic
     assert set(topic_refusals(["app-control", "app-dlq", "app-x"], "my_", "my.app")) == {
-        "app-control", "app-dlq"}
+        "app-control",
+        "app-dlq",
+    }

@@ -1,6 +1,7 @@
 """docs/iam-policy.json grants exactly the AWS actions the code calls (static check: every
 botocore operation called in app/aws/*.py), and the recording -> action mapping used by
 tests/integration/test_zz_iam_policy.py."""
+
 from __future__ import annotations
 
 import base64
@@ -56,10 +57,12 @@ def called_actions() -> dict[str, set[str]]:
 
 def test_the_aws_edge_is_app_aws() -> None:
     """Only app/aws talks to AWS, so scanning it finds every call."""
-    sdk = re.compile(r"^\s*(?:from|import)\s+(?:aiobotocore|botocore|boto3)\b",
-                     re.MULTILINE)
-    outside = [p for p in [*(ROOT / "app").rglob("*.py"), *(ROOT / "agents").rglob("*.py")]
-               if p.parent != ROOT / "app" / "aws" and sdk.search(p.read_text())]
+    sdk = re.compile(r"^\s*(?:from|import)\s+(?:aiobotocore|botocore|boto3)\b", re.MULTILINE)
+    outside = [
+        p
+        for p in [*(ROOT / "app").rglob("*.py"), *(ROOT / "agents").rglob("*.py")]
+        if p.parent != ROOT / "app" / "aws" and sdk.search(p.read_text())
+    ]
     assert not outside, f"AWS SDK used outside app/aws: {outside}"
 
 
@@ -67,9 +70,11 @@ def test_every_called_operation_is_in_the_policy() -> None:
     actions = called_actions()
     assert CORE <= set(actions), f"the scan found too little: {sorted(actions)}"
     missing = missing_from_policies(actions)
-    assert not missing, (f"called but not granted by docs/iam-policy.json (or, for "
-                         f"sts:AssumeRole, {CALLER_POLICY.name}): "
-                         f"{ {a: sorted(actions[a]) for a in missing} }")
+    assert not missing, (
+        f"called but not granted by docs/iam-policy.json (or, for "
+        f"sts:AssumeRole, {CALLER_POLICY.name}): "
+        f"{ {a: sorted(actions[a]) for a in missing} }"
+    )
 
 
 def test_the_policy_grants_nothing_the_code_does_not_call() -> None:
@@ -85,8 +90,11 @@ def test_the_policy_grants_nothing_the_code_does_not_call() -> None:
 def test_stream_actions_are_scoped_to_streams() -> None:
     for st in json.loads(POLICY.read_text())["Statement"]:
         actions = set(st["Action"])
-        if actions & {"dynamodb:GetRecords", "dynamodb:GetShardIterator",
-                      "dynamodb:DescribeStream"}:
+        if actions & {
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+            "dynamodb:DescribeStream",
+        }:
             assert st["Resource"].endswith(":table/*/stream/*"), st
         if actions & {"dynamodb:Scan", "dynamodb:DescribeTable"}:
             assert st["Resource"].endswith(":table/*"), st
@@ -99,21 +107,31 @@ def test_action_matching_follows_iam_rules() -> None:
     assert not allowed("tag:GetResources", ["dynamodb:*"])
 
 
-@pytest.mark.parametrize(("target", "action"), [
-    ("DynamoDB_20120810.Scan", "dynamodb:Scan"),
-    ("DynamoDBStreams_20120810.GetRecords", "dynamodb:GetRecords"),
-    ("ResourceGroupsTaggingAPI_20170126.GetResources", "tag:GetResources"),
-])
+@pytest.mark.parametrize(
+    ("target", "action"),
+    [
+        ("DynamoDB_20120810.Scan", "dynamodb:Scan"),
+        ("DynamoDBStreams_20120810.GetRecords", "dynamodb:GetRecords"),
+        ("ResourceGroupsTaggingAPI_20170126.GetResources", "tag:GetResources"),
+    ],
+)
 def test_json_protocol_requests_map_by_target(target: str, action: str) -> None:
     assert action_of({"headers": {"X-Amz-Target": target}, "body": "{}"}) == action
 
 
 def test_query_protocol_requests_map_by_action() -> None:
-    auth = ("AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/sts/aws4_request, "
-            "SignedHeaders=host, Signature=x")
+    auth = (
+        "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/sts/aws4_request, "
+        "SignedHeaders=host, Signature=x"
+    )
     body = "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fr"
-    entry = {"headers": {"Authorization": auth}, "method": "POST", "url": "http://h/",
-             "body": base64.b64encode(body.encode()).decode(), "body_encoded": True}
+    entry = {
+        "headers": {"Authorization": auth},
+        "method": "POST",
+        "url": "http://h/",
+        "body": base64.b64encode(body.encode()).decode(),
+        "body_encoded": True,
+    }
     assert action_of(entry) == "sts:AssumeRole"
     with pytest.raises(ValueError, match="X-Amz-Target"):
         action_of({"headers": {"X-Amz-Target": "Kinesis_20131202.GetRecords"}})

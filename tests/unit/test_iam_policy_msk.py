@@ -5,6 +5,7 @@ companions, every resource names the settings it depends on by placeholder, ever
 operation the worker, its status view and the CLI perform is allowed (and nothing beyond
 them), and the code performs no Kafka operation the mapping below does not know about.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -30,31 +31,42 @@ MSK_ACTIONS: dict[str, tuple[str, frozenset[str]]] = {
         ("DescribeCluster", "cluster", ("Connect",)),
         ("AlterCluster", "cluster", ("Connect", "DescribeCluster")),
         ("DescribeClusterDynamicConfiguration", "cluster", ("Connect",)),
-        ("AlterClusterDynamicConfiguration", "cluster",
-         ("Connect", "DescribeClusterDynamicConfiguration")),
+        (
+            "AlterClusterDynamicConfiguration",
+            "cluster",
+            ("Connect", "DescribeClusterDynamicConfiguration"),
+        ),
         ("WriteDataIdempotently", "cluster", ("Connect", "WriteData")),
         ("CreateTopic", "topic", ("Connect",)),
         ("DescribeTopic", "topic", ("Connect",)),
         ("AlterTopic", "topic", ("Connect", "DescribeTopic")),
         ("DeleteTopic", "topic", ("Connect", "DescribeTopic")),
         ("DescribeTopicDynamicConfiguration", "topic", ("Connect",)),
-        ("AlterTopicDynamicConfiguration", "topic",
-         ("Connect", "DescribeTopicDynamicConfiguration")),
+        (
+            "AlterTopicDynamicConfiguration",
+            "topic",
+            ("Connect", "DescribeTopicDynamicConfiguration"),
+        ),
         ("ReadData", "topic", ("Connect", "DescribeTopic", "AlterGroup")),
         ("WriteData", "topic", ("Connect", "DescribeTopic")),
         ("DescribeGroup", "group", ("Connect",)),
         ("AlterGroup", "group", ("Connect", "DescribeGroup")),
         ("DeleteGroup", "group", ("Connect", "DescribeGroup")),
         ("DescribeTransactionalId", "transactional-id", ("Connect",)),
-        ("AlterTransactionalId", "transactional-id",
-         ("Connect", "DescribeTransactionalId", "WriteData")),
+        (
+            "AlterTransactionalId",
+            "transactional-id",
+            ("Connect", "DescribeTransactionalId", "WriteData"),
+        ),
     ]
 }
 
 # The placeholders of the policy, each replaced by the value of the setting of that name
 PLACEHOLDERS = ("<MSK_CLUSTER_NAME>", "<KAFKA_TOPIC_PREFIX>", "<APP_ID>")
-ARN = re.compile(r"^arn:aws:kafka:\*:\*:(cluster|topic|group|transactional-id)/"
-                 r"<MSK_CLUSTER_NAME>/\*(?:/(.+))?$")
+ARN = re.compile(
+    r"^arn:aws:kafka:\*:\*:(cluster|topic|group|transactional-id)/"
+    r"<MSK_CLUSTER_NAME>/\*(?:/(.+))?$"
+)
 
 # AIOKafkaAdminClient calls of app/ and agents/ -> the MSK actions each needs (Kafka's ACL
 # for the request: Metadata = DESCRIBE topic, CreateTopics = CREATE, DescribeConfigs =
@@ -79,19 +91,28 @@ def resources(st: dict) -> list[str]:
 
 
 def fill(text: str, cluster: str, prefix: str, app_id: str) -> str:
-    return (text.replace("<MSK_CLUSTER_NAME>", cluster)
-            .replace("<KAFKA_TOPIC_PREFIX>", prefix).replace("<APP_ID>", app_id))
+    return (
+        text.replace("<MSK_CLUSTER_NAME>", cluster)
+        .replace("<KAFKA_TOPIC_PREFIX>", prefix)
+        .replace("<APP_ID>", app_id)
+    )
 
 
-def allows(action: str, resource: str, cluster: str = "prod", prefix: str = "dynamodb-",
-           app_id: str = "dynamodb-replicator") -> bool:
+def allows(
+    action: str,
+    resource: str,
+    cluster: str = "prod",
+    prefix: str = "dynamodb-",
+    app_id: str = "dynamodb-replicator",
+) -> bool:
     """IAM evaluation of this Allow-only policy: `*` matches any run of characters (also
     `/`), `?` one; actions are case-insensitive, resources are not."""
     for st in statements():
         if not any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in st["Action"]):
             continue
-        if any(fnmatch.fnmatchcase(resource, fill(r, cluster, prefix, app_id))
-               for r in resources(st)):
+        if any(
+            fnmatch.fnmatchcase(resource, fill(r, cluster, prefix, app_id)) for r in resources(st)
+        ):
             return True
     return False
 
@@ -101,37 +122,49 @@ def cluster_arn(cluster: str = "prod") -> str:
 
 
 def topic_arn(topic: str, cluster: str = "prod") -> str:
-    return (f"arn:aws:kafka:eu-west-1:111122223333:topic/{cluster}/"
-            f"0c1d2e3f-1234-5678-9abc-1/{topic}")
+    return f"arn:aws:kafka:eu-west-1:111122223333:topic/{cluster}/0c1d2e3f-1234-5678-9abc-1/{topic}"
 
 
 def group_arn(group: str, cluster: str = "prod") -> str:
-    return (f"arn:aws:kafka:eu-west-1:111122223333:group/{cluster}/"
-            f"0c1d2e3f-1234-5678-9abc-1/{group}")
+    return f"arn:aws:kafka:eu-west-1:111122223333:group/{cluster}/0c1d2e3f-1234-5678-9abc-1/{group}"
 
 
 def worker_operations(prefix: str, app_id: str) -> list[tuple[str, str, str]]:
     """(action, resource, why) for every Kafka operation of the worker, its status view
     and the CLI (app/main.py, app/bootstrap.py, app/output.py, app/view.py, app/cli.py)."""
-    ops = [("kafka-cluster:Connect", cluster_arn(), "every connection (SASL/OAUTHBEARER)"),
-           # the broker count, for the replication check of the internal topics at start
-           ("kafka-cluster:DescribeCluster", cluster_arn(), "bootstrap.ensure_topics")]
+    ops = [
+        ("kafka-cluster:Connect", cluster_arn(), "every connection (SASL/OAUTHBEARER)"),
+        # the broker count, for the replication check of the internal topics at start
+        ("kafka-cluster:DescribeCluster", cluster_arn(), "bootstrap.ensure_topics"),
+    ]
     # control topic and table changelogs: created at start (bootstrap.ensure_topics and
     # Faust), produced to (control events, table writes), consumed (the control agent, table
     # recovery, the status view); Faust's leader-election topic likewise
-    for name in (*(f"{app_id}-{s}" for s in STATE_TOPICS), f"{app_id}-__assignor-__leader",
-                 f"{app_id}-deployment"):
+    for name in (
+        *(f"{app_id}-{s}" for s in STATE_TOPICS),
+        f"{app_id}-__assignor-__leader",
+        f"{app_id}-deployment",
+    ):
         for action in ("CreateTopic", "DescribeTopic", "ReadData", "WriteData"):
             ops.append((f"kafka-cluster:{action}", topic_arn(name), "internal topic"))
     # their partitions, replication, cleanup.policy and max.message.bytes, checked at start
     for name in (*(f"{app_id}-{s}" for s in STATE_TOPICS), f"{app_id}-deployment"):
-        ops.append(("kafka-cluster:DescribeTopicDynamicConfiguration", topic_arn(name),
-                    "bootstrap.ensure_topics checks"))
+        ops.append(
+            (
+                "kafka-cluster:DescribeTopicDynamicConfiguration",
+                topic_arn(name),
+                "bootstrap.ensure_topics checks",
+            )
+        )
     # output topics and the dead-letter topic: Output.ensure_topic lists, creates and
     # describes them, reads their max.message.bytes (DescribeConfigs); then produce
     for name in (f"{prefix}orders", f"{app_id}-dlq"):
-        for action in ("CreateTopic", "DescribeTopic", "DescribeTopicDynamicConfiguration",
-                       "WriteData"):
+        for action in (
+            "CreateTopic",
+            "DescribeTopic",
+            "DescribeTopicDynamicConfiguration",
+            "WriteData",
+        ):
             ops.append((f"kafka-cluster:{action}", topic_arn(name), "output topic"))
     # Faust's consumer group = APP_ID: join/sync/heartbeat/commit (READ GROUP = AlterGroup),
     # find the coordinator, fetch committed offsets (DESCRIBE GROUP = DescribeGroup)
@@ -191,8 +224,7 @@ def allows_pattern(action: str, resource: str, granted: set[tuple[str, str]]) ->
 def test_resources_use_the_placeholders() -> None:
     topics = {r for st in statements() for r in resources(st) if ":topic/" in r}
     groups = {r for st in statements() for r in resources(st) if ":group/" in r}
-    assert {t.rsplit("/", 1)[1] for t in topics} == {
-        "<KAFKA_TOPIC_PREFIX>*", "<APP_ID>-*"}
+    assert {t.rsplit("/", 1)[1] for t in topics} == {"<KAFKA_TOPIC_PREFIX>*", "<APP_ID>-*"}
     assert {g.rsplit("/", 1)[1] for g in groups} == {"<APP_ID>"}
     text = MSK_POLICY.read_text()
     assert set(re.findall(r"<[^>]+>", text)) == set(PLACEHOLDERS)
@@ -201,11 +233,15 @@ def test_resources_use_the_placeholders() -> None:
         assert f'"{name}"' in settings, name
 
 
-@pytest.mark.parametrize(("prefix", "app_id"), [("dynamodb-", "dynamodb-replicator"),
-                                                ("cdc.", "replicator-eu")])
+@pytest.mark.parametrize(
+    ("prefix", "app_id"), [("dynamodb-", "dynamodb-replicator"), ("cdc.", "replicator-eu")]
+)
 def test_every_kafka_operation_of_the_worker_is_allowed(prefix: str, app_id: str) -> None:
-    denied = [(a, r, why) for a, r, why in worker_operations(prefix, app_id)
-              if not allows(a, r, prefix=prefix, app_id=app_id)]
+    denied = [
+        (a, r, why)
+        for a, r, why in worker_operations(prefix, app_id)
+        if not allows(a, r, prefix=prefix, app_id=app_id)
+    ]
     assert not denied, denied
 
 
@@ -213,22 +249,26 @@ def test_nothing_beyond_the_worker_is_allowed() -> None:
     prefix, app_id = "cdc.", "replicator-eu"  # prefix outside <APP_ID>-…
     # output topics are written, never read, altered or deleted
     for action in ("ReadData", "AlterTopic", "DeleteTopic", "AlterTopicDynamicConfiguration"):
-        assert not allows(f"kafka-cluster:{action}", topic_arn("cdc.orders"), prefix=prefix,
-                          app_id=app_id), action
+        assert not allows(
+            f"kafka-cluster:{action}", topic_arn("cdc.orders"), prefix=prefix, app_id=app_id
+        ), action
     # internal topics: their configuration is read (checked at start), never altered; no
     # deletes
     for action in ("DeleteTopic", "AlterTopic", "AlterTopicDynamicConfiguration"):
-        assert not allows(f"kafka-cluster:{action}", topic_arn(f"{app_id}-control"),
-                          prefix=prefix, app_id=app_id), action
+        assert not allows(
+            f"kafka-cluster:{action}", topic_arn(f"{app_id}-control"), prefix=prefix, app_id=app_id
+        ), action
     # other topics, groups and clusters: nothing
     for action in MSK_ACTIONS:
-        for resource in (topic_arn("payments"), group_arn("another-app"),
-                         group_arn(f"{app_id}-x"), cluster_arn("other-cluster"),
-                         topic_arn("cdc.orders", cluster="other-cluster")):
-            assert not allows(action, resource, prefix=prefix, app_id=app_id), (
-                action, resource)
-    for action in ("AlterCluster", "WriteDataIdempotently",
-                   "DescribeClusterDynamicConfiguration"):
+        for resource in (
+            topic_arn("payments"),
+            group_arn("another-app"),
+            group_arn(f"{app_id}-x"),
+            cluster_arn("other-cluster"),
+            topic_arn("cdc.orders", cluster="other-cluster"),
+        ):
+            assert not allows(action, resource, prefix=prefix, app_id=app_id), (action, resource)
+    for action in ("AlterCluster", "WriteDataIdempotently", "DescribeClusterDynamicConfiguration"):
         assert not allows(f"kafka-cluster:{action}", cluster_arn()), action
 
 
@@ -243,8 +283,11 @@ def test_every_admin_call_is_mapped() -> None:
     """Every AIOKafkaAdminClient operation called in app/ and agents/ is one whose MSK
     actions the policy grants (a new call, e.g. alter_configs or delete_records, fails
     here until the policy and ADMIN_CALLS say what it needs)."""
-    methods = {name for name, _ in inspect.getmembers(AIOKafkaAdminClient, inspect.isfunction)
-               if not name.startswith("_")} - {"start", "close"}
+    methods = {
+        name
+        for name, _ in inspect.getmembers(AIOKafkaAdminClient, inspect.isfunction)
+        if not name.startswith("_")
+    } - {"start", "close"}
     called: dict[str, set[str]] = {}
     for path in source_files():
         for name in re.findall(r"\.([a-z_]+)\(", path.read_text()):
@@ -264,8 +307,12 @@ def test_no_idempotent_transactional_or_second_group_client() -> None:
     processing, or a consumer group besides Faust's own (= APP_ID)."""
     for path in source_files():
         text = path.read_text()
-        for word in ("enable_idempotence", "transactional_id", "exactly_once",
-                     "processing_guarantee"):
+        for word in (
+            "enable_idempotence",
+            "transactional_id",
+            "exactly_once",
+            "processing_guarantee",
+        ):
             assert word not in text, f"{path.relative_to(ROOT)} uses {word}: update the policy"
         for group in re.findall(r"group_id\s*=\s*([^,)\s]+)", text):
             assert group == "None", f"{path.relative_to(ROOT)}: consumer group {group}"

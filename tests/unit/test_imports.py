@@ -11,6 +11,7 @@
 Known offenders, if any, are listed below with the issue that removes them: the tests pass
 with them and fail on any new one, and also when a listed one is gone (so the list shrinks).
 """
+
 from __future__ import annotations
 
 import ast
@@ -25,10 +26,12 @@ DOMAIN = "app.domain"
 # Issue "One typed control protocol, injected ports, no import cycles, lint and types in CI".
 # ConfigError/CodecError live in app/errors.py; they belong in app.domain (or an errors module
 # of its own that app.errors re-exports).
-KNOWN_DOMAIN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset({
-    ("app.domain.codec", "app.errors"),
-    ("app.domain.envelope", "app.errors"),
-})
+KNOWN_DOMAIN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("app.domain.codec", "app.errors"),
+        ("app.domain.envelope", "app.errors"),
+    }
+)
 
 # Module-level import cycles today, each as the sorted tuple of the modules of one strongly
 # connected component. Same issue.
@@ -39,16 +42,34 @@ KNOWN_CYCLES: frozenset[tuple[str, ...]] = frozenset()
 # imports agents.runtime, which imports app.main at module level; agents.runtime imports
 # agents.runners in a function, which imports agents.runtime at module level.  Counting the
 # imports in function bodies too, no module may join these and no other cycle may appear.
-KNOWN_HIDDEN_CYCLE_MODULES: frozenset[str] = frozenset({
-    "app", "app.main", "app.state", "app.cli", "agents.control", "agents.discovery",
-    "agents.runners", "agents.runtime", "agents.status",
-})
+KNOWN_HIDDEN_CYCLE_MODULES: frozenset[str] = frozenset(
+    {
+        "app",
+        "app.main",
+        "app.state",
+        "app.cli",
+        "agents.control",
+        "agents.discovery",
+        "agents.runners",
+        "agents.runtime",
+        "agents.status",
+    }
+)
 
 # What tests/unit must not import (at any level): the Faust app and what builds it, and the
 # browser; and the modules that start processes.
-UNIT_FORBIDDEN = ("app.main", "app.state", "app.cli", "app.bootstrap", "agents", "selenium",
-                  "tests.browser", "tests.integration.helpers", "subprocess",
-                  "multiprocessing")
+UNIT_FORBIDDEN = (
+    "app.main",
+    "app.state",
+    "app.cli",
+    "app.bootstrap",
+    "agents",
+    "selenium",
+    "tests.browser",
+    "tests.integration.helpers",
+    "subprocess",
+    "multiprocessing",
+)
 
 
 def module_name(path: Path) -> str:
@@ -64,7 +85,8 @@ def project_modules() -> dict[str, Path]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _statements(body: list[ast.stmt], top: bool) -> Iterator[tuple[ast.stmt, bool]]:
@@ -173,18 +195,26 @@ def test_the_project_is_found() -> None:
 
 def test_the_domain_imports_nothing_of_the_project_outside_it() -> None:
     graph = edges(top_only=True)
-    violations = {(m, t) for m, ts in graph.items() if m == DOMAIN or m.startswith(DOMAIN + ".")
-                  for t in ts if t != DOMAIN and not t.startswith(DOMAIN + ".")
-                  and t not in ("app",)}  # the package app itself: its __init__ imports nothing
+    violations = {
+        (m, t)
+        for m, ts in graph.items()
+        if m == DOMAIN or m.startswith(DOMAIN + ".")
+        for t in ts
+        if t != DOMAIN and not t.startswith(DOMAIN + ".") and t not in ("app",)
+    }  # the package app itself: its __init__ imports nothing
     assert violations - KNOWN_DOMAIN_VIOLATIONS == set(), "new: app.domain importing outside it"
     assert KNOWN_DOMAIN_VIOLATIONS - violations == set(), "fixed: remove from the known list"
 
 
 def test_the_domain_imports_nothing_of_the_project_outside_it_even_in_functions() -> None:
     graph = edges(top_only=False)
-    violations = {(m, t) for m, ts in graph.items() if m == DOMAIN or m.startswith(DOMAIN + ".")
-                  for t in ts if t != DOMAIN and not t.startswith(DOMAIN + ".")
-                  and t not in ("app",)}
+    violations = {
+        (m, t)
+        for m, ts in graph.items()
+        if m == DOMAIN or m.startswith(DOMAIN + ".")
+        for t in ts
+        if t != DOMAIN and not t.startswith(DOMAIN + ".") and t not in ("app",)
+    }
     assert violations - KNOWN_DOMAIN_VIOLATIONS == set(), "new: app.domain importing outside it"
 
 
@@ -205,12 +235,14 @@ def test_the_checker_sees_a_cycle_and_skips_function_level_imports(tmp_path: Pat
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == {("a", "b", "c")}
     source = tmp_path / "m.py"
-    source.write_text("import os\nfrom typing import TYPE_CHECKING\n"
-                      "if TYPE_CHECKING:\n    import app.main\n"
-                      "try:\n    import app.web\nexcept ImportError:\n    pass\n"
-                      "class C:\n    import app.view\n"
-                      "def f():\n    import agents.runtime\n"
-                      "from . import sibling\n")
+    source.write_text(
+        "import os\nfrom typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    import app.main\n"
+        "try:\n    import app.web\nexcept ImportError:\n    pass\n"
+        "class C:\n    import app.view\n"
+        "def f():\n    import agents.runtime\n"
+        "from . import sibling\n"
+    )
     top = imported_names("app.x", source, top_only=True)
     assert {"os", "app.web", "app.view", "app", "app.sibling"} <= top
     assert "app.main" not in top and "agents.runtime" not in top

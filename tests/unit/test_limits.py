@@ -1,5 +1,6 @@
 """The largest event of a legal item fits under the default KAFKA_MAX_RECORD_BYTES (issue 10
 item 7: a MODIFY of a ~390 KB item was dead-lettered by default)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -17,7 +18,7 @@ KEY = {"pk": {"S": "k"}}
 
 # ---- DynamoDB's item size, as AWS documents it (names + values, UTF-8) ---------------------
 def _value_size(v: dict[str, Any]) -> int:
-    (t, x), = v.items()
+    ((t, x),) = v.items()
     if t == "S":
         return len(x.encode())
     if t == "B":
@@ -40,7 +41,7 @@ def item_size(item: dict[str, Any]) -> int:
 
 def _names(n: int, width: int) -> list[str]:
     """n distinct attribute names of `width` control characters (escaped to 6 bytes each)."""
-    return [bytes(1 + (i // 31 ** d) % 31 for d in range(width)).decode() for i in range(n)]
+    return [bytes(1 + (i // 31**d) % 31 for d in range(width)).decode() for i in range(n)]
 
 
 def _fill(make: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
@@ -61,9 +62,13 @@ WORST_ITEMS: dict[str, Callable[[int], dict[str, Any]]] = {
     "empty-string list": lambda n: {**KEY, "l": {"L": [{"S": ""}] * n}},
     "tiny numbers": lambda n: {**KEY, "l": {"L": [{"N": "-1E-130"}] * n}},
     "BOOL attributes with control-character names": lambda n: {
-        **KEY, **{name: {"BOOL": False} for name in _names(n, 4)}},
+        **KEY,
+        **{name: {"BOOL": False} for name in _names(n, 4)},
+    },
     "NULL map entries with control-character names": lambda n: {
-        **KEY, "m": {"M": {name: {"NULL": True} for name in _names(n, 4)}}},
+        **KEY,
+        "m": {"M": {name: {"NULL": True} for name in _names(n, 4)}},
+    },
 }
 
 
@@ -78,10 +83,16 @@ def test_the_largest_event_of_any_legal_item_fits_the_default_record_limit(fmt: 
         item = _fill(make)
         # a MODIFY carrying the item as both its old and its new image
         record = StreamRecord("MODIFY", "1" * 40, 1_767_225_600_000, KEY, item, item)
-        (key, value), = encoder.change("t" * 255, ["pk"], record,
-                                       "arn:aws:dynamodb:us-east-1:123456789012:table/"
-                                       + "t" * 255 + "/stream/2026-01-01T00:00:00.000",
-                                       "shardId-00000001767225600000-" + "a" * 36, None)
+        ((key, value),) = encoder.change(
+            "t" * 255,
+            ["pk"],
+            record,
+            "arn:aws:dynamodb:us-east-1:123456789012:table/"
+            + "t" * 255
+            + "/stream/2026-01-01T00:00:00.000",
+            "shardId-00000001767225600000-" + "a" * 36,
+            None,
+        )
         sizes[name] = limits.record_bytes(key, value)
     assert max(sizes.values()) <= bound, sizes
     # the old default (1,000,000) dead-lettered every one of these in native format

@@ -34,10 +34,12 @@ def test_root_starts_children_wait_for_parent():
 
 
 def test_a_stale_listing_neither_loses_nor_prunes_shards_it_does_not_know_yet():
-    known = plan({}, [sh("a", end=10), sh("b", "a", 11, 20), sh("c", "b", 21)],
-                 finished=["a"]).known
-    known = plan(known, [sh("a", end=10), sh("b", "a", 11, 20), sh("c", "b", 21)],
-                 finished=["b"]).known
+    known = plan(
+        {}, [sh("a", end=10), sh("b", "a", 11, 20), sh("c", "b", 21)], finished=["a"]
+    ).known
+    known = plan(
+        known, [sh("a", end=10), sh("b", "a", 11, 20), sh("c", "b", 21)], finished=["b"]
+    ).known
     known_plan = plan(known, [sh("a", end=10), sh("b", "a", 11, 20), sh("c", "b", 21)])
     assert status(known_plan) == {"a": "finished", "b": "finished", "c": "running"}
     # a listing taken before b and c existed (it waited behind newer ones): nothing is
@@ -46,8 +48,9 @@ def test_a_stale_listing_neither_loses_nor_prunes_shards_it_does_not_know_yet():
     assert stale.lost == [] and stale.prune == [] and stale.start == []
     assert status(stale) == {"a": "finished", "b": "finished", "c": "running"}
     # a fresh listing without an older unfinished shard: that one was trimmed
-    fresh = plan({"x": {"parent": None, "status": "running", "start": str(10**20 + 1)}},
-                 [sh("y", None, 50)])
+    fresh = plan(
+        {"x": {"parent": None, "status": "running", "start": str(10**20 + 1)}}, [sh("y", None, 50)]
+    )
     assert fresh.lost == ["x"] and fresh.start == ["y"]
     # states written before "start" was kept: missing still means trimmed
     legacy = plan({"x": {"parent": None, "status": "running"}}, [sh("y", None, 50)])
@@ -77,17 +80,21 @@ def test_start_order_parents_first_then_seq_as_int_then_id():
 
 
 def test_lost_when_unread_shard_vanishes():
-    known = {"a": {"parent": None, "status": "running"},
-             "b": {"parent": "a", "status": "pending"},
-             "c": {"parent": "a", "status": "pending"}}
+    known = {
+        "a": {"parent": None, "status": "running"},
+        "b": {"parent": "a", "status": "pending"},
+        "c": {"parent": "a", "status": "pending"},
+    }
     p = plan(known, [sh("b", "a", 6)])
     assert p.lost == ["a", "c"] and p.start == ["b"] and set(p.known) == {"b"}
 
 
 def test_prune_finished_absent_only_when_no_unfinished_child_needs_it():
-    known = {"a": {"parent": None, "status": "finished"},
-             "b": {"parent": "a", "status": "running"},
-             "c": {"parent": None, "status": "finished"}}
+    known = {
+        "a": {"parent": None, "status": "finished"},
+        "b": {"parent": "a", "status": "running"},
+        "c": {"parent": None, "status": "finished"},
+    }
     p = plan(known, [sh("b", "a", 6)])
     assert p.prune == ["c"] and "a" in p.known and not p.lost
     p = plan(p.known, [sh("b", "a", 6, 9)], finished=["b"])
@@ -100,8 +107,7 @@ def test_finished_and_trimmed_in_the_same_round_is_pruned_not_lost():
 
 
 def test_no_listing_plans_from_known_only():
-    known = {"a": {"parent": None, "status": "running"},
-             "b": {"parent": "a", "status": "pending"}}
+    known = {"a": {"parent": None, "status": "running"}, "b": {"parent": "a", "status": "pending"}}
     p = plan(known, None, finished=["a", "unknown"])
     assert p.start == ["b"] and not p.lost and not p.prune and set(p.known) == {"a", "b"}
     assert known["a"]["status"] == "running"  # input not mutated
@@ -140,14 +146,20 @@ class History:
             self.shards[sid][2] = self.n * 10 + 5
 
     def listing(self) -> list[Shard]:
-        return [Shard(s, p, str(10**20 + a), None if b is None else str(10**20 + b))
-                for s, (p, a, b) in self.shards.items() if s not in self.trimmed]
+        return [
+            Shard(s, p, str(10**20 + a), None if b is None else str(10**20 + b))
+            for s, (p, a, b) in self.shards.items()
+            if s not in self.trimmed
+        ]
 
 
-ops = st.lists(st.one_of(
-    st.tuples(st.sampled_from(["split", "rollover", "finish", "trim"]), st.integers(0, 99)),
-    st.tuples(st.just("plan"), st.booleans()),
-), max_size=80)
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["split", "rollover", "finish", "trim"]), st.integers(0, 99)),
+        st.tuples(st.just("plan"), st.booleans()),
+    ),
+    max_size=80,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -175,8 +187,11 @@ def test_every_shard_read_exactly_once_after_its_parent(steps, rnd: random.Rando
         return p
 
     def finish_one(i: int) -> None:
-        candidates = sorted(s for s, e in known.items() if e["status"] == "running"
-                            and h.shards[s][2] is not None and s not in done)
+        candidates = sorted(
+            s
+            for s, e in known.items()
+            if e["status"] == "running" and h.shards[s][2] is not None and s not in done
+        )
         if candidates:
             sid = candidates[i % len(candidates)]
             done.add(sid)

@@ -1,4 +1,5 @@
 """What a page means (app.domain.pages): the runners' decisions, without I/O."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -79,13 +80,20 @@ def test_the_shard_is_finished_only_without_a_next_iterator():
 
 seqs = st.integers(min_value=10**20, max_value=10**40 - 1)
 records = st.lists(st.tuples(seqs, st.integers(0, 10_000)), max_size=30).map(
-    lambda pairs: [Rec(str(s), ts) for s, ts in sorted(pairs)])
+    lambda pairs: [Rec(str(s), ts) for s, ts in sorted(pairs)]
+)
 
 
 @settings(max_examples=400, deadline=None)
-@given(records, st.one_of(st.none(), st.text(min_size=1, max_size=5)),
-       st.one_of(st.none(), seqs.map(str)), st.integers(0, 10**6), st.booleans(),
-       st.integers(0, 10_001), st.booleans())
+@given(
+    records,
+    st.one_of(st.none(), st.text(min_size=1, max_size=5)),
+    st.one_of(st.none(), seqs.map(str)),
+    st.integers(0, 10**6),
+    st.booleans(),
+    st.integers(0, 10_001),
+    st.booleans(),
+)
 def test_shard_page_invariants(page, next_iterator, pos, count, caught_up, cutoff, settled):
     at = ShardAt(pos, count, caught_up)
     step = shard_page(page, next_iterator, at, cutoff, settled)
@@ -104,16 +112,16 @@ def test_shard_page_invariants(page, next_iterator, pos, count, caught_up, cutof
         assert (step.at.pos, step.at.count) == (pos, count)
     assert step.finished == (next_iterator is None)
     assert step.idle == (not page)
-    assert step.report_caught_up == (step.idle and not step.finished and not caught_up
-                                     and settled)
+    assert step.report_caught_up == (step.idle and not step.finished and not caught_up and settled)
     assert step.last_ts_ms == (page[-1].approx_ts_ms if page else 0)
 
 
 # ---------------------------------------------------------------- scan pages
 def test_a_scan_page_with_a_last_key_moves_the_cursor():
     step = scan_page(3, {"pk": {"S": "k02"}}, 5)
-    assert step == ScanStep(count=8, cursor={"pk": {"S": "k02"}}, pos={"pk": {"s": "k02"}},
-                            finished=False)
+    assert step == ScanStep(
+        count=8, cursor={"pk": {"S": "k02"}}, pos={"pk": {"s": "k02"}}, finished=False
+    )
 
 
 def test_a_scan_page_without_a_last_key_finishes_the_segment():

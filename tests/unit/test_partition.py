@@ -1,4 +1,5 @@
 """Our murmur2 partitioner must agree with Kafka's (Java client) and aiokafka's."""
+
 from __future__ import annotations
 
 from aiokafka.partitioner import DefaultPartitioner

@@ -23,21 +23,41 @@ def test_defaults() -> None:
     assert s.dynamodb_tag_filters == (TagFilter("datalake-ingest"),)
     assert s.dynamodb_tables == () and s.dynamodb_tables_exclude is None
     assert (s.dynamodb_discovery_interval, s.dynamodb_sync_mode, s.dynamodb_stream_start) == (
-        60.0, "snapshot_and_stream", "trim_horizon")
-    assert (s.dynamodb_scan_segments, s.dynamodb_scan_rcu_percent, s.dynamodb_scan_max_rcu,
-            s.dynamodb_scan_page_limit) == (0, 50.0, 0.0, 0)
-    assert (s.dynamodb_shard_refresh_interval, s.dynamodb_poll_interval,
-            s.dynamodb_snapshot_overlap) == (30.0, 0.25, 60.0)
+        60.0,
+        "snapshot_and_stream",
+        "trim_horizon",
+    )
+    assert (
+        s.dynamodb_scan_segments,
+        s.dynamodb_scan_rcu_percent,
+        s.dynamodb_scan_max_rcu,
+        s.dynamodb_scan_page_limit,
+    ) == (0, 50.0, 0.0, 0)
+    assert (
+        s.dynamodb_shard_refresh_interval,
+        s.dynamodb_poll_interval,
+        s.dynamodb_snapshot_overlap,
+    ) == (30.0, 0.25, 60.0)
     assert (s.kafka_topic_prefix, s.kafka_topic_partitions, s.kafka_topic_replication) == (
-        "dynamodb-", 8, 1)
+        "dynamodb-",
+        8,
+        1,
+    )
     assert (s.kafka_output_format, s.kafka_tombstones, s.kafka_max_record_bytes) == (
-        "native", True, 8_388_608)
+        "native",
+        True,
+        8_388_608,
+    )
     assert s.kafka_sasl_password is None
     assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("PLAINTEXT", "PLAIN")
     assert (s.kafka_msk_iam_region, s.kafka_msk_iam_role_arn) == (None, None)
     assert s.msk_iam_region == "us-east-1"  # AWS_REGION's default
     assert (s.state_partitions, s.state_store, s.log_level, s.log_format) == (
-        8, "rocksdb://", "info", "text")
+        8,
+        "rocksdb://",
+        "info",
+        "text",
+    )
     assert s.topic_for("orders") == "dynamodb-orders"
 
 
@@ -47,17 +67,19 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_parses_given_values() -> None:
-    s = Settings.from_env({
-        "BROKER_URL": "b1:9092, kafka://b2:9093 ,kafka://b3",
-        "DYNAMODB_TAG_FILTERS": "team:data,ml; ingest",
-        "DYNAMODB_TABLES": " orders, ,users,orders ",
-        "DYNAMODB_TABLES_EXCLUDE": "-test$",
-        "DYNAMODB_SCAN_RCU_PERCENT": "100",
-        "KAFKA_TOMBSTONES": "Off",
-        "KAFKA_TOPIC_PREFIX": "",
-        "LOG_LEVEL": "DEBUG",
-        "STATE_STORE": "memory://",
-    })
+    s = Settings.from_env(
+        {
+            "BROKER_URL": "b1:9092, kafka://b2:9093 ,kafka://b3",
+            "DYNAMODB_TAG_FILTERS": "team:data,ml; ingest",
+            "DYNAMODB_TABLES": " orders, ,users,orders ",
+            "DYNAMODB_TABLES_EXCLUDE": "-test$",
+            "DYNAMODB_SCAN_RCU_PERCENT": "100",
+            "KAFKA_TOMBSTONES": "Off",
+            "KAFKA_TOPIC_PREFIX": "",
+            "LOG_LEVEL": "DEBUG",
+            "STATE_STORE": "memory://",
+        }
+    )
     assert s.broker_url == ("kafka://b1:9092", "kafka://b2:9093", "kafka://b3")
     assert s.dynamodb_tag_filters == (TagFilter("team", ("data", "ml")), TagFilter("ingest"))
     assert s.dynamodb_tables == ("orders", "users")
@@ -69,14 +91,18 @@ def test_parses_given_values() -> None:
     assert (s.log_level, s.state_store) == ("debug", "memory://")
 
 
-@pytest.mark.parametrize(("field", "variable", "kind"), [
-    ("kafka_security_protocol", "KAFKA_SECURITY_PROTOCOL", SecurityProtocol),
-    ("kafka_sasl_mechanism", "KAFKA_SASL_MECHANISM", SaslMechanism),
-    ("log_level", "LOG_LEVEL", LogLevel),
-    ("state_store", "STATE_STORE", StateStore),
-])
-def test_choices_are_typed_and_every_one_is_accepted(field: str, variable: str,
-                                                     kind: object) -> None:
+@pytest.mark.parametrize(
+    ("field", "variable", "kind"),
+    [
+        ("kafka_security_protocol", "KAFKA_SECURITY_PROTOCOL", SecurityProtocol),
+        ("kafka_sasl_mechanism", "KAFKA_SASL_MECHANISM", SaslMechanism),
+        ("log_level", "LOG_LEVEL", LogLevel),
+        ("state_store", "STATE_STORE", StateStore),
+    ],
+)
+def test_choices_are_typed_and_every_one_is_accepted(
+    field: str, variable: str, kind: object
+) -> None:
     assert get_type_hints(Settings)[field] == kind
     sasl = {"KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}  # SASL_*: both required
     for value in get_args(kind):
@@ -179,14 +205,20 @@ def test_invalid_value_names_variable_accepted_and_given(
 
 def test_assume_role_settings() -> None:
     s = Settings.from_env({})
-    assert (s.aws_role_arn, s.aws_role_session_name, s.aws_role_external_id,
-            s.aws_role_duration) == (None, "dynamodb-replicator", None, 3600)
-    s = Settings.from_env({
-        "AWS_ROLE_ARN": " arn:aws:iam::123456789012:role/team/data/replicator-Reader_1 ",
-        "AWS_ROLE_SESSION_NAME": "worker-1@eu.west=1,a+b",
-        "AWS_ROLE_EXTERNAL_ID": "a1:b/c=d,e@f.g-h_i+j",
-        "AWS_ROLE_DURATION": "43200",
-    })
+    assert (
+        s.aws_role_arn,
+        s.aws_role_session_name,
+        s.aws_role_external_id,
+        s.aws_role_duration,
+    ) == (None, "dynamodb-replicator", None, 3600)
+    s = Settings.from_env(
+        {
+            "AWS_ROLE_ARN": " arn:aws:iam::123456789012:role/team/data/replicator-Reader_1 ",
+            "AWS_ROLE_SESSION_NAME": "worker-1@eu.west=1,a+b",
+            "AWS_ROLE_EXTERNAL_ID": "a1:b/c=d,e@f.g-h_i+j",
+            "AWS_ROLE_DURATION": "43200",
+        }
+    )
     assert s.aws_role_arn == "arn:aws:iam::123456789012:role/team/data/replicator-Reader_1"
     assert s.aws_role_session_name == "worker-1@eu.west=1,a+b"
     assert s.aws_role_external_id == "a1:b/c=d,e@f.g-h_i+j"
@@ -197,12 +229,17 @@ def test_assume_role_settings() -> None:
 
 def test_external_id_is_a_secret() -> None:
     with pytest.raises(ConfigError) as info:
-        Settings.from_env({"AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/r",
-                           "AWS_ROLE_EXTERNAL_ID": "s3cr3t id"})
+        Settings.from_env(
+            {
+                "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/r",
+                "AWS_ROLE_EXTERNAL_ID": "s3cr3t id",
+            }
+        )
     assert info.value.setting == "AWS_ROLE_EXTERNAL_ID"
     assert "s3cr3t" not in str(info.value) and "not shown" in str(info.value)
-    s = Settings.from_env({"AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/r",
-                           "AWS_ROLE_EXTERNAL_ID": "s3cr3t-id"})
+    s = Settings.from_env(
+        {"AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/r", "AWS_ROLE_EXTERNAL_ID": "s3cr3t-id"}
+    )
     assert s.masked()["aws_role_external_id"] == "***" and "s3cr3t" not in repr(s)
     assert s.masked()["aws_role_arn"] == "arn:aws:iam::123456789012:role/r"
 
@@ -221,10 +258,12 @@ def test_aws_region_falls_back_to_default_region() -> None:
 
 
 def test_endpoint_fallback() -> None:
-    s = Settings.from_env({
-        "AWS_ENDPOINT_URL": "http://localhost:4566",
-        "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": "https://streams.local:8443",
-    })
+    s = Settings.from_env(
+        {
+            "AWS_ENDPOINT_URL": "http://localhost:4566",
+            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": "https://streams.local:8443",
+        }
+    )
     assert s.endpoint_for("dynamodb") == "http://localhost:4566"
     assert s.endpoint_for("resourcegroupstaggingapi") == "http://localhost:4566"
     assert s.endpoint_for("dynamodbstreams") == "https://streams.local:8443"
@@ -232,8 +271,12 @@ def test_endpoint_fallback() -> None:
     assert only.endpoint_for("dynamodb") == "http://ddb:8000"
     assert only.endpoint_for("dynamodbstreams") is None
     assert s.endpoint_for("sts") == "http://localhost:4566"
-    sts = Settings.from_env({"AWS_ENDPOINT_URL": "http://localhost:4566",
-                             "AWS_ENDPOINT_URL_STS": "https://sts.eu-west-1.amazonaws.com"})
+    sts = Settings.from_env(
+        {
+            "AWS_ENDPOINT_URL": "http://localhost:4566",
+            "AWS_ENDPOINT_URL_STS": "https://sts.eu-west-1.amazonaws.com",
+        }
+    )
     assert sts.endpoint_for("sts") == "https://sts.eu-west-1.amazonaws.com"
     assert sts.endpoint_for("dynamodb") == "http://localhost:4566"
     with pytest.raises(ValueError, match="unknown service"):
@@ -268,11 +311,13 @@ def test_secret_masked_and_hidden_from_repr() -> None:
 
 
 def test_masked_lists_every_setting_as_text() -> None:
-    s = Settings.from_env({
-        "DYNAMODB_TAG_FILTERS": "team:data,ml;ingest",
-        "DYNAMODB_TABLES": "a12,b12",
-        "DYNAMODB_TABLES_EXCLUDE": "^tmp-",
-    })
+    s = Settings.from_env(
+        {
+            "DYNAMODB_TAG_FILTERS": "team:data,ml;ingest",
+            "DYNAMODB_TABLES": "a12,b12",
+            "DYNAMODB_TABLES_EXCLUDE": "^tmp-",
+        }
+    )
     masked = s.masked()
     assert set(masked) == {f.name for f in dataclasses.fields(s)}
     assert all(isinstance(v, str) for v in masked.values())
@@ -300,8 +345,12 @@ def test_settings_are_frozen() -> None:
 
 def test_credentials_inside_urls_never_show() -> None:
     """Issue 11 item 4: the settings dump printed a user:password inside AWS_ENDPOINT_URL."""
-    s = Settings.from_env({"AWS_ENDPOINT_URL": "http://ak:hunter2@localstack:4566/x",
-                           "AWS_ENDPOINT_URL_STS": "https://sts.local"})
+    s = Settings.from_env(
+        {
+            "AWS_ENDPOINT_URL": "http://ak:hunter2@localstack:4566/x",
+            "AWS_ENDPOINT_URL_STS": "https://sts.local",
+        }
+    )
     assert s.aws_endpoint_url == "http://ak:hunter2@localstack:4566/x"  # used as given
     assert s.masked()["aws_endpoint_url"] == "http://***@localstack:4566/x"
     assert s.masked()["aws_endpoint_url_sts"] == "https://sts.local"
@@ -314,14 +363,20 @@ def test_credentials_inside_urls_never_show() -> None:
 def test_a_topic_prefix_inside_the_apps_own_topics_is_refused() -> None:
     """Issue 11 item 2: output topics under '<APP_ID>-' share the app's namespace (a table
     could be named like a state topic; no prefix ACL could separate state from output)."""
-    for app_id, prefix in (("dynamodb-replicator", "dynamodb-replicator-"),
-                           ("dynamodb-replicator", "dynamodb-replicator-out-"),
-                           ("dynamodb_replicator", "dynamodb.replicator-x")):  # '.' = '_'
+    for app_id, prefix in (
+        ("dynamodb-replicator", "dynamodb-replicator-"),
+        ("dynamodb-replicator", "dynamodb-replicator-out-"),
+        ("dynamodb_replicator", "dynamodb.replicator-x"),
+    ):  # '.' = '_'
         with pytest.raises(ConfigError, match="KAFKA_TOPIC_PREFIX.*outside the app's own"):
             Settings.from_env({"APP_ID": app_id, "KAFKA_TOPIC_PREFIX": prefix})
     # the defaults, an empty prefix and an app id that merely starts like the prefix are fine
-    for env in ({}, {"KAFKA_TOPIC_PREFIX": ""}, {"APP_ID": "cdc", "KAFKA_TOPIC_PREFIX": "cdc."},
-                {"APP_ID": "it-1-app", "KAFKA_TOPIC_PREFIX": "it-1-"}):
+    for env in (
+        {},
+        {"KAFKA_TOPIC_PREFIX": ""},
+        {"APP_ID": "cdc", "KAFKA_TOPIC_PREFIX": "cdc."},
+        {"APP_ID": "it-1-app", "KAFKA_TOPIC_PREFIX": "it-1-"},
+    ):
         Settings.from_env(env)
 
 
@@ -330,20 +385,35 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     its Security section names the web settings."""
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    missing = [env for f in dataclasses.fields(Settings) for env in f.metadata["env"]
-               if f"`{env}`" not in table]
+    missing = [
+        env
+        for f in dataclasses.fields(Settings)
+        for env in f.metadata["env"]
+        if f"`{env}`" not in table
+    ]
     assert not missing, f"settings missing from the README's Configuration table: {missing}"
     security = readme.split("## Security", 1)[1].split("\n## ", 1)[0]
-    for name in ("WEB_AUTH_TOKEN", "WEB_TLS_CERT", "WEB_TLS_KEY", "/healthz", "--web-bind",
-                 "KAFKA_TOPIC_PREFIX"):
+    for name in (
+        "WEB_AUTH_TOKEN",
+        "WEB_TLS_CERT",
+        "WEB_TLS_KEY",
+        "/healthz",
+        "--web-bind",
+        "KAFKA_TOPIC_PREFIX",
+    ):
         assert name in security, name
+
+
 # ---------------------------------------------------------------- bounds (security item 5)
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = Settings.from_env({})
 # a setting whose default is a number is numeric; its parsed default says int or float
-NUMERIC = [f for f in dataclasses.fields(Settings)
-           if isinstance(getattr(DEFAULTS, f.name), int | float)
-           and not isinstance(getattr(DEFAULTS, f.name), bool)]
+NUMERIC = [
+    f
+    for f in dataclasses.fields(Settings)
+    if isinstance(getattr(DEFAULTS, f.name), int | float)
+    and not isinstance(getattr(DEFAULTS, f.name), bool)
+]
 
 
 def _var(f: dataclasses.Field[Any]) -> str:
@@ -357,7 +427,8 @@ def test_the_numeric_settings_are_the_expected_ones() -> None:
 @pytest.mark.parametrize("value", ["1e300", "9" * 400, "-1e300", "-" + "9" * 400])
 @pytest.mark.parametrize("f", NUMERIC, ids=_var)
 def test_every_numeric_setting_is_bounded_on_both_sides(
-        f: dataclasses.Field[Any], value: str) -> None:
+    f: dataclasses.Field[Any], value: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({_var(f): value})
     assert info.value.setting == _var(f)
@@ -396,8 +467,7 @@ def _accepted(variable: str, raw: str) -> bool:
 
 
 @pytest.mark.parametrize("f", dataclasses.fields(Settings), ids=_var)
-def test_the_readme_states_each_range_as_the_parser_applies_it(
-        f: dataclasses.Field[Any]) -> None:
+def test_the_readme_states_each_range_as_the_parser_applies_it(f: dataclasses.Field[Any]) -> None:
     """Every setting has a row in README's Configuration table; its Range cell is exactly
     what the parser accepts: the ends are accepted, the nearest values outside refused."""
     variable, table = _var(f), _config_table()
@@ -409,8 +479,10 @@ def test_the_readme_states_each_range_as_the_parser_applies_it(
         if isinstance(getattr(DEFAULTS, f.name), float):
             lo, hi = float(m["lo"]), float(m["hi"])
             below = lo if m["open"] else math.nextafter(lo, -math.inf)
-            inside, outside = [hi, *(() if m["open"] else (lo,))], [below,
-                                                                   math.nextafter(hi, math.inf)]
+            inside, outside = (
+                [hi, *(() if m["open"] else (lo,))],
+                [below, math.nextafter(hi, math.inf)],
+            )
             inside_raw, outside_raw = map(repr, inside), map(repr, outside)
         else:
             assert not m["open"]
@@ -427,7 +499,8 @@ def test_the_readme_states_each_range_as_the_parser_applies_it(
             assert not _accepted(variable, "a" * (lo_n - 1))
     else:
         assert not any(ch.isdigit() for ch in cell.split("(")[0]), (
-            f"{variable}: Range {cell!r} states numbers the test cannot check")
+            f"{variable}: Range {cell!r} states numbers the test cannot check"
+        )
 
 
 def test_app_id_leaves_room_for_the_longest_internal_topic_name() -> None:
@@ -460,16 +533,22 @@ def test_the_test_suites_and_demos_own_settings_stay_accepted() -> None:
     extras: list[dict[str, str]] = [
         {},
         {"DYNAMODB_POLL_INTERVAL": "0.5", "STATE_PARTITIONS": "12"},  # test_scale_out
-        {"DYNAMODB_SCAN_PAGE_LIMIT": "25", "DYNAMODB_SCAN_SEGMENTS": "2",  # test_operations
-         "DYNAMODB_SCAN_MAX_RCU": "1", "PROGRESS_LOG_INTERVAL": "1"},
+        {
+            "DYNAMODB_SCAN_PAGE_LIMIT": "25",
+            "DYNAMODB_SCAN_SEGMENTS": "2",  # test_operations
+            "DYNAMODB_SCAN_MAX_RCU": "1",
+            "PROGRESS_LOG_INTERVAL": "1",
+        },
         {"KAFKA_SESSION_TIMEOUT": "8", "DYNAMODB_SHARD_REFRESH_INTERVAL": "2"},  # chaos
-        {"AWS_ROLE_DURATION": "900"}, {"AWS_ROLE_DURATION": "1800"},  # test_assume_role
+        {"AWS_ROLE_DURATION": "900"},
+        {"AWS_ROLE_DURATION": "1800"},  # test_assume_role
         {"DYNAMODB_DISCOVERY_INTERVAL": "5", "DYNAMODB_SHARD_REFRESH_INTERVAL": "5"},  # demo
     ]
     for extra in extras:
         Settings.from_env(worker_env(stack, "0123456789", **extra))
-    Settings.from_env(base_env("bench-0123456789-run-app", "bench-0123456789-run-",
-                               DYNAMODB_SCAN_SEGMENTS="8"))
+    Settings.from_env(
+        base_env("bench-0123456789-run-app", "bench-0123456789-run-", DYNAMODB_SCAN_SEGMENTS="8")
+    )
 
 
 @pytest.mark.parametrize("pattern", ["-test$", "^tmp-", "^(?!prod-)", r"\.v\d+$", "(?i)ARCHIVE"])
@@ -494,16 +573,22 @@ def test_list_and_text_settings_are_bounded_too() -> None:
     """Issue 11 item 5: beyond numbers, lists stop at AWS's limits, names at sane lengths."""
     too_many_keys = ";".join(f"k{i}" for i in range(51))
     too_many_values = "team:" + ",".join(f"v{i}" for i in range(21))
-    for variable, value in (("DYNAMODB_TAG_FILTERS", too_many_keys),
-                            ("DYNAMODB_TAG_FILTERS", too_many_values),
-                            ("DYNAMODB_TAG_FILTERS", "k" * 129),
-                            ("DYNAMODB_TAG_FILTERS", "team:" + "v" * 257),
-                            ("DYNAMODB_TABLES", ",".join(f"t{i:05d}" for i in range(10_001))),
-                            ("KAFKA_SASL_USERNAME", "u" * 1025),
-                            ("KAFKA_SASL_USERNAME", "bad\nname"),
-                            ("KAFKA_SASL_PASSWORD", "p" * 1025)):
+    for variable, value in (
+        ("DYNAMODB_TAG_FILTERS", too_many_keys),
+        ("DYNAMODB_TAG_FILTERS", too_many_values),
+        ("DYNAMODB_TAG_FILTERS", "k" * 129),
+        ("DYNAMODB_TAG_FILTERS", "team:" + "v" * 257),
+        ("DYNAMODB_TABLES", ",".join(f"t{i:05d}" for i in range(10_001))),
+        ("KAFKA_SASL_USERNAME", "u" * 1025),
+        ("KAFKA_SASL_USERNAME", "bad\nname"),
+        ("KAFKA_SASL_PASSWORD", "p" * 1025),
+    ):
         with pytest.raises(ConfigError, match=variable):
             Settings.from_env({variable: value})
-    ok = Settings.from_env({"DYNAMODB_TAG_FILTERS": ";".join(f"k{i}" for i in range(50)),
-                            "DYNAMODB_TABLES": ",".join(f"t{i:05d}" for i in range(10_000))})
+    ok = Settings.from_env(
+        {
+            "DYNAMODB_TAG_FILTERS": ";".join(f"k{i}" for i in range(50)),
+            "DYNAMODB_TABLES": ",".join(f"t{i:05d}" for i in range(10_000)),
+        }
+    )
     assert len(ok.dynamodb_tag_filters) == 50 and len(ok.dynamodb_tables) == 10_000

@@ -1,4 +1,5 @@
 """Status rows (page, JSON, CLI, progress log) from table and unit states — pure."""
+
 from __future__ import annotations
 
 from app.domain import coordinator as co
@@ -16,28 +17,54 @@ ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026"
 
 
 def table(phase: str = "INIT_SYNC", **extra) -> dict:
-    s = {"name": "orders", "phase": phase, "epoch": 2, "item_count": 1000, "reason": "new",
-         "error": None, "resnapshots": 1, "stream_arn": ARN, "updated_ms": NOW - 5,
-         "snapshot": {"start_ms": NOW - 60_000, "end_ms": None, "total": 4, "done": [0],
-                      "items": 250, "rcu": None},
-         "shards": {}}
+    s = {
+        "name": "orders",
+        "phase": phase,
+        "epoch": 2,
+        "item_count": 1000,
+        "reason": "new",
+        "error": None,
+        "resnapshots": 1,
+        "stream_arn": ARN,
+        "updated_ms": NOW - 5,
+        "snapshot": {
+            "start_ms": NOW - 60_000,
+            "end_ms": None,
+            "total": 4,
+            "done": [0],
+            "items": 250,
+            "rcu": None,
+        },
+        "shards": {},
+    }
     s.update(extra)
     return s
 
 
 def scan(seg: int, count: int, epoch: int = 2) -> tuple[str, dict]:
     uid = co.scan_unit_id("orders", epoch, seg, 4)
-    return uid, {"id": uid, "spec": {"kind": "scan", "table": "orders", "epoch": epoch,
-                                     "segment": seg, "total": 4}, "status": "active",
-                 "pos": {"pk": {"s": f"c{seg}"}}, "count": count}
+    return uid, {
+        "id": uid,
+        "spec": {"kind": "scan", "table": "orders", "epoch": epoch, "segment": seg, "total": 4},
+        "status": "active",
+        "pos": {"pk": {"s": f"c{seg}"}},
+        "count": count,
+    }
 
 
-def shard(sid: str, count: int, lag_ms: int | None, ts_ms: int | None,
-          status: str = "active") -> tuple[str, dict]:
+def shard(
+    sid: str, count: int, lag_ms: int | None, ts_ms: int | None, status: str = "active"
+) -> tuple[str, dict]:
     uid = co.shard_unit_id("orders", 2, ARN, sid)
-    return uid, {"id": uid, "spec": {"kind": "shard", "table": "orders", "epoch": 2,
-                                     "shard_id": sid, "parent": None}, "status": status,
-                 "pos": "123", "count": count, "lag_ms": lag_ms, "ts_ms": ts_ms}
+    return uid, {
+        "id": uid,
+        "spec": {"kind": "shard", "table": "orders", "epoch": 2, "shard_id": sid, "parent": None},
+        "status": status,
+        "pos": "123",
+        "count": count,
+        "lag_ms": lag_ms,
+        "ts_ms": ts_ms,
+    }
 
 
 def test_rate_over_a_full_window_and_over_work_that_just_began():
@@ -56,8 +83,9 @@ def test_rate_over_a_full_window_and_over_work_that_just_began():
 
 
 def test_init_sync_row_sums_finished_and_running_segments_with_eta():
-    units = dict([scan(0, 250), scan(1, 100), scan(2, 150), scan(3, 0),
-                  scan(1, 999, epoch=1)])  # an old epoch's unit is not counted
+    units = dict(
+        [scan(0, 250), scan(1, 100), scan(2, 150), scan(3, 0), scan(1, 999, epoch=1)]
+    )  # an old epoch's unit is not counted
     rates = Rates(window_ms=10_000)
     rates.add("orders", "scan", NOW - 10_000, 100)
     rates.add("orders", "scan", NOW - 5_000, 400)
@@ -68,8 +96,9 @@ def test_init_sync_row_sums_finished_and_running_segments_with_eta():
     assert snap["percent"] == 50.0 and snap["items_per_s"] == 50.0
     assert snap["eta_s"] == 10  # 500 items left at 50/s
     assert row["phase"] == "INIT_SYNC" and row["lag_s"] is None
-    assert progress_line(row) == ("orders: INIT_SYNC 50.0% (500 items of ~1,000; 1/4 "
-                                  "segments done), 50 items/s, ETA 10s")
+    assert progress_line(row) == (
+        "orders: INIT_SYNC 50.0% (500 items of ~1,000; 1/4 segments done), 50 items/s, ETA 10s"
+    )
 
 
 def test_estimate_overtaken_or_missing():
@@ -82,14 +111,21 @@ def test_estimate_overtaken_or_missing():
 
 
 def test_streaming_row_lag_shards_and_events():
-    shards = {"s1": {"parent": None, "status": "finished"},
-              "s2": {"parent": "s1", "status": "running"},
-              "s3": {"parent": "s1", "status": "running"},
-              "s4": {"parent": "s2", "status": "pending"}}
+    shards = {
+        "s1": {"parent": None, "status": "finished"},
+        "s2": {"parent": "s1", "status": "running"},
+        "s3": {"parent": "s1", "status": "running"},
+        "s4": {"parent": "s2", "status": "pending"},
+    }
     s = table("STREAMING", shards=shards)
     s["snapshot"] = {**s["snapshot"], "end_ms": NOW - 1000, "done": [0, 1, 2, 3], "items": 990}
-    units = dict([shard("s1", 10, 50, NOW - 90_000, "finished"),
-                  shard("s2", 5, 1200, NOW - 3000), shard("s3", 7, 300, NOW - 2000)])
+    units = dict(
+        [
+            shard("s1", 10, 50, NOW - 90_000, "finished"),
+            shard("s2", 5, 1200, NOW - 3000),
+            shard("s3", 7, 300, NOW - 2000),
+        ]
+    )
     rates = Rates(window_ms=10_000)
     rates.add("orders", "shard", NOW - 9_500, 30)
     (row,) = table_rows({"orders": s}, units, rates, NOW)
@@ -109,19 +145,30 @@ def test_error_and_stopped_rows():
 
 
 def test_a_forgotten_tables_epoch_record_is_not_a_row():
-    rows = table_rows({"gone": {"name": "gone", "phase": "FORGOTTEN", "epoch": 3},
-                       "orders": table("STOPPED", snapshot=None)}, {}, Rates(), NOW)
+    rows = table_rows(
+        {
+            "gone": {"name": "gone", "phase": "FORGOTTEN", "epoch": 3},
+            "orders": table("STOPPED", snapshot=None),
+        },
+        {},
+        Rates(),
+        NOW,
+    )
     assert [r["table"] for r in rows] == ["orders"]
 
 
 def test_refused_row_says_why():
     reason = "stream view type OLD_IMAGE carries no new item image"
-    refused = co.on_refused(None, {"name": "old", "stream_arn": ARN, "view_type": "OLD_IMAGE"},
-                            reason, NOW).state
+    refused = co.on_refused(
+        None, {"name": "old", "stream_arn": ARN, "view_type": "OLD_IMAGE"}, reason, NOW
+    ).state
     tables = {"old": refused, "orders": table("STREAMING")}
     rows = {r["table"]: r for r in table_rows(tables, {}, Rates(), NOW)}
     assert (rows["old"]["phase"], rows["old"]["refused"], rows["old"]["error"]) == (
-        "REFUSED", reason, reason)
+        "REFUSED",
+        reason,
+        reason,
+    )
     assert rows["old"]["snapshot"] is None and progress_line(rows["old"]) is None
     assert rows["orders"]["refused"] is None
     assert refused_tables(tables) == {"old": reason}
@@ -133,8 +180,10 @@ def test_refused_row_says_why():
 def test_checkpoints_lists_the_current_epoch_units():
     units = dict([scan(0, 5), scan(2, 9, epoch=1), shard("s9", 4, 10, NOW)])
     cps = checkpoints("orders", {"orders": table()}, units)
-    assert [(c["unit"], c["where"], c["count"]) for c in cps] == \
-        [("scan", "segment 0/4", 5), ("shard", "s9", 4)]
+    assert [(c["unit"], c["where"], c["count"]) for c in cps] == [
+        ("scan", "segment 0/4", 5),
+        ("shard", "s9", 4),
+    ]
     assert cps[1]["position"] == "123" and checkpoints("nope", {}, units) == []
 
 

@@ -34,17 +34,25 @@ async def list_shards(client, arn: str, limit: int = 100) -> list[Shard]:
     while True:
         kw = {"ExclusiveStartShardId": start} if start else {}
         desc = (await client.describe_stream(StreamArn=arn, Limit=limit, **kw))["StreamDescription"]
-        shards += [Shard(s["ShardId"], s.get("ParentShardId"),
-                         s["SequenceNumberRange"]["StartingSequenceNumber"],
-                         s["SequenceNumberRange"].get("EndingSequenceNumber"))
-                   for s in desc["Shards"]]
+        shards += [
+            Shard(
+                s["ShardId"],
+                s.get("ParentShardId"),
+                s["SequenceNumberRange"]["StartingSequenceNumber"],
+                s["SequenceNumberRange"].get("EndingSequenceNumber"),
+            )
+            for s in desc["Shards"]
+        ]
         if not (start := desc.get("LastEvaluatedShardId")):
             return shards
 
 
 async def read_all(fake: FakeStreams, arn: str, shard_id: str, **kw) -> tuple[list, str | None]:
-    it = (await fake.get_shard_iterator(StreamArn=arn, ShardId=shard_id,
-                                        ShardIteratorType="TRIM_HORIZON"))["ShardIterator"]
+    it = (
+        await fake.get_shard_iterator(
+            StreamArn=arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+        )
+    )["ShardIterator"]
     records = []
     while it:
         page = await fake.get_records(ShardIterator=it, **kw)
@@ -61,8 +69,9 @@ def code(exc: pytest.ExceptionInfo) -> tuple[str, int, str]:
 
 
 async def test_create_stream_has_one_open_root_shard(fake, arn):
-    assert arn == ("arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/"
-                   "2026-01-01T00:00:00.000")
+    assert arn == (
+        "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2026-01-01T00:00:00.000"
+    )
     desc = (await fake.describe_stream(StreamArn=arn))["StreamDescription"]
     assert desc["StreamStatus"] == "ENABLED" and desc["StreamViewType"] == "NEW_AND_OLD_IMAGES"
     assert desc["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
@@ -77,7 +86,7 @@ async def test_pagination_across_more_than_100_shards(fake, arn):
         fake.rollover(arn, fake.open_shards(arn)[0])
     p1 = (await fake.describe_stream(StreamArn=arn))["StreamDescription"]
     assert len(p1["Shards"]) == 100 and p1["LastEvaluatedShardId"] == p1["Shards"][-1]["ShardId"]
-    p2 = (await fake.describe_stream(StreamArn=arn, ExclusiveStartShardId=p1["LastEvaluatedShardId"]))
+    p2 = await fake.describe_stream(StreamArn=arn, ExclusiveStartShardId=p1["LastEvaluatedShardId"])
     assert len(p2["StreamDescription"]["Shards"]) == 51
     assert "LastEvaluatedShardId" not in p2["StreamDescription"]
     ids = [s.shard_id for s in await list_shards(fake, arn, limit=7)]
@@ -92,8 +101,10 @@ async def test_split_and_rollover_ordering_and_key_routing(fake, arn):
     root = fake.open_shards(arn)[0]
     before = [int(fake.write(arn, "INSERT", key(i), {"pk": {"S": f"k{i}"}})) for i in range(5)]
     c1, c2 = fake.split(arn, root)
-    after = {i: int(fake.write(arn, "MODIFY", key(i), {"pk": {"S": "n"}}, {"pk": {"S": "o"}}))
-             for i in range(40)}
+    after = {
+        i: int(fake.write(arn, "MODIFY", key(i), {"pk": {"S": "n"}}, {"pk": {"S": "o"}}))
+        for i in range(40)
+    }
     c3 = fake.rollover(arn, c1)
     shards = {s.shard_id: s for s in await list_shards(fake, arn)}
     assert list(shards) == [root, c1, c2, c3]
@@ -128,8 +139,11 @@ async def test_record_shape_and_paging(fake):
     s3 = fake.write(arn, "REMOVE", k, old_image=k, ttl=True)
     assert len(s1) >= 21 and int(s1) < int(s2) < int(s3)
     shard = fake.open_shards(arn)[0]
-    it = (await fake.get_shard_iterator(StreamArn=arn, ShardId=shard,
-                                        ShardIteratorType="TRIM_HORIZON"))["ShardIterator"]
+    it = (
+        await fake.get_shard_iterator(
+            StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+        )
+    )["ShardIterator"]
     page = await fake.get_records(ShardIterator=it, Limit=2)
     a, b = page["Records"]
     assert a["eventName"] == "INSERT" and a["eventSource"] == "aws:dynamodb"
@@ -158,8 +172,11 @@ async def test_closed_shard_last_page_has_no_next_iterator(fake, arn):
     for i in range(3):
         fake.write(arn, "INSERT", key(i))
     fake.rollover(arn, shard)
-    it = (await fake.get_shard_iterator(StreamArn=arn, ShardId=shard,
-                                        ShardIteratorType="TRIM_HORIZON"))["ShardIterator"]
+    it = (
+        await fake.get_shard_iterator(
+            StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+        )
+    )["ShardIterator"]
     p1 = await fake.get_records(ShardIterator=it, Limit=2)
     assert len(p1["Records"]) == 2 and p1["NextShardIterator"]
     p2 = await fake.get_records(ShardIterator=p1["NextShardIterator"], Limit=2)
@@ -172,24 +189,33 @@ async def test_iterator_positions(fake, arn):
 
     async def first(kind: str, seq: str | None = None) -> list[str]:
         kw = {"SequenceNumber": seq} if seq else {}
-        it = (await fake.get_shard_iterator(StreamArn=arn, ShardId=shard,
-                                            ShardIteratorType=kind, **kw))["ShardIterator"]
-        return [r["dynamodb"]["SequenceNumber"]
-                for r in (await fake.get_records(ShardIterator=it))["Records"]]
+        it = (
+            await fake.get_shard_iterator(
+                StreamArn=arn, ShardId=shard, ShardIteratorType=kind, **kw
+            )
+        )["ShardIterator"]
+        return [
+            r["dynamodb"]["SequenceNumber"]
+            for r in (await fake.get_records(ShardIterator=it))["Records"]
+        ]
 
     assert await first("TRIM_HORIZON") == seqs
     assert await first("AT_SEQUENCE_NUMBER", seqs[1]) == seqs[1:]
     assert await first("AFTER_SEQUENCE_NUMBER", seqs[1]) == seqs[2:]
     assert await first("LATEST") == []
-    for kind, seq, err in [("AT_SEQUENCE_NUMBER", None, "ValidationException"),
-                           ("AT_SEQUENCE_NUMBER", "1" + "0" * 30, "ValidationException"),
-                           ("AFTER_SEQUENCE_NUMBER", "0" * 21, "ValidationException"),
-                           ("SIDEWAYS", None, "ValidationException")]:
+    for kind, seq, err in [
+        ("AT_SEQUENCE_NUMBER", None, "ValidationException"),
+        ("AT_SEQUENCE_NUMBER", "1" + "0" * 30, "ValidationException"),
+        ("AFTER_SEQUENCE_NUMBER", "0" * 21, "ValidationException"),
+        ("SIDEWAYS", None, "ValidationException"),
+    ]:
         with pytest.raises(ClientError) as exc:
             await first(kind, seq)
         assert code(exc) == (err, 400, "GetShardIterator")
-    for kw in [{"StreamArn": arn, "ShardId": "shardId-nope"},
-               {"StreamArn": arn + "x", "ShardId": shard}]:
+    for kw in [
+        {"StreamArn": arn, "ShardId": "shardId-nope"},
+        {"StreamArn": arn + "x", "ShardId": shard},
+    ]:
         with pytest.raises(ClientError) as exc:
             await fake.get_shard_iterator(ShardIteratorType="LATEST", **kw)
         assert code(exc)[0] == "ResourceNotFoundException"
@@ -199,8 +225,11 @@ async def test_iterator_expiry(fake, arn):
     shard = fake.open_shards(arn)[0]
 
     async def iterator() -> str:
-        return (await fake.get_shard_iterator(StreamArn=arn, ShardId=shard,
-                                              ShardIteratorType="TRIM_HORIZON"))["ShardIterator"]
+        return (
+            await fake.get_shard_iterator(
+                StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+            )
+        )["ShardIterator"]
 
     old = await iterator()
     fake.expire_iterators()
@@ -220,8 +249,9 @@ async def test_trim(fake, arn):
     root = fake.open_shards(arn)[0]
     old = [fake.write(arn, "INSERT", key(i)) for i in range(3)]
     fake.advance(3600)
-    early = (await fake.get_shard_iterator(StreamArn=arn, ShardId=root,
-                                           ShardIteratorType="TRIM_HORIZON"))["ShardIterator"]
+    early = (
+        await fake.get_shard_iterator(StreamArn=arn, ShardId=root, ShardIteratorType="TRIM_HORIZON")
+    )["ShardIterator"]
     new = fake.write(arn, "INSERT", key(9))
     fake.trim(arn, START_TIME + 10)
     recs, _ = await read_all(fake, arn, root)
@@ -230,11 +260,19 @@ async def test_trim(fake, arn):
         await fake.get_records(ShardIterator=early)
     assert code(exc) == ("TrimmedDataAccessException", 400, "GetRecords")
     with pytest.raises(ClientError) as exc:
-        await fake.get_shard_iterator(StreamArn=arn, ShardId=root,
-                                      ShardIteratorType="AT_SEQUENCE_NUMBER", SequenceNumber=old[2])
+        await fake.get_shard_iterator(
+            StreamArn=arn,
+            ShardId=root,
+            ShardIteratorType="AT_SEQUENCE_NUMBER",
+            SequenceNumber=old[2],
+        )
     assert code(exc) == ("TrimmedDataAccessException", 400, "GetShardIterator")
-    await fake.get_shard_iterator(StreamArn=arn, ShardId=root,  # just past the trimmed data
-                                  ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=old[2])
+    await fake.get_shard_iterator(
+        StreamArn=arn,
+        ShardId=root,  # just past the trimmed data
+        ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+        SequenceNumber=old[2],
+    )
     child = fake.rollover(arn, root)
     fake.trim(arn, START_TIME + 3600)  # root still holds `new`: stays listed
     assert [s.shard_id for s in await list_shards(fake, arn)] == [root, child]
@@ -254,11 +292,11 @@ async def test_injected_faults(fake, arn):
     fake.inject("describe_stream", "ThrottlingException")
     for _ in range(2):
         with pytest.raises(ClientError) as exc:
-            await fake.get_shard_iterator(StreamArn=arn, ShardId=shard,
-                                          ShardIteratorType="LATEST")
+            await fake.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")
         assert code(exc) == ("ProvisionedThroughputExceededException", 400, "GetShardIterator")
-    it = (await fake.get_shard_iterator(StreamArn=arn, ShardId=shard,
-                                        ShardIteratorType="LATEST"))["ShardIterator"]
+    it = (await fake.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST"))[
+        "ShardIterator"
+    ]
     with pytest.raises(ClientError) as exc:
         await fake.get_records(ShardIterator=it)
     assert code(exc) == ("InternalServerError", 500, "GetRecords")
@@ -275,8 +313,10 @@ async def test_injected_faults(fake, arn):
 
 def test_client_error_shape():
     err = client_error("ThrottlingException", "slow down", "GetRecords")
-    assert err.response == {"Error": {"Code": "ThrottlingException", "Message": "slow down"},
-                            "ResponseMetadata": {"HTTPStatusCode": 400}}
+    assert err.response == {
+        "Error": {"Code": "ThrottlingException", "Message": "slow down"},
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+    }
     assert err.operation_name == "GetRecords" and "slow down" in str(err)
 
 
@@ -284,9 +324,12 @@ def test_client_error_shape():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["write", "write", "write", "split", "rollover", "read"]),
-                max_size=120),
-       st.randoms(use_true_random=False))
+@given(
+    st.lists(
+        st.sampled_from(["write", "write", "write", "split", "rollover", "read"]), max_size=120
+    ),
+    st.randoms(use_true_random=False),
+)
 def test_reading_by_lineage_delivers_every_record_once_in_key_order(steps, rnd: random.Random):
     asyncio.run(_read_by_lineage(steps, rnd))
 
@@ -308,12 +351,17 @@ async def _read_by_lineage(steps: list[str], rnd: random.Random) -> None:
         for s in finished:
             del iterators[s]
         for s in p.start:
-            iterators[s] = (await fake.get_shard_iterator(
-                StreamArn=arn, ShardId=s, ShardIteratorType="TRIM_HORIZON"))["ShardIterator"]
+            iterators[s] = (
+                await fake.get_shard_iterator(
+                    StreamArn=arn, ShardId=s, ShardIteratorType="TRIM_HORIZON"
+                )
+            )["ShardIterator"]
         for s in rnd.sample(sorted(iterators), len(iterators)):
             page = await fake.get_records(ShardIterator=iterators[s], Limit=rnd.randint(1, 4))
-            got.extend((r["dynamodb"]["Keys"]["pk"]["S"], r["dynamodb"]["SequenceNumber"])
-                       for r in page["Records"])
+            got.extend(
+                (r["dynamodb"]["Keys"]["pk"]["S"], r["dynamodb"]["SequenceNumber"])
+                for r in page["Records"]
+            )
             iterators[s] = page.get("NextShardIterator")
         return bool(p.start or iterators)
 

@@ -1,6 +1,7 @@
 """Supply chain and image (static checks, no Docker needed): the hashed lock files match
 pyproject.toml and are complete; the image installs only from them, builds nothing in its
 runtime stage, runs as a non-root user with a health check; compose publishes on loopback."""
+
 from __future__ import annotations
 
 import re
@@ -68,7 +69,8 @@ def test_locks_are_in_sync_with_pyproject(name: str) -> None:
     """Each lock records a digest of the pyproject.toml entries it was resolved from."""
     recorded = locking.recorded_digest((ROOT / name).read_text())
     assert recorded == locking.digest(PYPROJECT, name), (
-        f"{name} was not resolved from the current pyproject.toml: run `make lock`")
+        f"{name} was not resolved from the current pyproject.toml: run `make lock`"
+    )
 
 
 def test_runtime_pins_are_locked_at_their_version() -> None:
@@ -80,8 +82,10 @@ def test_runtime_pins_are_locked_at_their_version() -> None:
 
 def test_test_and_dev_pins_are_locked_at_their_version() -> None:
     lock = lock_entries(locking.DEV)
-    wanted = [*PROJECT["dependencies"],
-              *(r for extra in locking.DEV_EXTRAS for r in PROJECT["optional-dependencies"][extra])]
+    wanted = [
+        *PROJECT["dependencies"],
+        *(r for extra in locking.DEV_EXTRAS for r in PROJECT["optional-dependencies"][extra]),
+    ]
     for name, version in pins(wanted).items():
         assert lock.get(name, ("missing",))[0] == version, (name, version)
 
@@ -128,8 +132,9 @@ def closure(roots: list[str]) -> dict[str, set[str]]:
         seen.add((name, frozenset(req.extras)))
         for text in metadata.requires(name) or []:
             sub = Requirement(text)
-            if sub.marker is None or any(sub.marker.evaluate({"extra": e})
-                                         for e in (*req.extras, "")):
+            if sub.marker is None or any(
+                sub.marker.evaluate({"extra": e}) for e in (*req.extras, "")
+            ):
                 todo.append((sub, name))
     return needed
 
@@ -141,10 +146,13 @@ def test_locks_are_complete(name: str) -> None:
     lock = lock_entries(name)
     roots = list(PROJECT["dependencies"])
     if name == locking.DEV:
-        roots += [r for extra in locking.DEV_EXTRAS for r in PROJECT["optional-dependencies"][extra]]
+        roots += [
+            r for extra in locking.DEV_EXTRAS for r in PROJECT["optional-dependencies"][extra]
+        ]
     for package, (version, _) in lock.items():
         assert metadata.version(package) == version, (
-            f"the venv's {package} is not {name}'s {version}: run `make venv`")
+            f"the venv's {package} is not {name}'s {version}: run `make venv`"
+        )
     needed = closure(roots)
     missing = {n: sorted(by) for n, by in needed.items() if n not in lock}
     assert not missing, f"{name} lacks dependencies: {missing}"
@@ -207,8 +215,9 @@ def test_base_image_is_a_build_arg() -> None:
 def test_image_installs_dependencies_only_from_the_lock() -> None:
     build = stages()[1]
     installs = pip_installs(build)
-    from_lock = [t for t in installs if "-r" in t and
-                 t[t.index("-r") + 1].endswith("/" + locking.RUNTIME)]
+    from_lock = [
+        t for t in installs if "-r" in t and t[t.index("-r") + 1].endswith("/" + locking.RUNTIME)
+    ]
     assert from_lock, "the runtime dependencies come from requirements.lock"
     for tokens in installs:
         assert "--no-deps" in tokens, tokens
@@ -218,7 +227,8 @@ def test_image_installs_dependencies_only_from_the_lock() -> None:
             assert tokens[-1].endswith(".whl"), tokens
     assert any(w == "COPY" and locking.RUNTIME in a for w, a in build)
     assert any("--no-build-isolation" in a for w, a in build if w == "RUN"), (
-        "the project is built by the locked backend, not one downloaded for the build")
+        "the project is built by the locked backend, not one downloaded for the build"
+    )
 
 
 def test_runtime_stage_has_no_build_tools() -> None:
@@ -300,6 +310,14 @@ def test_readme_explains_the_supply_chain() -> None:
     for lock in locking.LOCKS:
         assert lock in section, lock
     docker = readme.partition("## Docker")[2].partition("\n## ")[0]
-    for fact in ("127.0.0.1:9092", "127.0.0.1:5000", "127.0.0.1:6066", "10001",
-                 "HEALTHCHECK", "STOPSIGNAL", "PYTHON_IMAGE", "requirements.lock"):
+    for fact in (
+        "127.0.0.1:9092",
+        "127.0.0.1:5000",
+        "127.0.0.1:6066",
+        "10001",
+        "HEALTHCHECK",
+        "STOPSIGNAL",
+        "PYTHON_IMAGE",
+        "requirements.lock",
+    ):
         assert fact in docker, fact

@@ -1,4 +1,5 @@
 """ClusterView folds changelog records (JSON key/value, None = deleted) into state + rates."""
+
 from __future__ import annotations
 
 import json
@@ -12,21 +13,32 @@ T, U = "app-tables-changelog", "app-units-changelog"
 
 
 def rec(view: ClusterView, topic: str, key: str, value: dict | None, ts: int) -> None:
-    view.apply(topic, json.dumps(key).encode(),
-               None if value is None else json.dumps(value).encode(), ts)
+    view.apply(
+        topic, json.dumps(key).encode(), None if value is None else json.dumps(value).encode(), ts
+    )
 
 
 def test_latest_row_wins_deletes_forget_and_counts_become_rates():
     view = ClusterView(SimpleNamespace(app_id="app", broker_url=("kafka://x:9092",)))
-    state = {"name": "orders", "phase": "INIT_SYNC", "epoch": 1, "item_count": 100,
-             "snapshot": {"start_ms": NOW, "end_ms": None, "total": 1, "done": [],
-                          "items": 0}, "shards": {}}
+    state = {
+        "name": "orders",
+        "phase": "INIT_SYNC",
+        "epoch": 1,
+        "item_count": 100,
+        "snapshot": {"start_ms": NOW, "end_ms": None, "total": 1, "done": [], "items": 0},
+        "shards": {},
+    }
     rec(view, T, "orders", state, NOW - 30_000)
     uid = co.scan_unit_id("orders", 1, 0, 1)
     spec = {"kind": "scan", "table": "orders", "epoch": 1, "segment": 0, "total": 1}
     for i, count in enumerate((10, 30, 60)):  # three pages, 1 s apart
-        rec(view, U, uid, {"id": uid, "spec": spec, "status": "active", "count": count},
-            NOW - 2000 + i * 1000)
+        rec(
+            view,
+            U,
+            uid,
+            {"id": uid, "spec": spec, "status": "active", "count": count},
+            NOW - 2000 + i * 1000,
+        )
     (row,) = view.rows(NOW)
     assert row["snapshot"]["items"] == 60
     assert row["snapshot"]["items_per_s"] == 25.0  # 50 items over the last 2 s

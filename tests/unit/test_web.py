@@ -1,4 +1,5 @@
 """Issue 11 item 1: who may read the status pages (app/web.py)."""
+
 from __future__ import annotations
 
 import base64
@@ -20,22 +21,25 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-@pytest.mark.parametrize("header, ok", [
-    (f"Bearer {TOKEN}", True),
-    (f"bearer  {TOKEN} ", True),
-    (basic("replicator", TOKEN), True),
-    (None, False),
-    ("", False),
-    ("Bearer", False),
-    (f"Bearer {TOKEN}x", False),
-    (f"Bearer {TOKEN[:-1]}", False),
-    (f"Token {TOKEN}", False),
-    (basic("someone", TOKEN), False),
-    (basic("replicator", "wrong"), False),
-    ("Basic " + base64.b64encode(b"replicator").decode(), False),  # no ':'
-    ("Basic not*base64", False),
-    ("Basic " + base64.b64encode(b"\xff\xfe:x").decode(), False),
-])
+@pytest.mark.parametrize(
+    "header, ok",
+    [
+        (f"Bearer {TOKEN}", True),
+        (f"bearer  {TOKEN} ", True),
+        (basic("replicator", TOKEN), True),
+        (None, False),
+        ("", False),
+        ("Bearer", False),
+        (f"Bearer {TOKEN}x", False),
+        (f"Bearer {TOKEN[:-1]}", False),
+        (f"Token {TOKEN}", False),
+        (basic("someone", TOKEN), False),
+        (basic("replicator", "wrong"), False),
+        ("Basic " + base64.b64encode(b"replicator").decode(), False),  # no ':'
+        ("Basic not*base64", False),
+        ("Basic " + base64.b64encode(b"\xff\xfe:x").decode(), False),
+    ],
+)
 def test_a_request_is_authorized_only_with_the_token(header: str | None, ok: bool) -> None:
     assert authorized(header, "replicator", TOKEN) is ok
 
@@ -68,8 +72,9 @@ async def test_without_the_token_every_page_but_healthz_is_refused_with_a_challe
         assert wrong.status == 401
         ok = await client.get("/status.json", headers={"Authorization": f"Bearer {TOKEN}"})
         assert ok.status == 200 and await ok.json() == {"tables": []}
-        browser = await client.get("/status.json",
-                                   headers={"Authorization": basic("replicator", TOKEN)})
+        browser = await client.get(
+            "/status.json", headers={"Authorization": basic("replicator", TOKEN)}
+        )
         assert browser.status == 200
         health = await client.get("/healthz")
         assert health.status == 200 and await health.text() == "ok\n"
@@ -108,16 +113,25 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
