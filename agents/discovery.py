@@ -11,8 +11,8 @@ from typing import Any
 from agents.runtime import runtime
 from app.domain import protocol as pr
 from app.domain.discovery import matches, refusal, select, table_name_from_arn, topic_refusals
+from app.domain.errors import AwsError
 from app.domain.model import TableInfo
-from app.errors import AwsError
 from app.main import app, settings
 from app.state import send_control
 

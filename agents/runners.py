@@ -19,9 +19,7 @@ from app.aws.dynamodb import Streams
 from app.domain import codec, coordinator, limits, pages
 from app.domain import protocol as pr
 from app.domain.envelope import SnapshotInfo
-from app.domain.model import StreamRecord
-from app.domain.segments import TokenBucket
-from app.errors import (
+from app.domain.errors import (
     AwsError,
     CodecError,
     ExpiredIteratorError,
@@ -31,6 +29,8 @@ from app.errors import (
     ThrottledError,
     TrimmedDataError,
 )
+from app.domain.model import StreamRecord
+from app.domain.segments import TokenBucket
 from app.output import classify
 
 log = logging.getLogger(__name__)

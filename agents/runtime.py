@@ -13,7 +13,7 @@ from app.aws.clients import AwsClients
 from app.aws.dynamodb import Streams, Tables, Tagging
 from app.domain import protocol as pr
 from app.domain.envelope import Encoder
-from app.errors import KafkaRefusedError
+from app.domain.errors import KafkaRefusedError
 from app.kafka_auth import client_kwargs
 from app.main import app, settings
 from app.metrics import Metrics

@@ -34,8 +34,8 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 
 from app.domain import deployment
 from app.domain.discovery import DEPLOYMENT_TOPIC
+from app.domain.errors import InternalTopicError
 from app.domain.topics import TopicFacts, TopicSpec, internal_topic_problems
-from app.errors import InternalTopicError
 
 log = logging.getLogger(__name__)
 

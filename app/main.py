@@ -11,9 +11,9 @@ from typing import TypeVar
 import faust
 
 from app.domain.discovery import DEPLOYMENT_TOPIC, STATE_TOPICS
+from app.domain.errors import ConfigError
 from app.domain.limits import STATE_MAX_MESSAGE_BYTES
 from app.domain.topics import TopicSpec
-from app.errors import ConfigError
 from app.kafka_auth import client_kwargs, faust_credentials
 from app.settings import Settings
 from app.web import auth_middleware, exposure_warning, ssl_context

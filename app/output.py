@@ -31,8 +31,8 @@ from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
 
 from app.domain import codec, limits
 from app.domain.discovery import STATE_TOPICS
+from app.domain.errors import KafkaSendTimeout
 from app.domain.partition import partition_for
-from app.errors import KafkaSendTimeout
 
 log = logging.getLogger(__name__)
 Message = tuple[bytes, bytes | None]

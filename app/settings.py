@@ -28,8 +28,8 @@ from app.domain.discovery import (
     parse_tag_filters,
     render_tag_filters,
 )
+from app.domain.errors import ConfigError
 from app.domain.limits import STATE_MAX_MESSAGE_BYTES
-from app.errors import ConfigError
 
 SyncMode = Literal["snapshot_and_stream", "stream_only", "snapshot_only"]
 StreamStart = Literal["trim_horizon", "latest"]

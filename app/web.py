@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from app.errors import ConfigError
+from app.domain.errors import ConfigError
 
 OPEN_PATHS = frozenset({"/healthz"})
 REALM = "dynamodb-replicator"

@@ -9,6 +9,7 @@ from typing import Any
 
 from app.aws.errors import aws_call
 from app.domain.discovery import TagFilter, to_tagging_api_filters
+from app.domain.errors import AwsError
 from app.domain.model import (
     Item,
     RecordsPage,
@@ -18,7 +19,6 @@ from app.domain.model import (
     StreamRecord,
     TableInfo,
 )
-from app.errors import AwsError
 
 log = logging.getLogger(__name__)
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"

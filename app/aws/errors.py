@@ -1,11 +1,11 @@
-"""botocore exceptions -> app.errors, in one place."""
+"""botocore exceptions -> app.domain.errors, in one place."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from app import errors
+from app.domain import errors
 
 _THROTTLE = {
     "LimitExceededException",

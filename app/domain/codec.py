@@ -32,8 +32,8 @@ from typing import Any, TypeGuard
 
 import orjson
 
+from app.domain.errors import CodecError
 from app.domain.model import AttributeValue, Item
-from app.errors import CodecError
 
 __all__ = [
     "dumps",

@@ -18,8 +18,8 @@ from typing import Any, Literal
 import orjson
 
 from app.domain import codec
+from app.domain.errors import CodecError, ConfigError
 from app.domain.model import Item, StreamRecord
-from app.errors import CodecError, ConfigError
 
 Op = Literal["r", "c", "u", "d"]
 Format = Literal["native", "seed"]

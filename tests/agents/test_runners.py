@@ -847,7 +847,7 @@ async def test_a_partly_acknowledged_batch_is_sent_again_only_for_what_was_not_a
 ):
     from aiokafka.errors import NotLeaderForPartitionError
 
-    from app.errors import KafkaSendTimeout
+    from app.domain.errors import KafkaSendTimeout
 
     arn, shard = stream
     kafka.partial = [NotLeaderForPartitionError(), KafkaSendTimeout("no ack within 30s")]

@@ -12,8 +12,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 
 from app.bootstrap import ensure_topics
+from app.domain.errors import InternalTopicError
 from app.domain.topics import TopicSpec
-from app.errors import InternalTopicError
 from tests.integration.dynamo import worker_env
 from tests.integration.helpers import Worker, bootstrap, wait_until
 

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.domain import codec
+from app.domain.errors import CodecError
 from app.domain.model import Item
-from app.errors import CodecError
 
 # --------------------------------------------------------------------------- strategies
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from app.domain import codec, envelope
 from app.domain.envelope import Encoder, SnapshotInfo, SourceInfo
+from app.domain.errors import CodecError, ConfigError
 from app.domain.model import Item, StreamRecord
-from app.errors import CodecError, ConfigError
 
 ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/stream/2024-01-01T00:00:00.000"
 KEYS: Item = {"pk": {"S": "order#1"}, "sk": {"N": "12345678901234567890123456789012345678"}}

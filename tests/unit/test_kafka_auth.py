@@ -22,7 +22,7 @@ from aws_msk_iam_sasl_signer import MSKAuthTokenProvider  # type: ignore[import-
 from faust.auth import OAuthCredentials, SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from app.errors import ConfigError
+from app.domain.errors import ConfigError
 from app.kafka_auth import MSKAuthError, MSKIAMTokenProvider, client_kwargs, faust_credentials
 from app.settings import Settings
 

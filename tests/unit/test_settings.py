@@ -10,7 +10,7 @@ from typing import Any, get_args, get_type_hints
 import pytest
 
 from app.domain.discovery import TagFilter
-from app.errors import ConfigError
+from app.domain.errors import ConfigError
 from app.settings import LogLevel, SaslMechanism, SecurityProtocol, Settings, StateStore
 
 

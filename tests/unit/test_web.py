@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from app.errors import ConfigError
+from app.domain.errors import ConfigError
 from app.settings import Settings
 from app.web import auth_middleware, authorized, exposure_warning, ssl_context
 
