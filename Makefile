@@ -69,6 +69,7 @@ run: deps
 test: deps browser
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy --strict app agents
 	$(STACK) up
 	$(VPY) -m pytest $(PYTEST_ARGS)
 

@@ -192,13 +192,13 @@ def is_current(unit: dict[str, Any]) -> bool:
 runtime.fence = is_current
 
 
-@app.on_partitions_revoked.connect
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust types receivers (sender, *args, signal)
 async def _revoked(app: Any, revoked: set[TP], **kwargs: Any) -> None:
     runtime.metrics.rebalances.inc()
     await runtime.supervisor.stop_partitions(_control_partitions(revoked), grace=3.0)
 
 
-@app.on_rebalance_complete.connect
+@app.on_rebalance_complete.connect  # type: ignore[arg-type]  # Faust types receivers (sender, *args, signal)
 async def _rebalanced(app: Any, **kwargs: Any) -> None:
     """After table recovery: run exactly the active units of the partitions we own."""
     owned = _control_partitions(app.assignor.assigned_actives())
@@ -221,6 +221,6 @@ async def _rebalanced(app: Any, **kwargs: Any) -> None:
     )
 
 
-@app.on_before_shutdown.connect
+@app.on_before_shutdown.connect  # type: ignore[arg-type]  # Faust types receivers (sender, *args, signal)
 async def _shutdown(app: Any, **kwargs: Any) -> None:
     await runtime.close()

@@ -94,22 +94,23 @@ async def _deliver(
         todo = []
         retry: BaseException | None = None
         split = False
-        for exc, failed in failures:
-            verdict = classify(exc)
+        for error, failed in failures:
+            verdict = classify(error)
             if verdict == "permanent":
                 log.error(
                     "%s %s: Kafka refused the send to %s for good (%s: %s)",
                     table,
                     where,
                     topic,
-                    type(exc).__name__,
-                    exc,
+                    type(error).__name__,
+                    error,
                 )
                 refused = KafkaRefusedError(
-                    f"Kafka refused writes to {topic}: {type(exc).__name__}: {exc}", resource=table
+                    f"Kafka refused writes to {topic}: {type(error).__name__}: {error}",
+                    resource=table,
                 )
                 await _fail(rt, unit, refused)
-                raise refused from exc
+                raise refused from error
             if verdict == "too_large" and not one_per_batch:
                 split = True
                 todo += failed  # again one record per batch: which one is refused?
@@ -117,13 +118,13 @@ async def _deliver(
                 key, value = failed[0]  # alone in its batch, the first of its partition
                 why = (
                     f"too large: record of {limits.record_bytes(key, value)} bytes refused by "
-                    f"topic {topic} ({type(exc).__name__}); raise its max.message.bytes"
+                    f"topic {topic} ({type(error).__name__}); raise its max.message.bytes"
                 )
                 await _dead_letter_size(rt, table, where, why, key, value)
                 delivered.remove(failed[0])
                 todo += failed[1:]
             else:
-                retry = exc
+                retry = error
                 todo += failed
         one_per_batch = one_per_batch or split
         if retry is not None:

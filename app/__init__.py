@@ -16,7 +16,7 @@ def __getattr__(name: str) -> Any:
         import agents.discovery
         import agents.status  # noqa: F401
         import app.cli
-        from app.main import app
+        import app.main
 
-        return app
+        return app.main.app
     raise AttributeError(name)

@@ -20,13 +20,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
-from aiokafka.admin.config_resource import (  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import (
     ConfigResource,
     ConfigResourceType,
 )
-from aiokafka.errors import (  # type: ignore[import-untyped]
+from aiokafka.errors import (
     KafkaError,
     TopicAlreadyExistsError,
     for_code,

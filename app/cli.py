@@ -135,7 +135,7 @@ async def checkpoints(self: AppCommand, table: str, as_json: bool) -> None:
 )
 async def resync(self: AppCommand, table: str, wait: bool, timeout: float) -> None:
     """Force a new snapshot of TABLE (INIT_SYNC, then streaming)."""
-    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+    from aiokafka import AIOKafkaProducer
 
     view = _view()
     await view.load()

@@ -15,10 +15,11 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import faust
-from aiokafka.abc import AbstractTokenProvider  # type: ignore[import-untyped]
-from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from aiokafka.abc import AbstractTokenProvider
+from aiokafka.errors import KafkaError
 from faust.auth import OAuthCredentials, SASLCredentials
 
 from app.settings import Settings
@@ -108,14 +109,16 @@ class MSKIAMTokenProvider(AbstractTokenProvider):
             logger = logging.getLogger(name)
             if logger.getEffectiveLevel() < logging.INFO:
                 logger.setLevel(logging.INFO)
-        from aws_msk_iam_sasl_signer import MSKAuthTokenProvider  # type: ignore[import-untyped]
+        from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
 
         try:
             if self.role_arn:
-                return MSKAuthTokenProvider.generate_auth_token_from_role_arn(
+                token, expiry_ms = MSKAuthTokenProvider.generate_auth_token_from_role_arn(
                     self.region, self.role_arn, self.session_name
                 )
-            return MSKAuthTokenProvider.generate_auth_token(self.region)
+            else:
+                token, expiry_ms = MSKAuthTokenProvider.generate_auth_token(self.region)
+            return str(token), int(expiry_ms)
         except Exception as exc:  # botocore errors name the operation/code, never a secret
             # No credentials: the library dereferences the chain's None, or finds them empty.
             if (isinstance(exc, AttributeError) and "NoneType" in str(exc)) or (
@@ -139,7 +142,7 @@ def msk_token_provider(s: Settings) -> MSKIAMTokenProvider:
     return MSKIAMTokenProvider(s.msk_iam_region, s.kafka_msk_iam_role_arn, s.aws_role_session_name)
 
 
-def faust_credentials(s: Settings) -> dict[str, object]:
+def faust_credentials(s: Settings) -> dict[str, Any]:
     """Keyword arguments for ``faust.App``: ``{}`` for PLAINTEXT, else
     ``{"broker_credentials": ...}`` for SSL or SASL (PLAIN, SCRAM, AWS_MSK_IAM =
     OAUTHBEARER).  TLS uses the default context (system CAs, host names checked)."""
@@ -171,14 +174,14 @@ def faust_credentials(s: Settings) -> dict[str, object]:
     return {"broker_credentials": creds}
 
 
-def client_kwargs(s: Settings) -> dict[str, object]:
+def client_kwargs(s: Settings) -> dict[str, Any]:
     """The same security settings as aiokafka client keyword arguments (``security_protocol``,
     ``ssl_context``, ``sasl_*``): for the admin client used at start (app.bootstrap), the
     output's admin client, the cluster view (app/view.py) and the CLI's consumer/producer.
     ``{}`` for PLAINTEXT."""
     if s.kafka_security_protocol == "PLAINTEXT":
         return {}
-    auth: dict[str, object] = {"security_protocol": s.kafka_security_protocol}
+    auth: dict[str, Any] = {"security_protocol": s.kafka_security_protocol}
     if s.kafka_security_protocol.endswith("SSL"):
         auth["ssl_context"] = ssl.create_default_context()
     if s.kafka_sasl_mechanism == "AWS_MSK_IAM":

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import faust
 
@@ -103,9 +103,9 @@ def internal_topics(s: Settings) -> dict[str, TopicSpec]:
     return topics
 
 
-def _web_options(s: Settings) -> dict[str, object]:
+def _web_options(s: Settings) -> dict[str, Any]:
     """TLS and the token check of the status pages (app/web.py), when configured."""
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}
     context = ssl_context(s.web_tls_cert, s.web_tls_key)
     if context is not None:
         options["web_ssl_context"] = context

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from aiokafka.errors import (  # type: ignore[import-untyped]
+from aiokafka.errors import (
     KafkaError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
@@ -27,7 +27,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
     RecordListTooLargeError,
     TopicAlreadyExistsError,
 )
-from aiokafka.structs import TopicPartition  # type: ignore[import-untyped]
+from aiokafka.structs import TopicPartition
 
 from app.domain import codec, limits
 from app.domain.discovery import STATE_TOPICS
@@ -136,7 +136,11 @@ async def send_records(
                     f"{topic}: no acknowledgement within {timeout}s"
                 )
             else:
-                exc = KafkaError("cancelled") if fut.cancelled() else fut.exception()
+                exc = (
+                    KafkaError("cancelled")
+                    if fut.cancelled()
+                    else (fut.exception() or KafkaError("no acknowledgement"))
+                )
             failed = [m for msgs, _ in group[bad:] for m in msgs]
         elif unsent:
             exc = KafkaSendTimeout(f"{topic}: not handed to the producer within {timeout}s")
@@ -169,7 +173,7 @@ class Output:
 
     async def _admin_client(self) -> Any:
         if self._admin is None:
-            from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+            from aiokafka.admin import AIOKafkaAdminClient
 
             admin = AIOKafkaAdminClient(
                 bootstrap_servers=self.settings.bootstrap_servers(),
@@ -199,7 +203,7 @@ class Output:
         return self.record_limits[name]
 
     async def _prepare(self, name: str) -> int:
-        from aiokafka.admin import NewTopic  # type: ignore[import-untyped]
+        from aiokafka.admin import NewTopic
 
         admin = await self._admin_client()
         need = self.topic_max_message_bytes
@@ -218,7 +222,7 @@ class Output:
                 )
                 for _, code, *rest in resp.topic_errors:
                     if code not in (0, TopicAlreadyExistsError.errno):
-                        from aiokafka.errors import for_code  # type: ignore[import-untyped]
+                        from aiokafka.errors import for_code
 
                         raise for_code(code)(f"cannot create topic {name}: {rest[-1]}")
                 created = True

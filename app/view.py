@@ -78,7 +78,7 @@ class ClusterView:
 
     # ------------------------------------------------------------------ Kafka
     def _consumer(self) -> Any:
-        from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
+        from aiokafka import AIOKafkaConsumer
 
         return AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers(),
@@ -90,7 +90,7 @@ class ClusterView:
         )
 
     async def _partitions(self, timeout: float) -> dict[str, list[int]]:
-        from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+        from aiokafka.admin import AIOKafkaAdminClient
 
         admin = AIOKafkaAdminClient(
             bootstrap_servers=self.settings.bootstrap_servers(),
@@ -121,7 +121,7 @@ class ClusterView:
 
     async def _assign(self, consumer: Any, timeout: float) -> dict[Any, int]:
         """Assign every partition of both changelogs; their end offsets now."""
-        from aiokafka import TopicPartition  # type: ignore[import-untyped]
+        from aiokafka import TopicPartition
 
         parts = await self._partitions(timeout)
         tps = [TopicPartition(t, p) for t, ps in parts.items() for p in ps]

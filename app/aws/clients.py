@@ -77,7 +77,7 @@ class _RoleCredentials(AioDeferredRefreshableCredentials):
         self._advisory_refresh_timeout, self._mandatory_refresh_timeout = refresh_windows(duration)
 
 
-class _AssumedRoleProvider(CredentialProvider):  # type: ignore[misc]
+class _AssumedRoleProvider(CredentialProvider):
     METHOD = "assume-role"
 
     def __init__(self, credentials: _RoleCredentials) -> None:

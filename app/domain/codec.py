@@ -368,7 +368,7 @@ class _Unusual(Exception):
 
 def _fast_map(m: dict[str, Any]) -> dict[str, Any]:
     """Typed map (an item, or an M value) -> plain dict.  Raises on anything unusual."""
-    out = {}
+    out: dict[str, Any] = {}
     for k, av in m.items():
         (tag,) = av  # exactly one type tag, else ValueError (and the reference reports)
         v = av[tag]
@@ -392,7 +392,7 @@ def _fast_map(m: dict[str, Any]) -> dict[str, Any]:
 
 def _fast_list(items: list[Any] | tuple[Any, ...]) -> list[Any]:
     """An L value -> plain list; the same inline cases as _fast_map."""
-    out = []
+    out: list[Any] = []
     for av in items:
         (tag,) = av
         v = av[tag]
@@ -443,7 +443,7 @@ def _fast_other(tag: str, v: Any) -> Any:
 
 def _fast_v1_map(m: dict[str, Any]) -> dict[str, Any]:
     """Typed map -> the seed (SDK v1) form; like _fast_map, rarer tags via _v1."""
-    out = {}
+    out: dict[str, Any] = {}
     for k, av in m.items():
         (tag,) = av
         v = av[tag]
@@ -470,7 +470,7 @@ def _fast_v1_map(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fast_v1_list(items: list[Any] | tuple[Any, ...]) -> list[Any]:
-    out = []
+    out: list[Any] = []
     for av in items:
         (tag,) = av
         v = av[tag]

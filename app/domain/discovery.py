@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import regex  # type: ignore[import-untyped]
+import regex
 
 from app.domain.model import TableInfo
 

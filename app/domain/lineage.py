@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from app.domain.model import Shard
 
@@ -29,7 +29,7 @@ class Plan:
     start: list[str]  # start reading now (parents first, then by starting seq, then id)
     lost: list[str]  # unread data trimmed away: the caller re-snapshots
     prune: list[str]  # finished and no longer listed: forget them
-    known: dict[str, dict]  # the new lineage state
+    known: dict[str, dict[str, Any]]  # the new lineage state
     floor: str | None = None  # starting seq of the newest shard pruned so far
 
 
@@ -39,7 +39,7 @@ def seq_key(seq: str | None) -> int:
 
 
 def plan(
-    known: Mapping[str, Mapping],
+    known: Mapping[str, Mapping[str, Any]],
     listing: Sequence[Shard] | None,
     finished: Iterable[str] = (),
     floor: str | None = None,
@@ -80,15 +80,15 @@ def plan(
             if start is not None and seq_key(start) > seq_key(floor):
                 floor = start
 
-    def ready(entry: Mapping) -> bool:
+    def ready(entry: Mapping[str, Any]) -> bool:
         parent = entry.get("parent")
         # Every listed shard is in ``state`` by now, so an unknown parent was trimmed.
         return parent is None or parent not in state or state[parent]["status"] == "finished"
 
     def depth(sid: str) -> int:
-        n, seen = 0, {sid}
-        while (sid := state[sid].get("parent")) in state and sid not in seen:
-            n, seen = n + 1, seen | {sid}
+        n, seen, at = 0, {sid}, sid
+        while (parent := state[at].get("parent")) in state and parent not in seen:
+            n, seen, at = n + 1, seen | {parent}, parent
         return n
 
     def order(sid: str) -> tuple[int, int, str]:
