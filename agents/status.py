@@ -80,7 +80,7 @@ class Health(View):
 
 
 @app.page("/metrics")
-class Metrics(View):
+class MetricsPage(View):
     async def get(self, request: Request) -> Response:
         if view.caught_up.is_set():  # the cluster's refused tables, as of this scrape
             runtime.metrics.set_refused(refused_tables(view.tables))
