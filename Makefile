@@ -33,6 +33,7 @@ lock: venv
 	$(MAKE) --no-print-directory venv
 
 $(KAFKA_JARS): kafka/pom.xml
+	rm -rf kafka/libs
 	cd kafka && mvn -q -B dependency:copy-dependencies -DoutputDirectory=libs -DincludeScope=runtime
 	touch $@
 
