@@ -96,7 +96,9 @@ async def test_batches_follow_the_default_partitioner_in_order(stack, uid):
     finally:
         await consumer.stop()
     parts = list(range(PARTITIONS))
-    assert len(got) == 1800 and len({r.partition for r in got}) > 1
+    # at-least-once: every event arrived (repeats allowed), over several partitions
+    assert {json.loads(r.value)["n"] for r in got} == set(range(1800))
+    assert len({r.partition for r in got}) > 1
     for rec in got:
         assert rec.partition == DefaultPartitioner()(rec.key, parts, parts)
     for p in parts:  # per partition (hence per key): the order they were given in
@@ -212,7 +214,7 @@ async def test_batches_fit_the_topics_limit_and_a_refused_record_goes_to_the_dlq
     got = await _read(servers, topic, 50)
     assert {r.key for r in got} == {k for k, _ in ok + more}
     dead = await _read(servers, f"output-{uid}-dlq", 1)
-    (letter,) = [json.loads(r.value) for r in dead]
+    (letter,) = [json.loads(v) for v in {r.value for r in dead}]  # repeats allowed
     assert letter["keys"] == '{"pk":"wide"}' and "refused" in letter["error"]
     assert json.loads(letter["payload"]) == json.loads(refused[1])
     assert reports == []  # no unit failed
@@ -271,9 +273,11 @@ async def test_the_dead_letter_topic_holds_the_event_or_only_its_keys_as_configu
     finally:
         await kafka.stop()
         await admin.close()
-    (full,) = [json.loads(r.value) for r in await _read(servers, f"output-{uid}-event-dlq", 1)]
+    event_dlq = await _read(servers, f"output-{uid}-event-dlq", 1)
+    (full,) = [json.loads(v) for v in {r.value for r in event_dlq}]  # repeats allowed
     assert json.loads(full["payload"]) == json.loads(event) and full["keys"] == '{"pk":"a"}'
-    (bare,) = [json.loads(r.value) for r in await _read(servers, f"output-{uid}-keys-dlq", 1)]
+    keys_dlq = await _read(servers, f"output-{uid}-keys-dlq", 1)
+    (bare,) = [json.loads(v) for v in {r.value for r in keys_dlq}]
     assert bare["payload"] is None and bare["payload_omitted"] == "KAFKA_DLQ_CONTENT=keys"
     assert "123-45-6789" not in json.dumps(bare)
     assert (bare["table"], bare["where"], bare["keys"], bare["size"]) == (
