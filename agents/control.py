@@ -13,13 +13,14 @@ from typing import Any
 
 from faust.types import TP
 
-from agents.runtime import runtime
+from agents.worker import runtime
 from app.domain import coordinator as co
 from app.domain import protocol as pr
-from app.main import app
-from app.state import DEPLOYMENT, control_topic, policy, send_control, tables, units
+from app.main import app, settings
+from app.state import DEPLOYMENT, control_topic, send_control, tables, units
 
 log = logging.getLogger(__name__)
+policy = settings.policy()  # how the coordinator snapshots and spreads work
 
 
 def _now() -> int:
@@ -209,8 +210,9 @@ async def _rebalanced(app: Any, **kwargs: Any) -> None:
         and u.get("partition") in owned
         and not _superseded_epoch(u["spec"], owned)
     }  # its drop may be on its way
-    stale = [uid for uid in runtime.supervisor.running() if uid not in wanted]
-    await runtime.supervisor.stop(stale)
+    # told to stop now (their fence refuses their next page), awaited in the background:
+    # the rebalance is not held for a runner's last batch
+    runtime.supervisor.stop_soon([uid for uid in runtime.supervisor.running() if uid not in wanted])
     runtime.supervisor.retain(set(wanted))
     for u in wanted.values():
         runtime.supervisor.ensure(u)

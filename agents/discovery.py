@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Any
 
-from agents.runtime import runtime
+from agents.worker import runtime
 from app.domain import protocol as pr
 from app.domain.discovery import matches, refusal, select, table_name_from_arn, topic_refusals
 from app.domain.errors import AwsError

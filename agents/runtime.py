@@ -1,12 +1,19 @@
-"""What runners share in one worker: settings, AWS edges, output, encoder, metrics,
-and the supervisor that starts/stops one asyncio task per owned work unit."""
+"""What runners share in one worker: its ports (settings, AWS edges, output, control
+reports, metrics, clock), the encoder, and the supervisor that starts/stops one asyncio
+task per owned work unit.
+
+Nothing here reads the environment or imports the Faust app: `build_ports` wires the real
+ports from the settings and the app, and agents/worker.py is the one place that does so.
+Tests hand `Runtime` ports of their own."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.aws.clients import AwsClients
@@ -15,14 +22,15 @@ from app.domain import protocol as pr
 from app.domain.envelope import Encoder
 from app.domain.errors import KafkaRefusedError
 from app.kafka_auth import client_kwargs
-from app.main import app, settings
 from app.metrics import Metrics
 from app.output import Output
-from app.state import send_control
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Runner = Callable[["Runtime", dict[str, Any], asyncio.Event], Awaitable[None]]
+# send_control(key, value): returns the delivery future (app.state.send_control)
+SendControl = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
 class Backoff:
@@ -39,57 +47,112 @@ class Backoff:
         self.attempt = 0
 
 
+class AwsEdge:
+    """The AWS clients of one worker, opened on first use, closed once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._clients: AwsClients | None = None
+        self._lock = asyncio.Lock()
+
+    async def clients(self) -> AwsClients:
+        if self._clients is None:
+            async with self._lock:
+                if self._clients is None:
+                    self._clients = await AwsClients(self._settings).open()
+        return self._clients
+
+    async def tables(self) -> Tables:
+        return Tables((await self.clients()).dynamodb)
+
+    async def streams(self) -> Streams:
+        return Streams((await self.clients()).streams)
+
+    async def tagging(self) -> Tagging:
+        return Tagging((await self.clients()).tagging)
+
+    async def close(self) -> None:
+        if self._clients is not None:
+            await self._clients.close()
+
+
+@dataclass
+class Ports:
+    """Everything a worker's runners talk to.  `build_ports` wires the real ones."""
+
+    settings: Settings
+    output: Output
+    send_control: SendControl
+    streams: Callable[[], Awaitable[Streams]]
+    tables: Callable[[], Awaitable[Tables]]
+    tagging: Callable[[], Awaitable[Tagging]]
+    # the unit row the control agent stored last (app.state.units), for the drain at stop
+    stored_unit: Callable[[str], dict[str, Any] | None] = lambda uid: None
+    flush: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0)
+    close_aws: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0)
+    metrics: Metrics = field(default_factory=Metrics.create)
+    clock: Callable[[], float] = time.monotonic
+
+
+def build_ports(
+    settings: Settings,
+    app: Any,
+    send_control: SendControl,
+    stored_unit: Callable[[str], dict[str, Any] | None],
+) -> Ports:
+    """The real ports: AWS through aiobotocore (opened on first use), Kafka through the
+    Faust app's producer."""
+    aws = AwsEdge(settings)
+    return Ports(
+        settings=settings,
+        output=Output(app, settings, client_kwargs(settings)),
+        send_control=send_control,
+        streams=aws.streams,
+        tables=aws.tables,
+        tagging=aws.tagging,
+        stored_unit=stored_unit,
+        flush=lambda: app.producer.flush(),  # the producer is made when first used
+        close_aws=aws.close,
+    )
+
+
 class Runtime:
-    def __init__(self) -> None:
-        self.settings = settings
-        self.metrics = Metrics.create()
-        self.output = Output(app, settings, client_kwargs(settings))
-        self.encoder = Encoder(settings.kafka_output_format, settings.kafka_tombstones)
-        self._aws: AwsClients | None = None
-        self._aws_lock = asyncio.Lock()
+    def __init__(self, ports: Ports, runners: Mapping[str, Runner]) -> None:
+        self.ports = ports
+        self.settings = ports.settings
+        self.metrics = ports.metrics
+        self.output = ports.output
+        self.streams = ports.streams
+        self.tables = ports.tables
+        self.tagging = ports.tagging
+        self.clock = ports.clock
+        self.encoder = Encoder(self.settings.kafka_output_format, self.settings.kafka_tombstones)
         # AWS pages held at once by all runners of this worker (see runners.InFlight)
-        self.pages = asyncio.Semaphore(settings.worker_max_pages)
-        self.supervisor = Supervisor(self)
+        self.pages = asyncio.Semaphore(self.settings.worker_max_pages)
+        self.supervisor = Supervisor(self, runners)
         # May a runner of this unit still send?  (ownership, epoch; see agents/control.py,
         # which installs the real check; tests hand in their own)
         self.fence: Callable[[dict[str, Any]], bool] = lambda unit: True
 
-    async def aws(self) -> AwsClients:
-        if self._aws is None:
-            async with self._aws_lock:
-                if self._aws is None:
-                    self._aws = await AwsClients(settings).open()
-        return self._aws
-
-    async def tables(self) -> Tables:
-        return Tables((await self.aws()).dynamodb)
-
-    async def streams(self) -> Streams:
-        return Streams((await self.aws()).streams)
-
-    async def tagging(self) -> Tagging:
-        return Tagging((await self.aws()).tagging)
-
     async def report(self, message: pr.Message, wait: bool = False) -> None:
         """Send a runner's report to the control topic (encoded by the one codec)."""
-        fut = await send_control(*pr.encode(message))
+        fut = await self.ports.send_control(*pr.encode(message))
         if wait:
             await fut
 
     async def drain(self, timeout: float) -> None:
         """Stop every runner after its current batch and wait (bounded) until the control
         agent has stored the positions they reported last."""
-        from app.state import units
-
-        deadline = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         self.supervisor.closing = True  # a rebalance completing meanwhile starts nothing
         await self.supervisor.stop_all(grace=timeout / 2)
-        await app.producer.flush()
+        await self.ports.flush()
 
         def behind() -> list[str]:
             late = []
-            for uid, (pos, count) in self.supervisor.local_pos.items():
-                stored = units.get(uid)
+            for uid, (_, count) in self.supervisor.local_pos.items():
+                stored = self.ports.stored_unit(uid)
                 if (
                     stored
                     and stored.get("status") == "active"
@@ -98,7 +161,7 @@ class Runtime:
                     late.append(uid)
             return late
 
-        while (late := behind()) and asyncio.get_running_loop().time() < deadline:
+        while (late := behind()) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         if late:
             log.warning(
@@ -112,8 +175,7 @@ class Runtime:
     async def close(self) -> None:
         await self.supervisor.stop_all()
         await self.output.close()
-        if self._aws is not None:
-            await self._aws.close()
+        await self.ports.close_aws()
 
 
 async def pause(stopping: asyncio.Event, seconds: float) -> bool:
@@ -134,8 +196,9 @@ class Supervisor:
     """One task per unit this worker actively owns.  Stopping is graceful: the runner
     finishes (and checkpoints) its current batch, then is cancelled after `grace`."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, runners: Mapping[str, Runner]) -> None:
         self.rt = rt
+        self.runners = runners
         self.tasks: dict[str, _Entry] = {}
         # positions this worker itself got acknowledged: never restart behind them
         self.local_pos: dict[str, tuple[Any, int]] = {}
@@ -151,8 +214,6 @@ class Supervisor:
     def ensure(self, unit: dict[str, Any]) -> None:
         """Run the unit unless it runs already; a unit still stopping is restarted only
         after its old runner ended (never two readers on one shard)."""
-        from agents.runners import RUNNERS
-
         uid = unit["id"]
         if self.closing:
             return
@@ -171,7 +232,7 @@ class Supervisor:
             previous = current[0]
         stopping = asyncio.Event()
         task = asyncio.ensure_future(
-            self._guard(RUNNERS[unit["spec"]["kind"]], unit, stopping, previous)
+            self._guard(self.runners[unit["spec"]["kind"]], unit, stopping, previous)
         )
         self.tasks[uid] = (task, stopping, int(unit.get("partition", -1)))
 
@@ -268,6 +329,3 @@ class Supervisor:
         for memory in (self.local_pos, self.finished):
             for uid in [u for u in memory if u not in keep]:
                 del memory[uid]
-
-
-runtime = Runtime()

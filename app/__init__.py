@@ -14,7 +14,7 @@ def __getattr__(name: str) -> Any:
         # imported for what they register on the app (agents, timers, pages, commands)
         import agents.control
         import agents.discovery
-        import agents.status  # noqa: F401
+        import agents.web_pages  # noqa: F401
         import app.cli
         import app.main
 

@@ -7,7 +7,7 @@
     deployment [--adopt]     the settings that own this APP_ID; --adopt makes the current
                              ones the deployment's (workers with other settings refuse to start)
 
-They read the cluster's state from the changelog topics (app.view.ClusterView) and
+They read the cluster's state from the changelog topics (app.cluster_view.ClusterView) and
 act only through the control topic, like the workers do: no worker needs to be asked.
 """
 
@@ -21,12 +21,12 @@ from typing import Any
 import click
 from faust.cli import AppCommand, argument, option
 
+from app.cluster_view import ClusterView
 from app.domain import protocol
 from app.domain.status import duration
 from app.kafka_auth import client_kwargs
 from app.main import app, settings
 from app.state import DEPLOYMENT
-from app.view import ClusterView
 
 
 def _view() -> ClusterView:

@@ -177,7 +177,7 @@ def faust_credentials(s: Settings) -> dict[str, Any]:
 def client_kwargs(s: Settings) -> dict[str, Any]:
     """The same security settings as aiokafka client keyword arguments (``security_protocol``,
     ``ssl_context``, ``sasl_*``): for the admin client used at start (app.bootstrap), the
-    output's admin client, the cluster view (app/view.py) and the CLI's consumer/producer.
+    output's admin client, the cluster view (app/cluster_view.py) and the CLI's consumer/producer.
     ``{}`` for PLAINTEXT."""
     if s.kafka_security_protocol == "PLAINTEXT":
         return {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import faust
@@ -37,13 +37,17 @@ settings = _or_exit(Settings.from_env)
 
 
 class ReplicatorApp(faust.App):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # run first at stop (agents/worker.py adds the runners' drain)
+        self.before_stop: list[Callable[[], Awaitable[None]]] = []
+
     async def on_stop(self) -> None:
         """Graceful shutdown (SIGTERM): runners finish their batch and report their last
         checkpoint while the control agent still runs, so a restart resumes exactly there;
         only then does Faust drain streams and close the tables."""
-        from agents.runtime import runtime
-
-        await runtime.drain(timeout=20.0)
+        for hook in self.before_stop:
+            await hook()
         await super().on_stop()
 
     async def on_first_start(self) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
+from app.domain.coordinator import Policy
 from app.domain.deployment import IDENTITY
 from app.domain.discovery import (
     APP_ID_MAX,
@@ -566,6 +567,18 @@ class Settings:
         if not _TABLE.fullmatch(table) or len(topic) > _TOPIC_MAX:
             raise ValueError(f"table {table!r} gives no valid Kafka topic name ({topic!r})")
         return topic
+
+    def policy(self) -> Policy:
+        """How the coordinator snapshots tables and spreads their work (its pure input)."""
+        return Policy(
+            mode=self.dynamodb_sync_mode,
+            stream_start=self.dynamodb_stream_start,
+            overlap_ms=int(self.dynamodb_snapshot_overlap * 1000),
+            segments=self.dynamodb_scan_segments,
+            rcu_percent=self.dynamodb_scan_rcu_percent,
+            max_rcu=self.dynamodb_scan_max_rcu,
+            retention_ms=int(self.dynamodb_stream_retention * 1000),
+        )
 
     def masked(self) -> dict[str, str]:
         """Every setting as text for the startup log; secrets shown as '***' when set, and

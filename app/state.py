@@ -1,4 +1,5 @@
-"""The control topic and the two changelog-backed tables it feeds, declared once.
+"""The control topic and the two changelog-backed tables it feeds, declared once (the
+coordinator's Policy is the settings' own: Settings.policy()).
 
 All three share STATE_PARTITIONS partitions (co-partitioned): a message keyed
 ``t:<table>`` or ``u:<unit>`` lands on the partition whose table rows it may write.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.domain.coordinator import Policy
 from app.domain.deployment import fingerprint
 from app.main import app, settings
 
@@ -43,14 +43,4 @@ units = app.Table(
     partitions=settings.state_partitions,
     key_type=str,
     help="Scan segments, shards and watchers: positions",
-)
-
-policy = Policy(
-    mode=settings.dynamodb_sync_mode,
-    stream_start=settings.dynamodb_stream_start,
-    overlap_ms=int(settings.dynamodb_snapshot_overlap * 1000),
-    segments=settings.dynamodb_scan_segments,
-    rcu_percent=settings.dynamodb_scan_rcu_percent,
-    max_rcu=settings.dynamodb_scan_max_rcu,
-    retention_ms=int(settings.dynamodb_stream_retention * 1000),
 )

@@ -80,16 +80,21 @@ class PagedTables:
 
 
 def _bench_runtime(streams: Any = None, tables: Any = None) -> Any:
-    from agents.runtime import Runtime
+    """The worker's real ports (settings, output, control reports), AWS replaced."""
+    from agents.runners import RUNNERS
+    from agents.runtime import Runtime, build_ports
+    from app.main import app, settings
+    from app.state import send_control, units
 
-    class BenchRuntime(Runtime):
-        async def streams(self) -> Any:  # type: ignore[override]
-            return streams
+    async def fixed_streams() -> Any:
+        return streams
 
-        async def tables(self) -> Any:  # type: ignore[override]
-            return tables
+    async def fixed_tables() -> Any:
+        return tables
 
-    return BenchRuntime()
+    ports = build_ports(settings, app, send_control, units.get)
+    ports.streams, ports.tables = fixed_streams, fixed_tables
+    return Runtime(ports, RUNNERS)
 
 
 def _shard_unit(table: str, arn: str, shard: str, n: int) -> dict[str, Any]:

@@ -71,107 +71,106 @@ def internal_topic_problems(
                 TopicProblem(
                     name,
                     True,
-                    (
-                        f"internal topic {name} cannot be used: Kafka did not describe it after "
-                        f"creating it ({errors.get(name, 'unknown topic')})"
-                    ),
+                    f"internal topic {name} cannot be used: Kafka did not describe it after "
+                    f"creating it ({errors.get(name, 'unknown topic')})",
                 )
             )
             continue
-        if have.partitions != want.partitions:
-            problems.append(
-                TopicProblem(
-                    name,
-                    True,
-                    (
-                        f"internal topic {name} has {have.partitions} partitions, STATE_PARTITIONS is "
-                        f"{want.partitions}: the control topic and the state changelogs must all have "
-                        "STATE_PARTITIONS partitions (Faust's tables are co-partitioned with the control "
-                        "topic), which cannot change after the first start; set STATE_PARTITIONS="
-                        f"{have.partitions} as at the first start, or start afresh under a new APP_ID"
-                    ),
-                )
-            )
-        if have.config is None:
-            problems.append(
-                TopicProblem(
-                    name,
-                    False,
-                    (
-                        f"internal topic {name}: Kafka did not return its configuration "
-                        f"({errors.get(name, 'no answer')}), so its cleanup.policy (compact for a "
-                        "changelog) and max.message.bytes are not checked; allow the worker to describe "
-                        "its topics' configurations (DescribeConfigs)"
-                    ),
-                )
-            )
-        elif "compact" in _policies(want.config):
-            policies = _policies(have.config)
-            shown = ",".join(sorted(policies)) or "(none)"
-            if "compact" not in policies:
-                problems.append(
-                    TopicProblem(
-                        name,
-                        True,
-                        (
-                            f"internal topic {name} has cleanup.policy={shown}; a state changelog "
-                            "needs compact: otherwise Kafka deletes the replicator's state (checkpoints, "
-                            "scan cursors, table phases) by age and a restart loses it; fix it with "
-                            f"kafka-configs --alter --entity-type topics --entity-name {name} "
-                            "--add-config cleanup.policy=compact"
-                        ),
-                    )
-                )
-            elif "delete" in policies:
-                problems.append(
-                    TopicProblem(
-                        name,
-                        False,
-                        (
-                            f"internal topic {name} has cleanup.policy={shown}: state not rewritten "
-                            "within the topic's retention.ms is deleted (a table idle that long loses "
-                            "its checkpoints); set cleanup.policy=compact"
-                        ),
-                    )
-                )
-        need = int(want.config.get("max.message.bytes", "0"))
-        limit = int((have.config or {}).get("max.message.bytes", str(need)))
-        if limit < need:
-            problems.append(
-                TopicProblem(
-                    name,
-                    False,
-                    (
-                        f"internal topic {name} has max.message.bytes={limit}; the replicator's state "
-                        f"records need up to {need} (a table whose stream has thousands of shards): "
-                        f"raise it with kafka-configs --alter --entity-type topics --entity-name {name} "
-                        f"--add-config max.message.bytes={need}"
-                    ),
-                )
-            )
-        if have.replication < want.replication:
-            problems.append(
-                TopicProblem(
-                    name,
-                    False,
-                    (
-                        f"internal topic {name} has replication factor {have.replication}, "
-                        f"KAFKA_TOPIC_REPLICATION is {want.replication}: losing a broker may lose the "
-                        "replicator's state; add replicas with kafka-reassign-partitions"
-                    ),
-                )
-            )
-        elif have.replication == 1 and brokers > 1:
-            problems.append(
-                TopicProblem(
-                    name,
-                    False,
-                    (
-                        f"internal topic {name} has replication factor 1 on a cluster of {brokers} "
-                        "brokers: losing one broker loses the replicator's state (checkpoints, scan "
-                        "cursors); set KAFKA_TOPIC_REPLICATION (3 on a real cluster) before the first "
-                        "start, or add replicas with kafka-reassign-partitions"
-                    ),
-                )
-            )
+        for check in (_partitions, _cleanup_policy, _message_size, _replication):
+            problem = check(name, want, have, errors, brokers)
+            if problem is not None:
+                problems.append(problem)
     return problems
+
+
+def _partitions(
+    name: str, want: TopicSpec, have: TopicFacts, errors: Mapping[str, str], brokers: int
+) -> TopicProblem | None:
+    if have.partitions == want.partitions:
+        return None
+    return TopicProblem(
+        name,
+        True,
+        f"internal topic {name} has {have.partitions} partitions, STATE_PARTITIONS is "
+        f"{want.partitions}: the control topic and the state changelogs must all have "
+        "STATE_PARTITIONS partitions (Faust's tables are co-partitioned with the control "
+        "topic), which cannot change after the first start; set STATE_PARTITIONS="
+        f"{have.partitions} as at the first start, or start afresh under a new APP_ID",
+    )
+
+
+def _cleanup_policy(
+    name: str, want: TopicSpec, have: TopicFacts, errors: Mapping[str, str], brokers: int
+) -> TopicProblem | None:
+    if have.config is None:
+        return TopicProblem(
+            name,
+            False,
+            f"internal topic {name}: Kafka did not return its configuration "
+            f"({errors.get(name, 'no answer')}), so its cleanup.policy (compact for a "
+            "changelog) and max.message.bytes are not checked; allow the worker to describe "
+            "its topics' configurations (DescribeConfigs)",
+        )
+    if "compact" not in _policies(want.config):
+        return None
+    policies = _policies(have.config)
+    shown = ",".join(sorted(policies)) or "(none)"
+    if "compact" not in policies:
+        return TopicProblem(
+            name,
+            True,
+            f"internal topic {name} has cleanup.policy={shown}; a state changelog "
+            "needs compact: otherwise Kafka deletes the replicator's state (checkpoints, "
+            "scan cursors, table phases) by age and a restart loses it; fix it with "
+            f"kafka-configs --alter --entity-type topics --entity-name {name} "
+            "--add-config cleanup.policy=compact",
+        )
+    if "delete" in policies:
+        return TopicProblem(
+            name,
+            False,
+            f"internal topic {name} has cleanup.policy={shown}: state not rewritten "
+            "within the topic's retention.ms is deleted (a table idle that long loses "
+            "its checkpoints); set cleanup.policy=compact",
+        )
+    return None
+
+
+def _message_size(
+    name: str, want: TopicSpec, have: TopicFacts, errors: Mapping[str, str], brokers: int
+) -> TopicProblem | None:
+    need = int(want.config.get("max.message.bytes", "0"))
+    limit = int((have.config or {}).get("max.message.bytes", str(need)))
+    if limit >= need:
+        return None
+    return TopicProblem(
+        name,
+        False,
+        f"internal topic {name} has max.message.bytes={limit}; the replicator's state "
+        f"records need up to {need} (a table whose stream has thousands of shards): "
+        f"raise it with kafka-configs --alter --entity-type topics --entity-name {name} "
+        f"--add-config max.message.bytes={need}",
+    )
+
+
+def _replication(
+    name: str, want: TopicSpec, have: TopicFacts, errors: Mapping[str, str], brokers: int
+) -> TopicProblem | None:
+    if have.replication < want.replication:
+        return TopicProblem(
+            name,
+            False,
+            f"internal topic {name} has replication factor {have.replication}, "
+            f"KAFKA_TOPIC_REPLICATION is {want.replication}: losing a broker may lose the "
+            "replicator's state; add replicas with kafka-reassign-partitions",
+        )
+    if have.replication == 1 and brokers > 1:
+        return TopicProblem(
+            name,
+            False,
+            f"internal topic {name} has replication factor 1 on a cluster of {brokers} "
+            "brokers: losing one broker loses the replicator's state (checkpoints, scan "
+            "cursors); set KAFKA_TOPIC_REPLICATION (3 on a real cluster) before the first "
+            "start, or add replicas with kafka-reassign-partitions",
+        )
+    return None

@@ -119,9 +119,15 @@ class Kafka:
     ) -> None:
         self.dead.append((table, where, error, keys, size, payload))
 
-    async def report(self, message: pr.Message, wait: bool = False) -> None:
-        key, value = pr.encode(message)  # what the control topic would carry
+    async def send_control(self, key: str, value: dict[str, Any]) -> asyncio.Future[None]:
+        """The control topic's port: logged as sent, delivered at once."""
         self.log.append(("report", key, value))
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered
+
+    async def report(self, message: pr.Message, wait: bool = False) -> None:
+        await self.send_control(*pr.encode(message))  # what the control topic would carry
 
     def values(self) -> list[dict]:
         return [v for e in self.log if e[0] == "sent" for v in e[1]]

@@ -384,7 +384,7 @@ async def test_messages_from_another_deployment_are_counted_and_logged_once(
 ):
     """Issue 11 item 3: a sender with other deployment settings (two deployments on one
     APP_ID, or an adopted change rolling out) is seen; its message is still applied."""
-    from agents.runtime import runtime
+    from agents.worker import runtime
     from app.state import DEPLOYMENT
 
     caplog.set_level(logging.ERROR, logger="agents.control")

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from agents import runners
-from agents.runtime import Backoff, Runtime
+from agents.runtime import Backoff, Ports, Runtime
 from app.aws.dynamodb import Streams, Tables
 from app.domain import coordinator as co
 from app.domain import protocol as pr
+from app.settings import Settings
 from tests.agents.runner_fakes import FakeDynamo, Kafka, RecordingStreams
 from tests.fakes.streams import START_TIME, FakeStreams
 
@@ -148,9 +149,8 @@ def dynamo() -> FakeDynamo:
 
 @pytest.fixture
 async def rt(fake: RecordingStreams, dynamo: FakeDynamo, kafka: Kafka) -> AsyncIterator[Runtime]:
-    rt = Runtime()  # its own Metrics registry and Supervisor
-    rt.settings = dataclasses.replace(
-        rt.settings,
+    settings = dataclasses.replace(
+        Settings.from_env(),
         dynamodb_poll_interval=0.005,
         kafka_max_record_bytes=MAX_BYTES,
         dynamodb_scan_page_limit=3,
@@ -162,8 +162,11 @@ async def rt(fake: RecordingStreams, dynamo: FakeDynamo, kafka: Kafka) -> AsyncI
     async def tables() -> Tables:
         return Tables(dynamo)
 
-    rt.streams, rt.tables = streams, tables  # type: ignore[method-assign]
-    rt.output, rt.report = kafka, kafka.report  # type: ignore[assignment,method-assign]
+    async def tagging() -> Any:
+        raise AssertionError("runners never list tags")
+
+    ports = Ports(settings, kafka, kafka.send_control, streams, tables, tagging)  # type: ignore[arg-type]
+    rt = Runtime(ports, runners.RUNNERS)  # its own Metrics registry and Supervisor
     yield rt
     await rt.supervisor.stop_all(grace=1.0)
 
@@ -754,12 +757,6 @@ async def test_worker_memory_of_units_does_not_outlive_them(rt):
 async def test_no_runner_starts_once_the_worker_drains(fake, stream, kafka, rt, monkeypatch):
     """A rebalance completing during the graceful shutdown started a runner after the
     drain had stopped them all (seen in a worker log: it read on after 'runners stopped')."""
-    import agents.runtime
-
-    async def flushed() -> None:
-        return None
-
-    monkeypatch.setattr(agents.runtime.app.producer, "flush", flushed)  # no broker here
     arn, shard = stream
     await rt.drain(timeout=0.2)
     rt.supervisor.ensure(shard_unit(arn, shard))

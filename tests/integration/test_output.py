@@ -171,7 +171,7 @@ async def test_batches_fit_the_topics_limit_and_a_refused_record_goes_to_the_dlq
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType  # type: ignore[import-untyped]
 
     from agents import runners
-    from agents.runtime import Runtime
+    from agents.runtime import Ports, Runtime
 
     servers = bootstrap(stack)
     topic = f"output-small-{uid}"
@@ -180,17 +180,19 @@ async def test_batches_fit_the_topics_limit_and_a_refused_record_goes_to_the_dlq
     await admin.start()
     await admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "6000"})])
     await kafka.start()
-    rt = Runtime()
-    rt.settings = _settings(stack, uid)
+    reports: list[Any] = []
+
+    async def send_control(key: str, value: Any) -> Any:
+        reports.append(value)
+
+    async def no_aws() -> Any:
+        raise AssertionError("delivery needs no AWS")
+
+    settings = _settings(stack, uid)
+    output = Output(_App(admin, kafka), settings)
+    rt = Runtime(Ports(settings, output, send_control, no_aws, no_aws, no_aws), runners.RUNNERS)
     try:
-        rt.output = Output(_App(admin, kafka), rt.settings)
         unit = {"id": f"shard|t-{uid}|1|arn|s", "spec": {"table": f"t-{uid}"}}
-        reports: list[Any] = []
-
-        async def report(message: Any, wait: bool = False) -> None:
-            reports.append(message)
-
-        rt.report = report  # type: ignore[method-assign]
         ok = [
             (f'{{"pk":"k{i}"}}'.encode(), json.dumps({"n": i, "pad": "x" * 500}).encode())
             for i in range(40)

@@ -131,7 +131,7 @@ def group_arn(group: str, cluster: str = "prod") -> str:
 
 def worker_operations(prefix: str, app_id: str) -> list[tuple[str, str, str]]:
     """(action, resource, why) for every Kafka operation of the worker, its status view
-    and the CLI (app/main.py, app/bootstrap.py, app/output.py, app/view.py, app/cli.py)."""
+    and the CLI (app/main.py, app/bootstrap.py, app/output.py, app/cluster_view.py, app/cli.py)."""
     ops = [
         ("kafka-cluster:Connect", cluster_arn(), "every connection (SASL/OAUTHBEARER)"),
         # the broker count, for the replication check of the internal topics at start

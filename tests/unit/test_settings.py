@@ -592,3 +592,24 @@ def test_list_and_text_settings_are_bounded_too() -> None:
         }
     )
     assert len(ok.dynamodb_tag_filters) == 50 and len(ok.dynamodb_tables) == 10_000
+
+
+def test_the_coordinators_policy_comes_from_the_settings() -> None:
+    s = Settings.from_env(
+        {
+            "DYNAMODB_SYNC_MODE": "STREAM_ONLY",
+            "DYNAMODB_SNAPSHOT_OVERLAP": "2.5",
+            "DYNAMODB_SCAN_SEGMENTS": "12",
+            "DYNAMODB_SCAN_RCU_PERCENT": "40",
+            "DYNAMODB_STREAM_RETENTION": "3600",
+        }
+    )
+    p = s.policy()
+    assert (p.mode, p.overlap_ms, p.segments, p.rcu_percent, p.retention_ms) == (
+        "stream_only",
+        2500,
+        12,
+        40.0,
+        3_600_000,
+    )
+    assert p.max_rcu == s.dynamodb_scan_max_rcu and p.stream_start == s.dynamodb_stream_start

@@ -14,11 +14,11 @@ from typing import Any
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agents.runtime import runtime
+from agents.worker import runtime
+from app.cluster_view import ClusterView
 from app.domain.status import progress_line, refused_tables
 from app.kafka_auth import client_kwargs
 from app.main import app, settings
-from app.view import ClusterView
 
 log = logging.getLogger(__name__)
 PAGE = (Path(__file__).resolve().parents[1] / "app" / "static" / "status.html").read_text()

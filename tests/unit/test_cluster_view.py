@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+from app.cluster_view import ClusterView
 from app.domain import coordinator as co
-from app.view import ClusterView
 
 NOW = 1_800_000_000_000
 T, U = "app-tables-changelog", "app-units-changelog"
