@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from faust.types import TP
 
@@ -85,7 +85,7 @@ async def handle_unit(msg: pr.UnitMessage, partition: int) -> None:
         units[uid] = out.state
     await _send(out.forward)
     if out.action == "ensure" and out.state is not None:
-        runtime.supervisor.ensure(out.state)
+        runtime.supervisor.ensure(cast(co.UnitState, out.state))  # the row just stored
     elif out.action == "stop":  # not awaited: the runner's fence stops its sends already
         runtime.supervisor.stop_soon([uid], forget=out.state is None)
     if out.state is None:
@@ -162,7 +162,7 @@ def _control_partitions(tps: Any) -> set[int]:
     return {tp.partition for tp in tps if tp.topic == control_topic.get_topic_name()}
 
 
-def _superseded_epoch(spec: dict[str, Any], owned: set[int]) -> bool:
+def _superseded_epoch(spec: co.UnitSpec, owned: set[int]) -> bool:
     """The unit's table has moved to another epoch, as far as this worker can tell: only
     a row of a partition it actively owns is current (RocksDB keeps the rows of partitions
     that moved away, frozen at their last value)."""
@@ -174,7 +174,7 @@ def _superseded_epoch(spec: dict[str, Any], owned: set[int]) -> bool:
     )
 
 
-def is_current(unit: dict[str, Any]) -> bool:
+def is_current(unit: co.UnitState) -> bool:
     """The fence a runner passes before each page it sends: its unit is still stored as
     active in the same epoch, on a control partition this worker actively owns."""
     stored = units.get(unit["id"])

@@ -18,6 +18,7 @@ from agents.runtime import Backoff, Runtime, pause
 from app.aws.dynamodb import Streams
 from app.domain import codec, coordinator, limits, pages
 from app.domain import protocol as pr
+from app.domain.coordinator import UnitState
 from app.domain.envelope import SnapshotInfo
 from app.domain.errors import (
     AwsError,
@@ -41,7 +42,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _start_pos(rt: Runtime, unit: dict[str, Any]) -> tuple[Any, int]:
+def _start_pos(rt: Runtime, unit: UnitState) -> tuple[Any, int]:
     pos, count = unit.get("pos"), int(unit.get("count") or 0)
     local = rt.supervisor.local_pos.get(unit["id"])
     if local and local[1] > count:
@@ -51,7 +52,7 @@ def _start_pos(rt: Runtime, unit: dict[str, Any]) -> tuple[Any, int]:
 
 async def _deliver(
     rt: Runtime,
-    unit: dict[str, Any],
+    unit: UnitState,
     topic: str,
     messages: list[tuple[bytes, Any]],
     where: str,
@@ -148,7 +149,7 @@ async def _deliver(
     rt.metrics.bytes_out.labels(table).inc(sum(map(len, values)))
 
 
-async def _topic_limit(rt: Runtime, unit: dict[str, Any], topic: str) -> int:
+async def _topic_limit(rt: Runtime, unit: UnitState, topic: str) -> int:
     """The largest record the topic takes (a topic made usable on its first use)."""
     backoff = Backoff(0.5, 10.0)
     while True:
@@ -218,19 +219,19 @@ async def _aws_retry(
     await pause(stopping, delay)
 
 
-async def _fail(rt: Runtime, unit: dict[str, Any], exc: BaseException) -> None:
+async def _fail(rt: Runtime, unit: UnitState, exc: BaseException) -> None:
     log.error("%s: permanent error, pausing the table: %s", unit["id"], exc)
     await rt.report(pr.Failed(uid=unit["id"], error=str(exc)[:500]), wait=True)
 
 
-async def _finish(rt: Runtime, unit: dict[str, Any], message: pr.Finish) -> None:
+async def _finish(rt: Runtime, unit: UnitState, message: pr.Finish) -> None:
     """The unit's work is complete: remember it in this worker (a repeated create must not
     re-run it) and report it."""
     rt.supervisor.finished[unit["id"]] = message
     await rt.report(message, wait=True)
 
 
-def _superseded(rt: Runtime, unit: dict[str, Any]) -> bool:
+def _superseded(rt: Runtime, unit: UnitState) -> bool:
     """True when this runner may no longer send for the unit (dropped, stopped, another
     epoch, or its partition is no longer ours): its page is not sent and not
     checkpointed; the unit's current owner reads it again."""
@@ -245,7 +246,7 @@ def _superseded(rt: Runtime, unit: dict[str, Any]) -> bool:
     return True
 
 
-async def _resnapshot(rt: Runtime, unit: dict[str, Any], reason: str) -> None:
+async def _resnapshot(rt: Runtime, unit: UnitState, reason: str) -> None:
     spec = unit["spec"]
     log.warning("%s: %s -> automatic re-snapshot of table %s", unit["id"], reason, spec["table"])
     await rt.report(
@@ -325,7 +326,7 @@ class InFlight:
 
 async def _after_aws_error(
     rt: Runtime,
-    unit: dict[str, Any],
+    unit: UnitState,
     op: str,
     exc: AwsError,
     backoff: Backoff,
@@ -344,8 +345,8 @@ async def _after_aws_error(
 
 
 # ---------------------------------------------------------------- scan segment
-async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -> None:
-    spec = unit["spec"]
+async def run_scan(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> None:
+    spec = coordinator.scan_spec(unit)
     table, seg, total = spec["table"], spec["segment"], spec["total"]
     topic = rt.settings.topic_for(table)
     pos, count = _start_pos(rt, unit)
@@ -403,13 +404,13 @@ async def run_scan(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -
 
 async def _encode_items(
     rt: Runtime,
-    unit: dict[str, Any],
+    unit: UnitState,
     items: list[dict[str, Any]],
     snap_start: int,
     snap: SnapshotInfo,
     where: str,
 ) -> list[Message]:
-    spec = unit["spec"]
+    spec = coordinator.scan_spec(unit)
     table, names = spec["table"], spec["key_names"]
     messages: list[Message] = []
     for item in items:
@@ -425,7 +426,7 @@ async def _encode_items(
 
 async def _commit_scan(
     rt: Runtime,
-    unit: dict[str, Any],
+    unit: UnitState,
     fenced: asyncio.Event,
     topic: str,
     messages: list[Message],
@@ -435,7 +436,7 @@ async def _commit_scan(
     if _superseded(rt, unit):
         fenced.set()
         return
-    spec = unit["spec"]
+    spec = coordinator.scan_spec(unit)
     table = spec["table"]
     await _deliver(
         rt, unit, topic, messages, f"segment {spec['segment']}/{spec['total']}", "snapshot"
@@ -447,8 +448,8 @@ async def _commit_scan(
 
 
 # ---------------------------------------------------------------- shard
-async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -> None:
-    spec = unit["spec"]
+async def run_shard(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> None:
+    spec = coordinator.shard_spec(unit)
     table, arn, shard = spec["table"], spec["stream_arn"], spec["shard_id"]
     topic = rt.settings.topic_for(table)
     cutoff = int(spec.get("cutoff_ms") or 0)
@@ -525,15 +526,15 @@ async def run_shard(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) 
 
 
 async def _encode_changes(
-    rt: Runtime, unit: dict[str, Any], records: list[StreamRecord]
+    rt: Runtime, unit: UnitState, records: list[StreamRecord]
 ) -> list[Message]:
-    spec = unit["spec"]
+    spec = coordinator.shard_spec(unit)
     table, arn, shard = spec["table"], spec["stream_arn"], spec["shard_id"]
     snap = None
-    if spec.get("snapshot_start_ms"):
+    if start_ms := spec.get("snapshot_start_ms"):
         snap = SnapshotInfo(
             running=False,
-            start_ms=spec["snapshot_start_ms"],
+            start_ms=start_ms,
             end_ms=spec.get("snapshot_end_ms"),
             count=spec.get("snapshot_items") or 0,
         )
@@ -562,7 +563,7 @@ async def _encode_changes(
 
 async def _commit_shard(
     rt: Runtime,
-    unit: dict[str, Any],
+    unit: UnitState,
     fenced: asyncio.Event,
     topic: str,
     messages: list[Message],
@@ -571,7 +572,7 @@ async def _commit_shard(
     if _superseded(rt, unit):
         fenced.set()
         return
-    spec = unit["spec"]
+    spec = coordinator.shard_spec(unit)
     table, shard = spec["table"], spec["shard_id"]
     if messages:
         await _deliver(rt, unit, topic, messages, f"shard {shard}", "stream")
@@ -591,7 +592,7 @@ async def _commit_shard(
 
 async def _finish_shard(
     rt: Runtime,
-    unit: dict[str, Any],
+    unit: UnitState,
     flight: InFlight,
     fenced: asyncio.Event,
     streams: Streams,
@@ -602,7 +603,7 @@ async def _finish_shard(
     await flight.wait()
     if fenced.is_set():
         return
-    spec = unit["spec"]
+    spec = coordinator.shard_spec(unit)
     table, shard = spec["table"], spec["shard_id"]
     listing = None
     try:
@@ -614,8 +615,8 @@ async def _finish_shard(
 
 
 # ---------------------------------------------------------------- stream watcher
-async def run_watch(rt: Runtime, unit: dict[str, Any], stopping: asyncio.Event) -> None:
-    spec = unit["spec"]
+async def run_watch(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> None:
+    spec = coordinator.watch_spec(unit)
     table, arn = spec["table"], spec["stream_arn"]
     streams = await rt.streams()
     last: list[Any] | None = None

@@ -19,6 +19,7 @@ from typing import Any
 from app.aws.clients import AwsClients
 from app.aws.dynamodb import Streams, Tables, Tagging
 from app.domain import protocol as pr
+from app.domain.coordinator import UnitState
 from app.domain.envelope import Encoder
 from app.domain.errors import KafkaRefusedError
 from app.kafka_auth import client_kwargs
@@ -28,7 +29,7 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[["Runtime", dict[str, Any], asyncio.Event], Awaitable[None]]
+Runner = Callable[["Runtime", UnitState, asyncio.Event], Awaitable[None]]
 # send_control(key, value): returns the delivery future (app.state.send_control)
 SendControl = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
@@ -132,7 +133,7 @@ class Runtime:
         self.supervisor = Supervisor(self, runners)
         # May a runner of this unit still send?  (ownership, epoch; see agents/control.py,
         # which installs the real check; tests hand in their own)
-        self.fence: Callable[[dict[str, Any]], bool] = lambda unit: True
+        self.fence: Callable[[UnitState], bool] = lambda unit: True
 
     async def report(self, message: pr.Message, wait: bool = False) -> None:
         """Send a runner's report to the control topic (encoded by the one codec)."""
@@ -211,7 +212,7 @@ class Supervisor:
     def running(self) -> list[str]:
         return sorted(uid for uid, (t, _, _) in self.tasks.items() if not t.done())
 
-    def ensure(self, unit: dict[str, Any]) -> None:
+    def ensure(self, unit: UnitState) -> None:
         """Run the unit unless it runs already; a unit still stopping is restarted only
         after its old runner ended (never two readers on one shard)."""
         uid = unit["id"]
@@ -239,7 +240,7 @@ class Supervisor:
     async def _guard(
         self,
         runner: Runner,
-        unit: dict[str, Any],
+        unit: UnitState,
         stopping: asyncio.Event,
         previous: asyncio.Task[None] | None,
     ) -> None:

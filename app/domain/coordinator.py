@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Required, TypedDict, TypeVar
 
 from app.domain import lineage
 from app.domain import protocol as pr
@@ -40,7 +40,86 @@ RETENTION_MS = 24 * 3600 * 1000
 ACTIVE = ("INIT_SYNC", "STREAMING")
 RETIRED_HEALS = 5  # sweeps that repeat the drops of a superseded epoch
 
-State = dict[str, Any]
+State = dict[str, Any]  # a table's state (the keys above)
+
+
+class _Spec(TypedDict, total=False):
+    table: Required[str]
+    epoch: Required[int]
+    key_names: Required[list[str]]
+    cutoff_ms: int  # stream records older than this are covered by the snapshot
+    snapshot_start_ms: int | None
+    snapshot_end_ms: int | None
+    snapshot_items: int | None
+
+
+class ScanSpec(_Spec, total=False):
+    """Scan segment `segment` of `total`, at `rcu` capacity units/s (None: unpaced)."""
+
+    kind: Required[Literal["scan"]]
+    segment: Required[int]
+    total: Required[int]
+    rcu: float | None
+    stream_arn: str | None
+
+
+class ShardSpec(_Spec, total=False):
+    """One shard of the table's stream, read after its parent."""
+
+    kind: Required[Literal["shard"]]
+    stream_arn: Required[str]
+    shard_id: Required[str]
+    parent: str | None
+
+
+class WatchSpec(_Spec, total=False):
+    """The stream's shard listing, refreshed."""
+
+    kind: Required[Literal["watch"]]
+    stream_arn: Required[str]
+
+
+# What a work unit does, fixed when it is created (the ``spec`` of a unit row); ``kind``
+# tells the variant.
+UnitSpec = ScanSpec | ShardSpec | WatchSpec
+
+
+class UnitState(TypedDict, total=False):
+    """A unit row of the ``units`` table (one per scan segment, shard, stream watcher)."""
+
+    id: Required[str]
+    spec: Required[UnitSpec]
+    status: Literal["active", "finished", "failed", "stopped"]
+    pos: Any  # scan: the SDK-v1 cursor; shard: the last sequence number sent (a string)
+    count: int  # items or records sent
+    partition: int  # the control partition that owns it
+    lag_ms: int | None
+    ts_ms: int | None
+    error: str | None
+    updated_ms: int
+
+
+def scan_spec(unit: UnitState) -> ScanSpec:
+    spec = unit["spec"]
+    if spec["kind"] != "scan":
+        raise ValueError(f"unit {unit['id']} is a {spec['kind']} unit, not a scan segment")
+    return spec
+
+
+def shard_spec(unit: UnitState) -> ShardSpec:
+    spec = unit["spec"]
+    if spec["kind"] != "shard":
+        raise ValueError(f"unit {unit['id']} is a {spec['kind']} unit, not a shard")
+    return spec
+
+
+def watch_spec(unit: UnitState) -> WatchSpec:
+    spec = unit["spec"]
+    if spec["kind"] != "watch":
+        raise ValueError(f"unit {unit['id']} is a {spec['kind']} unit, not a stream watcher")
+    return spec
+
+
 _T = TypeVar("_T", pr.UnitDone, pr.Shards, pr.UnitFailed)
 Command = tuple[str, dict[str, Any]]  # (control-topic key, message), from pr.encode
 
@@ -104,13 +183,13 @@ def _stop(unit_id: str) -> Command:
     return pr.encode(pr.StopUnit(uid=unit_id))
 
 
-def _create(unit_id: str, spec: dict[str, Any]) -> Command:
-    return pr.encode(pr.Create(uid=unit_id, spec=spec))
+def _create(unit_id: str, spec: UnitSpec) -> Command:
+    return pr.encode(pr.Create(uid=unit_id, spec=dict(spec)))
 
 
-def _unit_spec(s: State, kind: str, **extra: Any) -> dict[str, Any]:
+def _unit_spec(s: State, kind: Literal["scan", "shard", "watch"], **extra: Any) -> UnitSpec:
     snap = s.get("snapshot") or {}
-    return {
+    spec: dict[str, Any] = {
         "kind": kind,
         "table": s["name"],
         "epoch": s["epoch"],
@@ -120,8 +199,9 @@ def _unit_spec(s: State, kind: str, **extra: Any) -> dict[str, Any]:
         "snapshot_start_ms": snap.get("start_ms"),
         "snapshot_end_ms": snap.get("end_ms"),
         "snapshot_items": snap.get("items"),
-        **extra,
     }
+    spec.update(extra)  # the kind's own keys
+    return spec  # type: ignore[return-value]  # the variant `kind` names
 
 
 def _scan_units(s: State) -> list[str]:

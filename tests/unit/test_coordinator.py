@@ -179,6 +179,19 @@ def test_new_table_snapshot_and_stream_starts_init_sync():
         }
 
 
+def test_a_units_spec_is_read_as_the_variant_its_kind_names():
+    out = co.on_discovered(None, info(read_capacity=30), NOW, P)
+    key, msg = out.commands[0]
+    created = co.on_unit(None, key.removeprefix("u:"), msg, 0, NOW).state
+    assert created is not None
+    unit: co.UnitState = {"id": created["id"], "spec": created["spec"]}
+    assert co.scan_spec(unit)["segment"] == 0 and co.scan_spec(unit)["total"] == 3
+    with pytest.raises(ValueError, match="is a scan unit, not a shard"):
+        co.shard_spec(unit)
+    with pytest.raises(ValueError, match="is a scan unit, not a stream watcher"):
+        co.watch_spec(unit)
+
+
 def test_new_table_auto_segments_and_unlimited_rcu():
     out = co.on_discovered(None, info(item_count=20_000, size_bytes=1), NOW, Policy())
     assert out.state["snapshot"]["total"] == 4  # > 10,000 items: at least 4 segments
