@@ -45,6 +45,9 @@ async def _apply_table(name: str, out: co.Outcome, partition: int) -> None:
             log.warning("%s: re-snapshot: %s", name, out.state and out.state.get("reason"))
         elif event == "table_error":
             runtime.metrics.table_errors.labels(name).inc()
+    for epoch in out.buffers_done:  # in the background: never holds the control loop
+        if runtime.buffers is not None:
+            runtime.buffers.delete_soon(runtime.settings.buffer_topic_for(name, epoch))
     await _send(out.commands)
 
 
@@ -73,6 +76,10 @@ async def handle_table(msg: pr.TableMessage, partition: int) -> None:
             out = co.on_resnapshot(s, msg.reason or "requested", None, now, policy)
         case pr.StopTable():
             out = co.on_stop(s, msg.reason or "requested", now)
+        case pr.BufferCaughtUp():
+            out = co.on_buffer_caught_up(s, msg, now)
+        case pr.ShardPaused():
+            out = co.on_shard_paused(s, msg, now)
     await _apply_table(name, out, partition)
 
 
@@ -88,6 +95,8 @@ async def handle_unit(msg: pr.UnitMessage, partition: int) -> None:
         runtime.supervisor.ensure(cast(co.UnitState, out.state))  # the row just stored
     elif out.action == "stop":  # not awaited: the runner's fence stops its sends already
         runtime.supervisor.stop_soon([uid], forget=out.state is None)
+    elif out.action == "pause":  # its runner ends at a page boundary, then says Paused
+        runtime.supervisor.pause_soon(uid)
     if out.state is None:
         runtime.supervisor.forget(uid)
 
@@ -148,6 +157,8 @@ async def control(stream: Any) -> None:
                     | pr.UnitFailed()
                     | pr.Resnapshot()
                     | pr.StopTable()
+                    | pr.BufferCaughtUp()
+                    | pr.ShardPaused()
                 ):
                     await handle_table(msg, partition)
                 case _:

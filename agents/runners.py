@@ -16,6 +16,7 @@ from typing import Any
 
 from agents.runtime import Backoff, Runtime, pause
 from app.aws.dynamodb import Streams
+from app.buffer import BufferReader
 from app.domain import codec, coordinator, limits, pages
 from app.domain import protocol as pr
 from app.domain.coordinator import UnitState
@@ -451,17 +452,23 @@ async def _commit_scan(
 async def run_shard(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> None:
     spec = coordinator.shard_spec(unit)
     table, arn, shard = spec["table"], spec["stream_arn"], spec["shard_id"]
-    topic = rt.settings.topic_for(table)
+    buffered = spec.get("sink") == "buffer"  # the table is being scanned: into its buffer
+    topic = (
+        rt.settings.buffer_topic_for(table, spec["epoch"])
+        if buffered
+        else rt.settings.topic_for(table)
+    )
     cutoff = int(spec.get("cutoff_ms") or 0)
     at = pages.ShardAt(*_start_pos(rt, unit))
     streams, backoff = await rt.streams(), Backoff()
     iterator: str | None = None
     flight, fenced = InFlight(rt.pages), asyncio.Event()  # fenced: set by a superseded commit
     log.info(
-        "%s: reading shard %s from %s",
+        "%s: reading shard %s from %s into %s",
         table,
         shard,
         f"after {at.pos}" if at.pos else "TRIM_HORIZON",
+        f"the snapshot's buffer {topic}" if buffered else topic,
     )
 
     async def read_page() -> pages.ShardPage:
@@ -575,7 +582,8 @@ async def _commit_shard(
     spec = coordinator.shard_spec(unit)
     table, shard = spec["table"], spec["shard_id"]
     if messages:
-        await _deliver(rt, unit, topic, messages, f"shard {shard}", "stream")
+        kind = "buffered" if spec.get("sink") == "buffer" else "stream"
+        await _deliver(rt, unit, topic, messages, f"shard {shard}", kind)
     lag_ms = max(0, _now_ms() - step.last_ts_ms)
     rt.metrics.lag_seconds.labels(table, shard).set(lag_ms / 1000)
     rt.supervisor.remember(unit["id"], step.at.pos, step.at.count)
@@ -614,6 +622,88 @@ async def _finish_shard(
     log.info("%s: shard %s finished (%d records)", table, shard, at.count)
 
 
+# ---------------------------------------------------------------- buffer replay
+REPLAY_BATCH = 2000  # records copied per batch (one checkpoint each)
+DELETE_EVERY = 50_000  # copied records between two DeleteRecords of the copied part
+
+
+async def run_replay(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> None:
+    """Copy one partition of the snapshot's buffer into the output topic, in offset order
+    (one item's events sit in one partition in stream order, so per key the order is the
+    stream's).  The position is the next offset, checkpointed after Kafka acknowledged the
+    copy; copied records are deleted from the buffer.  At the partition's end it says
+    CaughtUp (the table then pauses its shards); once told to drain (nothing more is
+    buffered) it copies to the end and finishes."""
+    spec = coordinator.replay_spec(unit)
+    table, part = spec["table"], spec["partition"]
+    source = rt.settings.buffer_topic_for(table, spec["epoch"])
+    topic = rt.settings.topic_for(table)
+    where = f"buffer {source} partition {part}"
+    if rt.buffers is None:
+        raise RuntimeError("this runtime has no buffer port")
+    await rt.output.ensure_topic(source)  # it exists only once a change was buffered
+    pos, count = _start_pos(rt, unit)
+    reader = await rt.buffers.reader(source, part)
+    try:
+        await reader.start(pos)
+        found = await reader.partitions()
+        if found != spec["partitions"]:
+            await _fail(
+                rt,
+                unit,
+                ReplicatorError(
+                    f"{where}: the buffer topic has {found} partitions, the replay plan "
+                    f"{spec['partitions']} (was KAFKA_TOPIC_PARTITIONS changed while the table "
+                    "was scanned?); nothing was lost: the buffered changes stay in it",
+                    resource=table,
+                ),
+            )
+            return
+        log.info("%s: replaying %s from %s", table, where, pos if pos is not None else "its start")
+        end: int | None = None  # draining: the offset to reach
+        copied_since_delete, said_caught_up = 0, 0.0
+        while not stopping.is_set():
+            if end is None and _draining(rt, unit):
+                end = await reader.end()
+            batch = await reader.read(REPLAY_BATCH, timeout=0.5)
+            if batch:
+                if _superseded(rt, unit):
+                    return
+                messages = [(key, value) for _, key, value in batch]
+                await _deliver(rt, unit, topic, messages, where, "replayed")
+                pos, count = batch[-1][0] + 1, count + len(batch)
+                rt.supervisor.remember(unit["id"], pos, count)
+                await rt.report(pr.Progress(uid=unit["id"], pos=pos, count=count))
+                copied_since_delete += len(batch)
+                if copied_since_delete >= DELETE_EVERY:
+                    await _delete_copied(reader, pos, where)
+                    copied_since_delete = 0
+                continue
+            at = pos if pos is not None else 0
+            if end is not None and at >= end:
+                await _delete_copied(reader, at, where)
+                await _finish(rt, unit, pr.Finish(uid=unit["id"], pos=at, count=count))
+                log.info("%s: %s replayed (%d events)", table, where, count)
+                return
+            if end is None and at >= await reader.end() and time.monotonic() - said_caught_up > 1:
+                await rt.report(pr.CaughtUp(uid=unit["id"]))  # again while nothing comes
+                said_caught_up = time.monotonic()
+    finally:
+        await reader.close()
+
+
+def _draining(rt: Runtime, unit: UnitState) -> bool:
+    stored = rt.ports.stored_unit(unit["id"])
+    return bool(stored and stored.get("drain"))
+
+
+async def _delete_copied(reader: BufferReader, offset: int, where: str) -> None:
+    try:
+        await reader.delete_before(offset)
+    except Exception as exc:  # noqa: BLE001  # disk only: the topic goes after the switch
+        log.warning("%s: copied records not deleted yet (%s: %s)", where, type(exc).__name__, exc)
+
+
 # ---------------------------------------------------------------- stream watcher
 async def run_watch(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> None:
     spec = coordinator.watch_spec(unit)
@@ -635,4 +725,4 @@ async def run_watch(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> No
         await pause(stopping, rt.settings.dynamodb_shard_refresh_interval)
 
 
-RUNNERS = {"scan": run_scan, "shard": run_shard, "watch": run_watch}
+RUNNERS = {"scan": run_scan, "shard": run_shard, "watch": run_watch, "replay": run_replay}

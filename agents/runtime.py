@@ -18,6 +18,7 @@ from typing import Any
 
 from app.aws.clients import AwsClients
 from app.aws.dynamodb import Streams, Tables, Tagging
+from app.buffer import Buffers
 from app.domain import protocol as pr
 from app.domain.coordinator import UnitState
 from app.domain.envelope import Encoder
@@ -93,6 +94,8 @@ class Ports:
     close_aws: Callable[[], Awaitable[None]] = lambda: asyncio.sleep(0)
     metrics: Metrics = field(default_factory=Metrics.create)
     clock: Callable[[], float] = time.monotonic
+    # the snapshots' buffer topics (replay readers, deletion); None: no Kafka behind
+    buffers: Buffers | None = None
 
 
 def build_ports(
@@ -114,6 +117,7 @@ def build_ports(
         stored_unit=stored_unit,
         flush=lambda: app.producer.flush(),  # the producer is made when first used
         close_aws=aws.close,
+        buffers=Buffers(settings, client_kwargs(settings)),
     )
 
 
@@ -127,6 +131,7 @@ class Runtime:
         self.tables = ports.tables
         self.tagging = ports.tagging
         self.clock = ports.clock
+        self.buffers = ports.buffers
         self.encoder = Encoder(self.settings.kafka_output_format, self.settings.kafka_tombstones)
         # AWS pages held at once by all runners of this worker (see runners.InFlight)
         self.pages = asyncio.Semaphore(self.settings.worker_max_pages)
@@ -176,6 +181,8 @@ class Runtime:
     async def close(self) -> None:
         await self.supervisor.stop_all()
         await self.output.close()
+        if self.buffers is not None:
+            await self.buffers.close()
         await self.ports.close_aws()
 
 
@@ -265,6 +272,18 @@ class Supervisor:
 
     async def stop(self, uids: list[str], grace: float = 5.0) -> None:
         await self._stopped(self._signal(uids), grace)
+
+    def pause_soon(self, uid: str, grace: float = 5.0) -> None:
+        """Stop the unit's runner like stop_soon, then report Paused: once its runner has
+        ended (nothing of it in flight any more), or at once if none runs here."""
+        entries = self._signal([uid])
+        task = asyncio.ensure_future(self._paused(uid, entries, grace))
+        self._stops.add(task)
+        task.add_done_callback(self._stop_done)
+
+    async def _paused(self, uid: str, entries: list[tuple[str, _Entry]], grace: float) -> None:
+        await self._stopped(entries, grace)
+        await self.rt.report(pr.Paused(uid=uid))
 
     def stop_soon(self, uids: list[str], grace: float = 5.0, forget: bool = False) -> None:
         """Stop without waiting (the control agent must not hold its event for a runner's

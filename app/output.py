@@ -29,6 +29,7 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import TopicPartition
 
+from app.buffer import BUFFER_TOPIC_CONFIG
 from app.domain import codec, limits
 from app.domain.discovery import STATE_TOPICS
 from app.domain.errors import KafkaSendTimeout
@@ -216,7 +217,7 @@ class Output:
                             name,
                             self.settings.kafka_topic_partitions,
                             self.settings.kafka_topic_replication,
-                            topic_configs={"max.message.bytes": str(need)},
+                            topic_configs={"max.message.bytes": str(need), **self._extra(name)},
                         )
                     ]
                 )
@@ -308,6 +309,12 @@ class Output:
                 return
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
+
+    def _extra(self, name: str) -> dict[str, str]:
+        """A snapshot buffer's records stay until replayed (app.buffer)."""
+        if name.startswith(f"{self.settings.app_id}-buffer-"):
+            return BUFFER_TOPIC_CONFIG
+        return {}
 
     def _internal_topics(self) -> tuple[str, ...]:
         return tuple(f"{self.settings.app_id}-{suffix}" for suffix in STATE_TOPICS)

@@ -10,6 +10,7 @@ prefix, tag filters, table lists).  Secret fields never show their value in erro
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -399,6 +400,10 @@ class Settings:
     dynamodb_snapshot_overlap: float = field(
         metadata=_env("DYNAMODB_SNAPSHOT_OVERLAP", "60", _float(1, 3600))
     )
+    # While a table is scanned, its stream is read into a buffer topic and replayed after
+    # the scan (a snapshot may take any time); false: the stream is read after the scan,
+    # which must then end within the stream's retention
+    dynamodb_snapshot_buffer: bool = field(metadata=_env("DYNAMODB_SNAPSHOT_BUFFER", "true", _bool))
     # How long the table's stream keeps records (DynamoDB Streams: 24 h).  A position
     # older than this minus 1/24 is never resumed from: the table re-snapshots, loudly.
     # Lower it only to test (it compresses time); never above what AWS keeps.
@@ -578,7 +583,17 @@ class Settings:
             rcu_percent=self.dynamodb_scan_rcu_percent,
             max_rcu=self.dynamodb_scan_max_rcu,
             retention_ms=int(self.dynamodb_stream_retention * 1000),
+            buffer_partitions=self.kafka_topic_partitions if self.dynamodb_snapshot_buffer else 0,
         )
+
+    def buffer_topic_for(self, table: str, epoch: int) -> str:
+        """The buffer topic of ``table``'s snapshot in ``epoch`` (app.buffer); a table name
+        too long for it is replaced by its digest."""
+        topic = f"{self.app_id}-buffer-{table}-{epoch}"
+        if len(topic) <= _TOPIC_MAX:
+            return topic
+        digest = hashlib.sha256(table.encode()).hexdigest()[:32]
+        return f"{self.app_id}-buffer-{digest}-{epoch}"
 
     def masked(self) -> dict[str, str]:
         """Every setting as text for the startup log; secrets shown as '***' when set, and

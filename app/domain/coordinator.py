@@ -5,7 +5,8 @@ these functions with the message it is processing, writes back the new state and
 the commands returned.  Nothing here does I/O, so every transition is unit-tested.
 
 Table state (JSON-able dict):
-    name, phase (INIT_SYNC | STREAMING | SNAPSHOT_DONE | STOPPED | ERROR | FORGOTTEN), epoch,
+    name, phase (INIT_SYNC | CATCHING_UP | SWITCHING | STREAMING | SNAPSHOT_DONE | STOPPED |
+    ERROR | FORGOTTEN), epoch,
     table_arn, stream_arn, key_names, item_count, read_capacity,
     snapshot {start_ms, end_ms, total, done[], items, rcu} | None,
     cutoff_ms (stream records older than this are covered by the snapshot),
@@ -13,7 +14,19 @@ Table state (JSON-able dict):
     shard_floor (starting seq of the newest shard pruned: a stale listing never revives it),
     resume_phase, stopped_ms, halted_ms (since when the stream positions have not provably
     advanced), resumed_ms, retired {units, heals} (drops of the superseded epoch,
-    repeated by the sweep), error, reason, resnapshots, updated_ms.
+    repeated by the sweep), error, reason, resnapshots, updated_ms,
+    buffer {partitions, caught_up[], waiting[] | None, draining, done[]} | None (below).
+
+The snapshot's buffer (Policy.buffer_partitions > 0, a table with a stream): while the
+table is scanned (INIT_SYNC) its shards are already read, from the snapshot's start, into
+a buffer topic of its epoch instead of the output topic.  When every segment is done
+(CATCHING_UP) one replay unit per buffer partition copies the buffer into the output
+topic while the shards keep buffering.  When every replay unit has reached its
+partition's end once (SWITCHING), the running shards are paused at a page boundary; once
+each said so (its last page acknowledged), the replay units are told to drain to the
+buffer's end and finish; then (STREAMING) the shards run again from their checkpoints,
+writing to the output topic.  Per key, every buffered event reaches the output topic
+before any event written directly: a snapshot may take as long as it needs.
 
 A table forgotten after STOPPED for longer than the retention keeps a tiny FORGOTTEN row
 (name, epoch): a table of the same name that comes back continues the epoch count, so
@@ -37,7 +50,8 @@ from app.domain.protocol import table_key, unit_key  # the runners import them f
 from app.domain.segments import plan_segments, rcu_budget
 
 RETENTION_MS = 24 * 3600 * 1000
-ACTIVE = ("INIT_SYNC", "STREAMING")
+ACTIVE = ("INIT_SYNC", "CATCHING_UP", "SWITCHING", "STREAMING")
+BUFFERING = ("INIT_SYNC", "CATCHING_UP")  # shards write to the buffer (if the table has one)
 RETIRED_HEALS = 5  # sweeps that repeat the drops of a superseded epoch
 
 State = dict[str, Any]  # a table's state (the keys above)
@@ -64,12 +78,15 @@ class ScanSpec(_Spec, total=False):
 
 
 class ShardSpec(_Spec, total=False):
-    """One shard of the table's stream, read after its parent."""
+    """One shard of the table's stream, read after its parent; into the snapshot's buffer
+    (``sink`` "buffer") or the output topic (absent or "output")."""
 
     kind: Required[Literal["shard"]]
     stream_arn: Required[str]
     shard_id: Required[str]
     parent: str | None
+    sink: Literal["output", "buffer"]
+    partitions: int  # the buffer topic's (sink "buffer")
 
 
 class WatchSpec(_Spec, total=False):
@@ -79,9 +96,18 @@ class WatchSpec(_Spec, total=False):
     stream_arn: Required[str]
 
 
+class ReplaySpec(_Spec, total=False):
+    """One partition of the snapshot's buffer, copied into the output topic."""
+
+    kind: Required[Literal["replay"]]
+    partition: Required[int]
+    partitions: Required[int]
+    stream_arn: str | None
+
+
 # What a work unit does, fixed when it is created (the ``spec`` of a unit row); ``kind``
 # tells the variant.
-UnitSpec = ScanSpec | ShardSpec | WatchSpec
+UnitSpec = ScanSpec | ShardSpec | WatchSpec | ReplaySpec
 
 
 class UnitState(TypedDict, total=False):
@@ -97,6 +123,7 @@ class UnitState(TypedDict, total=False):
     ts_ms: int | None
     error: str | None
     updated_ms: int
+    drain: bool  # replay: nothing more is buffered (copy to the end, then finish)
 
 
 def scan_spec(unit: UnitState) -> ScanSpec:
@@ -110,6 +137,13 @@ def shard_spec(unit: UnitState) -> ShardSpec:
     spec = unit["spec"]
     if spec["kind"] != "shard":
         raise ValueError(f"unit {unit['id']} is a {spec['kind']} unit, not a shard")
+    return spec
+
+
+def replay_spec(unit: UnitState) -> ReplaySpec:
+    spec = unit["spec"]
+    if spec["kind"] != "replay":
+        raise ValueError(f"unit {unit['id']} is a {spec['kind']} unit, not a buffer replay")
     return spec
 
 
@@ -134,6 +168,9 @@ class Policy:
     max_rcu: float = 0.0
     error_retry_ms: int = 300_000
     retention_ms: int = RETENTION_MS  # DynamoDB Streams keep records 24 h
+    # partitions of a snapshot's buffer topic (one replay unit each); 0: no buffer (the
+    # stream is read after the scan, which must then end within the retention)
+    buffer_partitions: int = 0
 
     @property
     def resume_limit_ms(self) -> int:
@@ -148,6 +185,8 @@ class Outcome:
     commands: list[Command] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # logged by the agent
     events: list[str] = field(default_factory=list)  # metric names: resnapshot, lost_shard…
+    # epochs of this table whose buffer topic is no longer needed (replayed, or retired)
+    buffers_done: list[int] = field(default_factory=list)
 
 
 def scan_unit_id(name: str, epoch: int, segment: int, total: int) -> str:
@@ -156,6 +195,10 @@ def scan_unit_id(name: str, epoch: int, segment: int, total: int) -> str:
 
 def watch_unit_id(name: str, epoch: int) -> str:
     return pr.UnitId.watch(name, epoch).format()
+
+
+def replay_unit_id(name: str, epoch: int, partition: int) -> str:
+    return pr.UnitId.replay(name, epoch, partition).format()
 
 
 def shard_unit_id(name: str, epoch: int, stream_arn: str, shard: str) -> str:
@@ -187,7 +230,9 @@ def _create(unit_id: str, spec: UnitSpec) -> Command:
     return pr.encode(pr.Create(uid=unit_id, spec=dict(spec)))
 
 
-def _unit_spec(s: State, kind: Literal["scan", "shard", "watch"], **extra: Any) -> UnitSpec:
+def _unit_spec(
+    s: State, kind: Literal["scan", "shard", "watch", "replay"], **extra: Any
+) -> UnitSpec:
     snap = s.get("snapshot") or {}
     spec: dict[str, Any] = {
         "kind": kind,
@@ -221,9 +266,21 @@ def _shard_units(
     ]
 
 
+def _replay_units(s: State) -> list[str]:
+    buffer = s.get("buffer")
+    if not buffer:
+        return []
+    return [replay_unit_id(s["name"], s["epoch"], i) for i in range(buffer["partitions"])]
+
+
+def _buffering(s: State) -> bool:
+    """Shards created now write to the snapshot's buffer."""
+    return bool(s.get("buffer")) and s["phase"] in BUFFERING
+
+
 def all_units(s: State) -> list[str]:
     """Every unit the table may have in its current epoch."""
-    units = _scan_units(s) + _shard_units(s)
+    units = _scan_units(s) + _replay_units(s) + _shard_units(s)
     if s.get("stream_arn"):
         units.append(watch_unit_id(s["name"], s["epoch"]))
     return units
@@ -248,13 +305,46 @@ def _create_watch(s: State) -> Command:
 
 
 def _create_shards(s: State, ids: Sequence[str]) -> list[Command]:
+    sink = {"sink": "buffer", "partitions": s["buffer"]["partitions"]} if _buffering(s) else {}
     return [
         _create(
             shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid),
-            _unit_spec(s, "shard", shard_id=sid, parent=s["shards"].get(sid, {}).get("parent")),
+            _unit_spec(
+                s, "shard", shard_id=sid, parent=s["shards"].get(sid, {}).get("parent"), **sink
+            ),
         )
         for sid in ids
     ]
+
+
+def _running_shards(s: State) -> list[str]:
+    return sorted(sid for sid, e in s.get("shards", {}).items() if e["status"] == "running")
+
+
+def _create_replays(s: State) -> list[Command]:
+    n = s["buffer"]["partitions"]
+    return [
+        _create(
+            replay_unit_id(s["name"], s["epoch"], i),
+            _unit_spec(s, "replay", partition=i, partitions=n),
+        )
+        for i in range(n)
+    ]
+
+
+def _unit_command(message_type: type[pr.Pause | pr.Drain], unit_id: str) -> Command:
+    return pr.encode(message_type(uid=unit_id))
+
+
+def _pauses(s: State, shard_ids: Sequence[str]) -> list[Command]:
+    return [
+        _unit_command(pr.Pause, shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid))
+        for sid in shard_ids
+    ]
+
+
+def _drains(s: State) -> list[Command]:
+    return [_unit_command(pr.Drain, u) for u in _replay_units(s)]
 
 
 def _begin(s: State, info: Mapping[str, Any], now: int, p: Policy, reason: str) -> Outcome:
@@ -285,7 +375,19 @@ def _begin(s: State, info: Mapping[str, Any], now: int, p: Policy, reason: str) 
             int(info.get("size_bytes", 0)), int(info.get("item_count", 0)), p.segments
         )
         rcu = rcu_budget(int(info.get("read_capacity", 0)), p.rcu_percent, p.max_rcu)
+        buffered = p.buffer_partitions > 0 and p.mode != "snapshot_only" and s.get("stream_arn")
         s.update(
+            buffer=(
+                {
+                    "partitions": p.buffer_partitions,
+                    "caught_up": [],
+                    "waiting": None,
+                    "draining": False,
+                    "done": [],
+                }
+                if buffered
+                else None
+            ),
             phase="INIT_SYNC",
             cutoff_ms=max(0, now - p.overlap_ms),
             snapshot={
@@ -298,6 +400,8 @@ def _begin(s: State, info: Mapping[str, Any], now: int, p: Policy, reason: str) 
             },
         )
         commands += _create_scans(s)
+        if buffered:  # the stream is read from the snapshot's start on, into the buffer
+            commands.append(_create_watch(s))
     return Outcome(s, commands, [f"{s['name']}: {s['phase']} epoch {s['epoch']} ({reason})"])
 
 
@@ -323,6 +427,8 @@ def _retire(old: State, out: Outcome) -> Outcome:
     and an undropped unit of a superseded epoch would run again at every rebalance)."""
     units = all_units(old)
     out.commands[:0] = [_drop(u) for u in units]
+    if old.get("buffer") and old.get("epoch"):
+        out.buffers_done.append(old["epoch"])
     if out.state is not None:
         out.state = {
             **out.state,
@@ -368,16 +474,23 @@ def _heal(s: State) -> list[Command]:
     owner fetched before seeking to never-committed offsets); every command is idempotent
     at the unit (a running unit stays as it is, a finished one repeats its unit_done), so
     repeating them heals a lost create or unit_done within one discovery interval."""
+    buffered = bool(s.get("buffer"))
+    stream = [_create_watch(s), *_create_shards(s, _running_shards(s))]
     if s["phase"] == "INIT_SYNC":
-        return _create_scans(s)
+        return [*_create_scans(s), *(stream if buffered else [])]
+    if s["phase"] == "CATCHING_UP":
+        return [*_create_replays(s), *stream]
+    if s["phase"] == "SWITCHING":
+        buffer = s["buffer"]
+        drains = _drains(s) if buffer["draining"] else []
+        return [*_create_replays(s), *_pauses(s, buffer["waiting"] or []), *drains]
     if s["phase"] == "STREAMING":
-        running = [sid for sid, e in s.get("shards", {}).items() if e["status"] == "running"]
-        return [_create_watch(s), *_create_shards(s, sorted(running))]
+        return stream
     return []
 
 
 def _running_units(s: State) -> list[str]:
-    units = _scan_units(s) + _shard_units(s, ("running",))
+    units = _scan_units(s) + _replay_units(s) + _shard_units(s, ("running",))
     if s.get("stream_arn"):
         units.append(watch_unit_id(s["name"], s["epoch"]))
     return units
@@ -577,6 +690,13 @@ def on_unit_done(s: State, msg: pr.UnitDone | Mapping[str, Any], now: int, p: Po
                 drops,
                 [f"{s['name']}: snapshot done, {snap['items']} items"],
             )
+        if s.get("buffer"):  # the stream was read all along: replay what it buffered
+            s = {**s, "phase": "CATCHING_UP"}
+            return Outcome(
+                s,
+                [*drops, *_create_replays(s)],
+                [f"{s['name']}: snapshot done, {snap['items']} items; CATCHING_UP"],
+            )
         cutoff = max(0, snap["start_ms"] - p.overlap_ms)
         if now - cutoff >= p.resume_limit_ms:
             # the stream must be read from the cutoff on, but may have trimmed it already:
@@ -599,13 +719,87 @@ def on_unit_done(s: State, msg: pr.UnitDone | Mapping[str, Any], now: int, p: Po
     if msg.kind == "shard":  # a shard read to its end: the positions do advance
         if msg.shard_id is None:
             raise KeyError("shard_id")  # as before the typed messages: the message is bad
-        return _replan({**s, "halted_ms": None}, msg.listing, [msg.shard_id], now, p)
+        out = _replan({**s, "halted_ms": None}, msg.listing, [msg.shard_id], now, p)
+        if out.state is not None and out.state.get("phase") == "SWITCHING":
+            # it ended before its pause arrived: nothing more of it will be written
+            return _paused(out.state, msg.shard_id, out)
+        return out
+    if msg.kind == "replay" and s["phase"] == "SWITCHING" and s["buffer"]["draining"]:
+        if msg.segment is None:
+            raise KeyError("segment")
+        buffer = s["buffer"]
+        if msg.segment in buffer["done"]:
+            return Outcome(s)
+        buffer = {**buffer, "done": sorted({*buffer["done"], msg.segment})}
+        s = {**s, "buffer": buffer, "updated_ms": now}
+        if len(buffer["done"]) < buffer["partitions"]:
+            return Outcome(s)
+        s = {**s, "phase": "STREAMING", "halted_ms": None}
+        return Outcome(
+            s,
+            [
+                *[_drop(u) for u in _replay_units(s)],
+                _create_watch(s),
+                *_create_shards(s, _running_shards(s)),  # from their checkpoints, to the output
+            ],
+            [f"{s['name']}: buffer replayed; STREAMING epoch {s['epoch']}"],
+            buffers_done=[s["epoch"]],
+        )
     return Outcome(s)
+
+
+def on_buffer_caught_up(s: State, msg: pr.BufferCaughtUp, now: int) -> Outcome:
+    """A replay unit reached its partition's end: once all have, pause the shards."""
+    if msg.epoch != s.get("epoch") or s["phase"] != "CATCHING_UP" or not s.get("buffer"):
+        return Outcome(s)
+    buffer = s["buffer"]
+    if msg.partition in buffer["caught_up"]:
+        return Outcome(s)
+    buffer = {**buffer, "caught_up": sorted({*buffer["caught_up"], msg.partition})}
+    s = {**s, "buffer": buffer, "updated_ms": now}
+    if len(buffer["caught_up"]) < buffer["partitions"]:
+        return Outcome(s)
+    waiting = _running_shards(s)
+    s = {**s, "phase": "SWITCHING", "buffer": {**buffer, "waiting": waiting}}
+    out = Outcome(
+        s,
+        _pauses(s, waiting),
+        [f"{s['name']}: buffer caught up; SWITCHING (pausing {len(waiting)} shard(s))"],
+    )
+    return _drain_when_paused(out)
+
+
+def on_shard_paused(s: State, msg: pr.ShardPaused, now: int) -> Outcome:
+    """A shard stopped for the switch, its last page acknowledged."""
+    if msg.epoch != s.get("epoch") or s["phase"] != "SWITCHING":
+        return Outcome(s)
+    return _paused({**s, "updated_ms": now}, msg.shard_id, Outcome(s))
+
+
+def _paused(s: State, shard_id: str, out: Outcome) -> Outcome:
+    buffer = s["buffer"]
+    waiting = [sid for sid in buffer["waiting"] or [] if sid != shard_id]
+    out.state = {**s, "buffer": {**buffer, "waiting": waiting}}
+    return _drain_when_paused(out)
+
+
+def _drain_when_paused(out: Outcome) -> Outcome:
+    """Every running shard paused: nothing more is buffered, the replay units drain."""
+    s = out.state
+    assert s is not None
+    buffer = s["buffer"]
+    if buffer["waiting"] or buffer["draining"]:
+        return out
+    out.state = {**s, "buffer": {**buffer, "draining": True}}
+    out.commands.extend(_drains(out.state))
+    out.notes.append(f"{s['name']}: shards paused; draining the buffer")
+    return out
 
 
 def on_shards(s: State, msg: pr.Shards | Mapping[str, Any], now: int, p: Policy) -> Outcome:
     msg = _typed(pr.Shards, table_key(s["name"]), msg)
-    if _stale(s, msg) or s["phase"] != "STREAMING":
+    # while switching, no shard starts (the watcher says it again within 10 refreshes)
+    if _stale(s, msg) or not (s["phase"] == "STREAMING" or _buffering(s)):
         return Outcome(s)
     if s.get("halted_ms") and now - (s.get("resumed_ms") or now) >= 2 * p.error_retry_ms:
         # running for a while since the resume without failing: the runners advance
@@ -657,11 +851,13 @@ def _replan(
     drops = [
         _drop(shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid)) for sid in result.prune
     ]
+    if s["phase"] == "SWITCHING":  # children start (as running) once STREAMING
+        return Outcome(s, drops)
     return Outcome(s, [*_create_shards(s, result.start), *drops])
 
 
 # ---------------------------------------------------------------- unit transitions
-UnitAction = Literal["ensure", "stop"] | None
+UnitAction = Literal["ensure", "stop", "pause"] | None
 
 
 @dataclass
@@ -685,12 +881,32 @@ def _unit_done(
             unit=u["id"],
             kind=spec["kind"],
             epoch=spec["epoch"],
-            segment=spec.get("segment"),
+            segment=spec.get("partition") if spec["kind"] == "replay" else spec.get("segment"),
             shard_id=spec.get("shard_id"),
             count=int(u["count"] if count is None else count),
             listing=listing,
         )
     )
+
+
+def _shard_paused(u: State) -> Command:
+    spec = u["spec"]
+    return pr.encode(
+        pr.ShardPaused(table=spec["table"], epoch=spec["epoch"], shard_id=spec["shard_id"])
+    )
+
+
+def _on_pause(u: State | None, unit_id: str, now: int) -> UnitOutcome:
+    """Pause a shard for the switch: a running one stops at a page boundary (the agent
+    says Paused once its runner ended); one that runs nowhere says so at once."""
+    if u is None:  # never created (its create lost): nothing of it can be in flight
+        uid = pr.UnitId.parse(unit_id)
+        paused = pr.ShardPaused(table=uid.table, epoch=uid.epoch, shard_id=str(uid.shard_id))
+        return UnitOutcome(None, None, [pr.encode(paused)])
+    if u["status"] in ("active", "pausing"):  # again: its runner may have gone meanwhile
+        return UnitOutcome({**u, "status": "pausing", "updated_ms": now}, "pause")
+    status = "finished" if u["status"] == "finished" else "paused"
+    return UnitOutcome({**u, "status": status, "updated_ms": now}, None, [_shard_paused(u)])
 
 
 def on_unit(
@@ -716,6 +932,8 @@ def on_unit(
             return UnitOutcome(u, None, [_unit_done(u)])
         u = {**u, "spec": spec, "status": "active", "partition": partition, "updated_ms": now}
         return UnitOutcome(u, "ensure")
+    if isinstance(msg, pr.Pause):
+        return _on_pause(u, unit_id, now)
     if u is None:
         return UnitOutcome(None)  # a late report for a dropped unit
     match msg:
@@ -735,10 +953,24 @@ def on_unit(
                     "updated_ms": now,
                 }
             )
+        case pr.CaughtUp() if u["spec"]["kind"] == "replay":  # at its partition's end
+            spec = u["spec"]
+            caught_up = pr.BufferCaughtUp(
+                table=spec["table"], epoch=spec["epoch"], partition=spec["partition"]
+            )
+            return UnitOutcome({**u, "lag_ms": 0}, None, [pr.encode(caught_up)])
         case pr.CaughtUp():  # an open shard's read came back empty: nothing waits
             if u["status"] != "active" or u.get("lag_ms") == 0:
                 return UnitOutcome(u)
             return UnitOutcome({**u, "lag_ms": 0, "updated_ms": now})
+        case pr.Paused():
+            if u["status"] not in ("pausing", "paused"):
+                return UnitOutcome(u)  # created again meanwhile: a late report
+            return UnitOutcome(
+                {**u, "status": "paused", "updated_ms": now}, None, [_shard_paused(u)]
+            )
+        case pr.Drain():
+            return UnitOutcome({**u, "drain": True, "updated_ms": now})
         case pr.Finish():
             if u["status"] == "finished":
                 return UnitOutcome(u)

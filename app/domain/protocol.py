@@ -4,9 +4,11 @@ Every message on ``<APP_ID>-control`` is one of the frozen dataclasses below.  I
 says whom it is for:
 
     t:<table>   a table message  (:class:`Discovered`, :class:`Refused`, :class:`UnitDone`,
-                :class:`Shards`, :class:`UnitFailed`, :class:`Resnapshot`, :class:`StopTable`)
+                :class:`Shards`, :class:`UnitFailed`, :class:`Resnapshot`, :class:`StopTable`,
+                :class:`BufferCaughtUp`, :class:`ShardPaused`)
     u:<unit>    a unit message   (:class:`Create`, :class:`Progress`, :class:`CaughtUp`,
-                :class:`Finish`, :class:`Failed`, :class:`StopUnit`, :class:`Drop`)
+                :class:`Finish`, :class:`Failed`, :class:`StopUnit`, :class:`Drop`,
+                :class:`Pause`, :class:`Paused`, :class:`Drain`)
     sweep       :class:`Sweep` (sent to every partition; it has no ``type`` on the wire)
 
 :func:`encode` turns a message into ``(key, JSON-able dict)`` and :func:`decode` back; a
@@ -21,6 +23,7 @@ Unit ids (:class:`UnitId`) are formatted and parsed here only:
     scan|<table>|<epoch>|<segment>|<total>
     watch|<table>|<epoch>                 (DescribeStream poller, one per streaming table)
     shard|<table>|<epoch>|<stream_arn>|<shard_id>
+    replay|<table>|<epoch>|<partition>    (copies one partition of the snapshot's buffer)
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeAlias
 
-UnitKind = Literal["scan", "watch", "shard"]
+UnitKind = Literal["scan", "watch", "shard", "replay"]
 SEP = "|"
 
 
@@ -51,6 +54,7 @@ class UnitId:
     total: int | None = None  # scan
     stream_arn: str | None = None  # shard
     shard_id: str | None = None  # shard: the DynamoDB shard id
+    partition: int | None = None  # replay: the buffer topic's partition
 
     @classmethod
     def scan(cls, table: str, epoch: int, segment: int, total: int) -> UnitId:
@@ -64,17 +68,28 @@ class UnitId:
     def shard(cls, table: str, epoch: int, stream_arn: str, shard_id: str) -> UnitId:
         return cls("shard", table, epoch, stream_arn=stream_arn, shard_id=shard_id)
 
+    @classmethod
+    def replay(cls, table: str, epoch: int, partition: int) -> UnitId:
+        return cls("replay", table, epoch, partition=partition)
+
     def _parts(self) -> list[str]:
         head = [self.kind, self.table, str(self.epoch)]
         if self.kind == "scan":
             return [*head, str(self.segment), str(self.total)]
         if self.kind == "watch":
             return head
+        if self.kind == "replay":
+            return [*head, str(self.partition)]
         return [*head, str(self.stream_arn), str(self.shard_id)]
 
     def format(self) -> str:
         parts = self._parts()
-        if any(SEP in p or not p for p in parts) or self.kind not in ("scan", "watch", "shard"):
+        if any(SEP in p or not p for p in parts) or self.kind not in (
+            "scan",
+            "watch",
+            "shard",
+            "replay",
+        ):
             raise ProtocolError(f"cannot name a unit {self!r}: empty part or {SEP!r} in one")
         return SEP.join(parts)
 
@@ -94,6 +109,8 @@ class UnitId:
                 uid = cls.watch(table, epoch)
             elif kind == "shard" and len(parts) == 5:
                 uid = cls.shard(table, epoch, parts[3], parts[4])
+            elif kind == "replay" and len(parts) == 4:
+                uid = cls.replay(table, epoch, int(parts[3]))
             else:
                 raise ValueError(kind)
             ok = uid.format() == text  # canonical only: "01" is not epoch 1's id
@@ -213,6 +230,26 @@ class StopTable(_TableMessage):
     reason: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class BufferCaughtUp(_TableMessage):
+    """A replay unit read its buffer partition up to the end once (forwarded by its
+    agent): when every partition has, the table pauses its shards for the switch."""
+
+    TYPE: ClassVar[str] = "buffer_caught_up"
+    epoch: int | None = None
+    partition: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardPaused(_TableMessage):
+    """A shard unit stopped at a page boundary for the switch, its last page
+    acknowledged (forwarded by its agent on Paused)."""
+
+    TYPE: ClassVar[str] = "shard_paused"
+    epoch: int | None = None
+    shard_id: str
+
+
 # unit messages (key u:<unit id>) ----------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class Create(_UnitMessage):
@@ -274,6 +311,28 @@ class Drop(_UnitMessage):
     TYPE: ClassVar[str] = "drop"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Pause(_UnitMessage):
+    """Stop reading at a page boundary and say so (Paused) once the last page sent is
+    acknowledged; the position is kept (the snapshot's switch to direct output)."""
+
+    TYPE: ClassVar[str] = "pause"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Paused(_UnitMessage):
+    """The unit's runner ended for a Pause, nothing of it in flight any more."""
+
+    TYPE: ClassVar[str] = "paused"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Drain(_UnitMessage):
+    """A replay unit: nothing more is buffered; copy to the buffer's end, then finish."""
+
+    TYPE: ClassVar[str] = "drain"
+
+
 # the broadcast (key sweep) ----------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class Sweep(_Message):
@@ -287,16 +346,38 @@ class Sweep(_Message):
 
 
 TableMessage: TypeAlias = (
-    Discovered | Refused | UnitDone | Shards | UnitFailed | Resnapshot | StopTable
+    Discovered
+    | Refused
+    | UnitDone
+    | Shards
+    | UnitFailed
+    | Resnapshot
+    | StopTable
+    | BufferCaughtUp
+    | ShardPaused
 )
-UnitMessage: TypeAlias = Create | Progress | CaughtUp | Finish | Failed | StopUnit | Drop
+UnitMessage: TypeAlias = (
+    Create | Progress | CaughtUp | Finish | Failed | StopUnit | Drop | Pause | Paused | Drain
+)
 Message: TypeAlias = TableMessage | UnitMessage | Sweep
 
 TABLE_TYPES: dict[str, type[_TableMessage]] = {
-    c.TYPE: c for c in (Discovered, Refused, UnitDone, Shards, UnitFailed, Resnapshot, StopTable)
+    c.TYPE: c
+    for c in (
+        Discovered,
+        Refused,
+        UnitDone,
+        Shards,
+        UnitFailed,
+        Resnapshot,
+        StopTable,
+        BufferCaughtUp,
+        ShardPaused,
+    )
 }
 UNIT_TYPES: dict[str, type[_UnitMessage]] = {
-    c.TYPE: c for c in (Create, Progress, CaughtUp, Finish, Failed, StopUnit, Drop)
+    c.TYPE: c
+    for c in (Create, Progress, CaughtUp, Finish, Failed, StopUnit, Drop, Pause, Paused, Drain)
 }
 
 

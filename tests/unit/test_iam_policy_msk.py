@@ -77,6 +77,9 @@ ADMIN_CALLS = {
     "create_topics": {"kafka-cluster:CreateTopic"},
     "describe_configs": {"kafka-cluster:DescribeTopicDynamicConfiguration"},
     "describe_cluster": {"kafka-cluster:DescribeCluster"},
+    # Kafka's DELETE on a topic (DeleteTopics, DeleteRecords) is MSK's DeleteTopic
+    "delete_topics": {"kafka-cluster:DeleteTopic"},
+    "delete_records": {"kafka-cluster:DeleteTopic"},
 }
 
 
@@ -166,6 +169,17 @@ def worker_operations(prefix: str, app_id: str) -> list[tuple[str, str, str]]:
             "WriteData",
         ):
             ops.append((f"kafka-cluster:{action}", topic_arn(name), "output topic"))
+    # a snapshot's buffer topic: written by the shards while the table is scanned, read by
+    # the replay units, its copied records deleted (DeleteRecords), then the topic itself
+    for action in (
+        "CreateTopic",
+        "DescribeTopic",
+        "DescribeTopicDynamicConfiguration",
+        "WriteData",
+        "ReadData",
+        "DeleteTopic",
+    ):
+        ops.append((f"kafka-cluster:{action}", topic_arn(f"{app_id}-buffer-orders-1"), "buffer"))
     # Faust's consumer group = APP_ID: join/sync/heartbeat/commit (READ GROUP = AlterGroup),
     # find the coordinator, fetch committed offsets (DESCRIBE GROUP = DescribeGroup)
     for action in ("AlterGroup", "DescribeGroup"):
@@ -224,7 +238,11 @@ def allows_pattern(action: str, resource: str, granted: set[tuple[str, str]]) ->
 def test_resources_use_the_placeholders() -> None:
     topics = {r for st in statements() for r in resources(st) if ":topic/" in r}
     groups = {r for st in statements() for r in resources(st) if ":group/" in r}
-    assert {t.rsplit("/", 1)[1] for t in topics} == {"<KAFKA_TOPIC_PREFIX>*", "<APP_ID>-*"}
+    assert {t.rsplit("/", 1)[1] for t in topics} == {
+        "<KAFKA_TOPIC_PREFIX>*",
+        "<APP_ID>-*",
+        "<APP_ID>-buffer-*",
+    }
     assert {g.rsplit("/", 1)[1] for g in groups} == {"<APP_ID>"}
     text = MSK_POLICY.read_text()
     assert set(re.findall(r"<[^>]+>", text)) == set(PLACEHOLDERS)

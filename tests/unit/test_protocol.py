@@ -16,6 +16,7 @@ from app.domain.protocol import UnitId
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/2024-01-01T00:00:00.000"
 SHARD_UID = f"shard|orders|3|{ARN}|shardId-00000001700000000000-abcdef01"
 SCAN_UID = "scan|orders|3|2|8"
+REPLAY_UID = "replay|orders|3|5"
 INFO = {
     "name": "orders",
     "table_arn": "arn:aws:dynamodb:us-east-1:1:table/orders",
@@ -50,6 +51,7 @@ unit_ids = st.one_of(
     st.builds(UnitId.scan, table_names, epochs, st.integers(0, 10**6), st.integers(1, 10**6)),
     st.builds(UnitId.watch, table_names, epochs),
     st.builds(UnitId.shard, table_names, epochs, no_bar, no_bar),
+    st.builds(UnitId.replay, table_names, epochs, st.integers(0, 10**4)),
 )
 
 
@@ -71,6 +73,8 @@ def test_unit_id_formats_are_the_ones_in_the_topics():
         "shard", "orders", 3, stream_arn=ARN, shard_id="shardId-00000001700000000000-abcdef01"
     )
     assert UnitId.parse(SCAN_UID) == UnitId("scan", "orders", 3, segment=2, total=8)
+    assert UnitId.replay("orders", 3, 5).format() == REPLAY_UID
+    assert UnitId.parse(REPLAY_UID) == UnitId("replay", "orders", 3, partition=5)
 
 
 @pytest.mark.parametrize(
@@ -85,6 +89,10 @@ def test_unit_id_formats_are_the_ones_in_the_topics():
         "watch|orders",
         "watch|orders|3|4",
         "shard|orders|3|arn",
+        "replay|orders|3",
+        "replay|orders|3|x",
+        "replay|orders|3|1|2",
+        "replay|orders|3|01",
         "bogus|orders|3",
         "scan|orders|03|2|8",
         "scan||3|2|8",
@@ -230,6 +238,19 @@ WIRE: list[tuple[str, dict[str, Any], pr.Message]] = [
     ),
     (f"u:{SHARD_UID}", {"type": "stop", "fp": "f1"}, pr.StopUnit(uid=SHARD_UID, fp="f1")),
     (f"u:{SHARD_UID}", {"type": "drop"}, pr.Drop(uid=SHARD_UID)),
+    (f"u:{SHARD_UID}", {"type": "pause", "fp": "f1"}, pr.Pause(uid=SHARD_UID, fp="f1")),
+    (f"u:{SHARD_UID}", {"type": "paused"}, pr.Paused(uid=SHARD_UID)),
+    (f"u:{REPLAY_UID}", {"type": "drain"}, pr.Drain(uid=REPLAY_UID)),
+    (
+        "t:orders",
+        {"type": "buffer_caught_up", "epoch": 3, "partition": 1},
+        pr.BufferCaughtUp(table="orders", epoch=3, partition=1),
+    ),
+    (
+        "t:orders",
+        {"type": "shard_paused", "epoch": 3, "shard_id": "s1", "fp": "f2"},
+        pr.ShardPaused(table="orders", epoch=3, shard_id="s1", fp="f2"),
+    ),
 ]
 
 
@@ -275,8 +296,9 @@ def test_wire_fields_this_version_does_not_know_are_ignored():
             "t:orders",
             {"type": "bogus"},
             (
-                "unknown table message type 'bogus' for 't:orders' (known: discovered, refused, "
-                "resnapshot, shards, stop, unit_done, unit_failed)"
+                "unknown table message type 'bogus' for 't:orders' (known: buffer_caught_up, "
+                "discovered, refused, resnapshot, shard_paused, shards, stop, unit_done, "
+                "unit_failed)"
             ),
         ),
         (f"u:{SCAN_UID}", {"type": "unit_done"}, "unknown unit message type 'unit_done'"),
@@ -379,6 +401,13 @@ messages = st.one_of(
     st.builds(pr.Failed, uid=uids, error=st.one_of(st.none(), texts), fp=fps),
     st.builds(pr.StopUnit, uid=uids, fp=fps),
     st.builds(pr.Drop, uid=uids, fp=fps),
+    st.builds(pr.Pause, uid=uids, fp=fps),
+    st.builds(pr.Paused, uid=uids, fp=fps),
+    st.builds(pr.Drain, uid=uids, fp=fps),
+    st.builds(
+        pr.BufferCaughtUp, table=table_names, epoch=opt_int, partition=st.integers(0, 99), fp=fps
+    ),
+    st.builds(pr.ShardPaused, table=table_names, epoch=opt_int, shard_id=no_bar, fp=fps),
 )
 
 

@@ -1,0 +1,134 @@
+"""The snapshot's buffer topics (one per table epoch, `<APP_ID>-buffer-<table>-<epoch>`).
+
+While a table is scanned its shards write their change events here, keyed like the output
+topic (one item's events in one partition, in stream order); afterwards one replay unit
+per partition copies them into the output topic (agents.runners.run_replay).  This module
+is the Kafka edge of that: read one partition from a position, delete the records already
+copied (DeleteRecords), delete a buffer topic no longer needed.  Kafka is the only store:
+the replay positions live in the `units` table like every other position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.errors import UnknownTopicOrPartitionError
+from aiokafka.structs import TopicPartition
+
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Kept until copied, whatever the snapshot's duration: the replay deletes what it copied,
+# and the whole topic goes once the table streams (or its epoch is superseded).
+BUFFER_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+Record = tuple[int, bytes, bytes | None]  # offset, key, value (None: a tombstone)
+
+
+class BufferReader:
+    """One partition of a buffer topic, read in offset order from a position."""
+
+    def __init__(self, settings: Settings, auth: dict[str, Any], topic: str, partition: int):
+        self.topic, self.partition = topic, partition
+        self.tp = TopicPartition(topic, partition)
+        common: dict[str, Any] = {
+            "bootstrap_servers": settings.bootstrap_servers(),
+            "request_timeout_ms": int(max(30.0, settings.kafka_send_timeout) * 1000),
+            **auth,
+        }
+        self._consumer = AIOKafkaConsumer(
+            client_id=f"{settings.app_id}-replay",
+            group_id=None,  # positions are the units table's, never committed to Kafka
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # a position below the log start: what is left
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **common,
+        )
+        self._admin = AIOKafkaAdminClient(client_id=f"{settings.app_id}-replay", **common)
+        self._admin_started = False
+
+    async def start(self, position: int | None) -> None:
+        await self._consumer.start()
+        self._consumer.assign([self.tp])
+        if position is None:
+            await self._consumer.seek_to_beginning(self.tp)
+        else:
+            self._consumer.seek(self.tp, position)
+
+    async def partitions(self) -> int:
+        """How many partitions the topic has (the replay plan expects a number)."""
+        await self._consumer.topics()  # fresh metadata
+        return len(self._consumer.partitions_for_topic(self.topic) or ())
+
+    async def read(self, max_records: int, timeout: float) -> list[Record]:
+        batches = await self._consumer.getmany(
+            self.tp, timeout_ms=int(timeout * 1000), max_records=max_records
+        )
+        return [(r.offset, r.key, r.value) for r in batches.get(self.tp, [])]
+
+    async def end(self) -> int:
+        """The partition's end offset now (what a read from here must reach)."""
+        return int((await self._consumer.end_offsets([self.tp]))[self.tp])
+
+    async def delete_before(self, offset: int) -> None:
+        """Free the disk of what was copied already (every record before ``offset``)."""
+        if not self._admin_started:
+            await self._admin.start()
+            self._admin_started = True
+        await self._admin.delete_records({self.tp: RecordsToDelete(offset)}, timeout_ms=30_000)
+
+    async def close(self) -> None:
+        await self._consumer.stop()
+        if self._admin_started:
+            await self._admin.close()
+
+
+class Buffers:
+    """The buffer topics of one worker: readers for the replay units, and the deletion of
+    a buffer no longer needed (in the background, logged; the control loop never waits)."""
+
+    def __init__(self, settings: Settings, auth: dict[str, Any]) -> None:
+        self.settings, self.auth = settings, auth
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def reader(self, topic: str, partition: int) -> BufferReader:
+        return BufferReader(self.settings, self.auth, topic, partition)
+
+    def delete_soon(self, topic: str) -> None:
+        task = asyncio.ensure_future(self._delete(topic))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _delete(self, topic: str) -> None:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings.bootstrap_servers(),
+            client_id=f"{self.settings.app_id}-buffer",
+            **self.auth,
+        )
+        try:
+            await admin.start()
+            response = await admin.delete_topics([topic])
+            codes = {code for _, code, *_ in response.topic_error_codes}
+            if codes - {0, UnknownTopicOrPartitionError.errno}:  # unknown: never created
+                raise RuntimeError(f"Kafka error code(s) {sorted(codes)}")
+            log.info("buffer topic %s deleted (replayed or superseded)", topic)
+        except Exception as exc:  # noqa: BLE001  # its records are copied: only disk is at stake
+            log.warning(
+                "buffer topic %s not deleted (%s: %s); delete it by hand "
+                "(kafka-topics --delete --topic %s)",
+                topic,
+                type(exc).__name__,
+                exc,
+                topic,
+            )
+        finally:
+            await admin.close()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
