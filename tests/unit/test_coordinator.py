@@ -1104,6 +1104,77 @@ TestReplication.settings = settings(
 )
 
 
+class BufferedReplication(Replication):
+    """The same, with the snapshot's buffer: shards buffer while the table is scanned,
+    replay units copy the buffer, shards pause, the buffer drains, shards resume."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.p = Policy(segments=2, overlap_ms=1000, error_retry_ms=5000, buffer_partitions=2)
+
+    def table(self, msg: dict[str, Any]) -> None:
+        if msg["type"] in ("buffer_caught_up", "shard_paused") and self.s is not None:
+            typed = pr.decode(co.table_key("orders"), msg)
+            if isinstance(typed, pr.BufferCaughtUp):
+                out = co.on_buffer_caught_up(self.s, typed, self.now)
+            else:
+                assert isinstance(typed, pr.ShardPaused)
+                out = co.on_shard_paused(self.s, typed, self.now)
+            self.s = out.state
+            for key, m in out.commands:
+                self.unit(key[2:], m)
+            return
+        super().table(msg)
+
+    def unit(self, uid: str, msg: dict[str, Any]) -> None:
+        out = on_unit(self.units.get(uid), uid, msg, 0, self.now)  # pure: asked twice
+        if out.action != "pause":
+            super().unit(uid, msg)
+            return
+        assert out.state is not None
+        self.units[uid] = out.state  # the supervisor stops the runner, then says Paused
+        self.running.discard(uid)
+        self.unit(uid, {"type": "paused"})
+
+    @precondition(lambda self: any(u.startswith("replay|") for u in self.running))
+    @rule(data=st.data())
+    def replays_reach_the_end(self, data: st.DataObject) -> None:
+        replays = sorted(u for u in self.running if u.startswith("replay|"))
+        for uid in data.draw(st.lists(st.sampled_from(replays), min_size=1, unique=True)):
+            if uid not in self.running:
+                continue  # stopped by what an earlier one caused
+            if self.units[uid].get("drain"):
+                self.unit(uid, {"type": "finish", "pos": 10, "count": 3})
+            else:
+                self.unit(uid, {"type": "caught_up"})
+
+    @invariant()
+    def no_shard_writes_to_the_output_before_the_buffer_is_replayed(self) -> None:
+        for uid in self.running:
+            if not uid.startswith("shard|"):
+                continue
+            sink = self.units[uid]["spec"].get("sink", "output")
+            phase = self.s["phase"] if self.s else None
+            if sink == "output":
+                assert phase == "STREAMING", (uid, phase)
+            else:
+                assert phase in ("INIT_SYNC", "CATCHING_UP", "SWITCHING"), (uid, phase)
+                if phase == "SWITCHING":  # a buffering shard runs only until it paused
+                    assert self.s is not None
+                    buffer = self.s["buffer"]
+                    assert not buffer["draining"], uid
+                    assert pr.UnitId.parse(uid).shard_id in buffer["waiting"], uid
+
+
+TestBufferedReplication = BufferedReplication.TestCase
+TestBufferedReplication.settings = settings(
+    max_examples=200,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
 def test_a_repeated_create_of_a_finished_unit_repeats_its_unit_done():
     """The heal for a lost unit_done: discovery re-sends creates for work in progress."""
     u = on_unit(None, SCAN_UID, create(SCAN_SPEC), 0, NOW).state
