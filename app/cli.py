@@ -53,6 +53,11 @@ def _row_text(r: dict[str, Any]) -> list[str]:
             f"{snap['segments_done']}/{snap['segments_total']} seg, ETA "
             f"{duration(snap['eta_s'])})"
         )
+    elif snap and (b := r.get("buffer")):
+        progress = (
+            f"done ({snap['items']:,} items); buffer {b['buffered']:,} held, "
+            f"{b['replayed']:,} replayed"
+        )
     elif snap:
         progress = f"done ({snap['items']:,} items)"
     else:

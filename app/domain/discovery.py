@@ -331,7 +331,8 @@ def topic_refusals(names: Iterable[str], prefix: str, app_id: str) -> dict[str, 
     refused: dict[str, str] = {}
     owner: dict[str, str] = {}  # collision form -> the table keeping it
     own = {t.replace(".", "_") for t in internal_topics(app_id)}
-    own_prefix = f"{app_id}-__".replace(".", "_")
+    # Faust's topics, and the snapshot buffers (<app_id>-buffer-<table>-<epoch>)
+    own_prefixes = (f"{app_id}-__".replace(".", "_"), f"{app_id}-buffer-".replace(".", "_"))
     for name in sorted(set(names)):
         topic = prefix + name
         kafka_form = topic.replace(".", "_")
@@ -341,10 +342,10 @@ def topic_refusals(names: Iterable[str], prefix: str, app_id: str) -> dict[str, 
                 f"Kafka allows {KAFKA_TOPIC_MAX} (shorten KAFKA_TOPIC_PREFIX or "
                 "exclude the table)"
             )
-        elif kafka_form in own or kafka_form.startswith(own_prefix):
+        elif kafka_form in own or kafka_form.startswith(own_prefixes):
             refused[name] = (
                 f"its output topic {topic} is one of the replicator's own topics "
-                f"({app_id}-…: control, changelogs, dead letters); change "
+                f"({app_id}-…: control, changelogs, dead letters, snapshot buffers); change "
                 "KAFKA_TOPIC_PREFIX or exclude the table"
             )
         elif topic.startswith("_") or topic in FOREIGN_TOPICS:

@@ -119,6 +119,7 @@ def table_rows(
         mine = by_table.get(name, [])
         scans = [u for u in mine if u["spec"]["kind"] == "scan"]
         shard_units = [u for u in mine if u["spec"]["kind"] == "shard"]
+        replays = [u for u in mine if u["spec"]["kind"] == "replay"]
         shards = s.get("shards") or {}
         statuses = [e.get("status") for e in shards.values()]
         streaming = s.get("phase") == "STREAMING"
@@ -148,6 +149,7 @@ def table_rows(
                     "total": len(statuses),
                 },
                 "events": sum(int(u.get("count") or 0) for u in shard_units),
+                "buffer": _buffer(s, shard_units, replays),
                 "events_per_s": round(rates.per_second(name, "shard", now_ms), 1),
                 # delivery time - ApproximateCreationDateTime, worst open shard, last batch
                 "lag_s": round(max(lags) / 1000, 3) if streaming and lags else None,
@@ -158,6 +160,28 @@ def table_rows(
             }
         )
     return rows
+
+
+def _buffer(
+    s: Mapping[str, Any],
+    shard_units: list[Mapping[str, Any]],
+    replays: list[Mapping[str, Any]],
+) -> dict[str, Any] | None:
+    """The snapshot's buffer while it is in use: changes buffered, copied out, and where
+    the switch to direct output stands."""
+    buffer = s.get("buffer")
+    if not buffer or s.get("phase") not in ("INIT_SYNC", "CATCHING_UP", "SWITCHING"):
+        return None
+    return {
+        "partitions": buffer["partitions"],
+        # events the shards sent while the table was scanned: into the buffer
+        "buffered": sum(int(u.get("count") or 0) for u in shard_units),
+        "replayed": sum(int(u.get("count") or 0) for u in replays),
+        "partitions_caught_up": len(buffer.get("caught_up") or []),
+        "shards_to_pause": len(buffer.get("waiting") or []),
+        "draining": bool(buffer.get("draining")),
+        "partitions_done": len(buffer.get("done") or []),
+    }
 
 
 def checkpoints(

@@ -106,6 +106,10 @@ class StandInProcess:
     def config(self, iterator_ttl: float) -> None:
         self.call("config", iterator_ttl=iterator_ttl)
 
+    def retention(self, seconds: float | None) -> None:
+        """Trim every stream's records older than ``seconds``, continuously."""
+        self.call("retention", seconds=seconds)
+
     def drain(self, table: str) -> int:
         return int(self.call("drain", table=table)["tailed"])
 

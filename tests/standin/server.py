@@ -8,7 +8,7 @@ into the fake stream with the same ARN as moto's LatestStreamArn, so boto3 write
 moto tables show up here, multi-shard, with the fake's own sequence numbers.
 
 POST /_control {"op": ...} drives it (see ``Control``): register, split, rollover,
-trim, expire, inject, config, drain, stats.
+trim, expire, inject, config, retention, drain, stats.
 
     python -m tests.standin.server --port 8123 --moto http://127.0.0.1:5000
 """
@@ -126,6 +126,8 @@ class StandIn:
         self.errors: Counter[str] = Counter()  # error codes returned, injected or not
         self.tailers: dict[str, Tailer] = {}  # table -> tailer
         self._clients: dict[str, Any] = {}
+        self._retention: asyncio.Task[None] | None = None
+        self.retention_trims = 0  # records dropped by the retention
 
     async def start(self) -> None:
         session = get_session()
@@ -231,6 +233,27 @@ class StandIn:
         self.fake.iterator_ttl = iterator_ttl
         return {}
 
+    async def op_retention(self, seconds: float | None) -> dict:
+        """Keep stream records ``seconds`` only, like DynamoDB Streams' 24 h (None: for
+        ever): every 0.2 s the records older than that are trimmed from every stream, read
+        or not, so a position left behind raises TrimmedDataAccessException."""
+        if self._retention is not None:
+            self._retention.cancel()
+            self._retention = None
+        if seconds is not None:
+            self._retention = asyncio.get_running_loop().create_task(self._retain(seconds))
+        return {"retention": seconds}
+
+    async def _retain(self, seconds: float) -> None:
+        while True:
+            before = time.time() - seconds
+            for tailer in self.tailers.values():
+                stream = self.fake._streams[tailer.arn]
+                kept = sum(len(s.records) for s in stream.shards.values())
+                self.fake.trim(tailer.arn, before)
+                self.retention_trims += kept - sum(len(s.records) for s in stream.shards.values())
+            await asyncio.sleep(0.2)
+
     async def op_drain(self, table: str, timeout: float = 30.0) -> dict:
         return {"tailed": await self.tailers[table].drain(timeout)}
 
@@ -239,6 +262,7 @@ class StandIn:
             "calls": dict(self.fake.calls),
             "errors": dict(self.errors),
             "faults_pending": {m: len(f) for m, f in self.fake._faults.items() if f},
+            "retention_trims": self.retention_trims,
             "tables": {},
         }
         for name, tailer in self.tailers.items():

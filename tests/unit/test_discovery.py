@@ -213,8 +213,12 @@ def test_tables_whose_output_topic_is_not_theirs_are_refused() -> None:
     # the app id as a prefix of the output prefix (as the integration tests use): only
     # the app's own topics and Faust's (<app_id>-__…) are refused
     assert set(
-        topic_refusals(["orders", "app-control", "app-__assignor-__leader"], "it-1-", "it-1-app")
-    ) == {"app-control", "app-__assignor-__leader"}
+        topic_refusals(
+            ["orders", "app-control", "app-__assignor-__leader", "app-buffer-orders-1"],
+            "it-1-",
+            "it-1-app",
+        )
+    ) == {"app-control", "app-__assignor-__leader", "app-buffer-orders-1"}
     # '.' and '_' are one character to Kafka: my_app-control is my.app's control topic
     assert set(topic_refusals(["app-control", "app-dlq", "app-x"], "my_", "my.app")) == {
         "app-control",

@@ -189,3 +189,30 @@ def test_checkpoints_lists_the_current_epoch_units():
 
 def test_duration():
     assert [duration(x) for x in (None, 5, 65, 3725)] == ["-", "5s", "1m05s", "1h02m"]
+
+
+def test_the_snapshots_buffer_is_shown_while_it_is_in_use():
+    buffer = {"partitions": 2, "caught_up": [1], "waiting": None, "draining": False, "done": []}
+    s = table("CATCHING_UP", buffer=buffer)
+    r0 = co.replay_unit_id("orders", 2, 0)
+    r1 = co.replay_unit_id("orders", 2, 1)
+    units = dict([shard("a", 40, None, NOW - 9), shard("b", 2, None, NOW - 9)])
+    for uid, p, count in ((r0, 0, 7), (r1, 1, 30)):
+        spec = {"kind": "replay", "table": "orders", "epoch": 2, "partition": p, "partitions": 2}
+        units[uid] = {"id": uid, "spec": spec, "status": "active", "pos": count, "count": count}
+    (row,) = table_rows({"orders": s}, units, Rates(), NOW)
+    assert row["phase"] == "CATCHING_UP"
+    assert row["buffer"] == {
+        "partitions": 2,
+        "buffered": 42,
+        "replayed": 37,
+        "partitions_caught_up": 1,
+        "shards_to_pause": 0,
+        "draining": False,
+        "partitions_done": 0,
+    }
+    switching = {**buffer, "caught_up": [0, 1], "waiting": ["b"]}
+    (row,) = table_rows({"orders": table("SWITCHING", buffer=switching)}, units, Rates(), NOW)
+    assert row["buffer"]["shards_to_pause"] == 1 and row["buffer"]["partitions_caught_up"] == 2
+    (row,) = table_rows({"orders": table("STREAMING", buffer=buffer)}, units, Rates(), NOW)
+    assert row["buffer"] is None  # replayed: nothing held any more
