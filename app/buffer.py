@@ -62,8 +62,8 @@ class BufferReader:
 
     async def partitions(self) -> int:
         """How many partitions the topic has (the replay plan expects a number)."""
-        await self._consumer.topics()  # fresh metadata
-        return len(self._consumer.partitions_for_topic(self.topic) or ())
+        (described,) = await (await self._admin_client()).describe_topics([self.topic])
+        return len(described["partitions"]) if described["error_code"] == 0 else 0
 
     async def read(self, max_records: int, timeout: float) -> list[Record]:
         batches = await self._consumer.getmany(
@@ -77,10 +77,14 @@ class BufferReader:
 
     async def delete_before(self, offset: int) -> None:
         """Free the disk of what was copied already (every record before ``offset``)."""
+        admin = await self._admin_client()
+        await admin.delete_records({self.tp: RecordsToDelete(offset)}, timeout_ms=30_000)
+
+    async def _admin_client(self) -> AIOKafkaAdminClient:
         if not self._admin_started:
             await self._admin.start()
             self._admin_started = True
-        await self._admin.delete_records({self.tp: RecordsToDelete(offset)}, timeout_ms=30_000)
+        return self._admin
 
     async def close(self) -> None:
         await self._consumer.stop()

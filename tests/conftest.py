@@ -26,6 +26,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`chaos_long` tests belong to `make chaos` only: their short variants run in `make
+    test` under another name, so without --chaos-long they are deselected (not skipped)."""
+    if config.getoption("--chaos-long"):
+        return
+    long_only = [item for item in items if item.get_closest_marker("chaos_long")]
+    if long_only:
+        config.hook.pytest_deselected(items=long_only)
+        items[:] = [item for item in items if not item.get_closest_marker("chaos_long")]
+
+
 @pytest.fixture(scope="session")
 def stack() -> dict[str, str]:
     proc = subprocess.run([*STACK, "up"], capture_output=True, text=True, timeout=300, check=False)

@@ -188,3 +188,15 @@ def test_chaos(
             writer.stop.set()
             for w in workers:
                 w.kill()
+
+
+@pytest.mark.chaos
+@pytest.mark.chaos_long
+def test_a_snapshot_many_retentions_long_loses_nothing(
+    stack: dict[str, str], uid: str, workdir: Path
+) -> None:
+    """Issue 13, long: the scan lasts 6 stream retentions (its short variant, 2.5, is
+    tests/integration/test_snapshot_buffer.py)."""
+    from tests.integration.test_snapshot_buffer import run_long_snapshot
+
+    run_long_snapshot(stack, uid, workdir, retention=30.0, retentions=6.0)
