@@ -7,6 +7,7 @@ tests feed recorded commands back to the agent, as the control topic would.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -100,6 +101,13 @@ def rec(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     monkeypatch.setattr(ctl.runtime.supervisor, "stop", r.stop)
     monkeypatch.setattr(ctl.runtime.supervisor, "stop_soon", r.stop_soon)
     return r
+
+
+@pytest.fixture(autouse=True)
+def unbuffered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests walk the flow without the snapshot's buffer (the stream read after the
+    scan); test_the_snapshots_buffer_flow_through_the_agent walks the buffered one."""
+    monkeypatch.setattr(ctl, "policy", dataclasses.replace(ctl.policy, buffer_partitions=0))
 
 
 @pytest.fixture
@@ -437,3 +445,50 @@ async def test_a_stop_does_not_hold_the_control_agent(
             break
         await asyncio.sleep(0.005)
     assert runner.done() and uid not in sup.tasks and not sup._stops
+
+
+# ---------------------------------------------------------------- the snapshot's buffer
+async def test_the_snapshots_buffer_flow_through_the_agent(
+    control: Control, monkeypatch: pytest.MonkeyPatch
+):
+    """INIT_SYNC (shards into the buffer) -> CATCHING_UP (replays) -> SWITCHING (the shard
+    paused by its supervisor, which then says Paused) -> drain -> STREAMING (the shard
+    again, into the output topic; the buffer topic deleted in the background)."""
+    monkeypatch.setattr(ctl, "policy", dataclasses.replace(ctl.policy, buffer_partitions=2))
+    paused: list[str] = []
+    deleted: list[str] = []
+    monkeypatch.setattr(ctl.runtime.supervisor, "pause_soon", paused.append)
+
+    class Buffers:
+        def delete_soon(self, topic: str) -> None:
+            deleted.append(topic)
+
+    monkeypatch.setattr(ctl.runtime, "buffers", Buffers())
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    await control.deliver()
+    assert sorted(units) == [*SCANS, WATCH]
+    listing = [["s1", None, "100", None]]
+    await control.put("t:orders", {"type": "shards", "epoch": 1, "listing": listing})
+    await control.deliver()
+    shard = co.shard_unit_id("orders", 1, STREAM, "s1")
+    assert units[shard]["spec"]["sink"] == "buffer"
+    for uid in SCANS:
+        await control.put(f"u:{uid}", {"type": "finish", "count": 5})
+    await control.deliver()
+    assert row("orders")["phase"] == "CATCHING_UP"
+    replays = [co.replay_unit_id("orders", 1, p) for p in range(2)]
+    assert all(units[r]["status"] == "active" for r in replays)
+    for r in replays:
+        await control.put(f"u:{r}", {"type": "caught_up"})
+    await control.deliver()
+    assert row("orders")["phase"] == "SWITCHING"
+    assert paused == [shard] and units[shard]["status"] == "pausing"
+    await control.put(f"u:{shard}", {"type": "paused"})  # what pause_soon reports
+    await control.deliver()
+    assert all(units[r].get("drain") for r in replays)
+    for r in replays:
+        await control.put(f"u:{r}", {"type": "finish", "pos": 3, "count": 3})
+    await control.deliver()
+    assert row("orders")["phase"] == "STREAMING"
+    assert units[shard]["status"] == "active" and "sink" not in units[shard]["spec"]
+    assert deleted == [settings.buffer_topic_for("orders", 1)]
