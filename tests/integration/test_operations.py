@@ -143,9 +143,11 @@ def test_status_page_metrics_progress_and_cli(stack, uid, workdir: Path, tmp_pat
             texts = cells(driver, table)
             assert texts[0] == table
             if texts[1] == "INIT_SYNC":  # not over yet: a partial bar with rate and ETA
+                # and, below, the snapshot's buffer (changes held while the table is scanned)
                 assert re.fullmatch(
                     r"\d+\.\d% · \d+ / ~600 items · \d/2 segments · "
-                    r"[\d,]+ items/s · ETA (\d+s|\d+m\d\ds|–)",
+                    r"[\d,]+ items/s · ETA (\d+s|\d+m\d\ds|–)\n"
+                    r"buffer: [\d,]+ changes held · [\d,]+ replayed · \d/3 partitions caught up",
                     texts[2],
                 ), texts
                 print(f"\nINIT_SYNC on the page: {texts[2]}")
