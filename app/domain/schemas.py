@@ -325,6 +325,10 @@ def load_exact(data: bytes) -> Any:
     return json.loads(data, parse_int=_exact_int, parse_float=orjson.Fragment)
 
 
+def _int_or_none(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
 def _json_text(v: Any) -> str:
     return orjson.dumps(v).decode()
 
@@ -359,7 +363,12 @@ def native_avro_key(key: bytes) -> str:
 # The connector's SourceInfo after skipInitSync(): what its records carried when no
 # snapshot ran (our seed JSON has nulls there; the Avro schema, like the connector's,
 # requires init_sync_state and init_sync_start).
-SKIPPED = {"init_sync_state": "SKIPPED", "init_sync_start": 0}
+SKIPPED = {
+    "init_sync_state": "SKIPPED",
+    "init_sync_start": 0,
+    "init_sync_end": 0,
+    "init_sync_count": 0,
+}
 
 
 def seed_avro_value(value: bytes) -> dict[str, Any]:
