@@ -57,7 +57,9 @@ class RegistryClient:
         timeout: float = 10.0,
     ) -> None:
         self.url = url.rstrip("/")
-        self._auth = aiohttp.BasicAuth(username, password or "") if username else None
+        self._headers = {"Accept": _CONTENT_TYPE, "Content-Type": _CONTENT_TYPE}
+        if username:  # never logged: only this header carries the password
+            self._headers["Authorization"] = aiohttp.encode_basic_auth(username, password or "")
         self._ssl: ssl.SSLContext | None = None
         if url.startswith("https://") and (ca_file or cert_file):
             self._ssl = ssl.create_default_context(cafile=ca_file)
@@ -68,11 +70,7 @@ class RegistryClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                auth=self._auth,
-                timeout=self._timeout,
-                headers={"Accept": _CONTENT_TYPE, "Content-Type": _CONTENT_TYPE},
-            )
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         return self._session
 
     async def close(self) -> None:
