@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import aiohttp
 import fastavro
+import orjson
 
 from app.domain import schemas
 from app.domain.errors import SchemaRegistryRefused, SchemaRegistryUnavailable
@@ -237,3 +238,41 @@ def serializer_for(settings: Any) -> RecordSerializer | None:
         timeout=settings.schema_registry_timeout,
     )
     return RecordSerializer(client, settings.kafka_record_format, settings.kafka_output_format)
+
+
+def schema_text(
+    output: Literal["native", "seed"],
+    record_format: Literal["avro", "json_schema"],
+    part: Literal["key", "value"],
+    topic: str,
+    key_attributes: Sequence[str] = (),
+) -> str:
+    """The schema the worker registers for ``topic`` (for a compatibility check)."""
+    key = orjson.dumps({a: "" for a in key_attributes})
+    serializer = RecordSerializer(RegistryClient("http://unused"), record_format, output)
+    key_schema, value_schema = serializer._schemas(topic, key)
+    return schemas.canonical(key_schema if part == "key" else value_schema)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m app.registry",
+        description="Print the schema the replicator registers (KAFKA_RECORD_FORMAT).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("schema")
+    p.add_argument("--output", choices=("native", "seed"), default="native")
+    p.add_argument("--format", choices=("avro", "json_schema"), default="avro")
+    p.add_argument("--part", choices=("key", "value"), default="value")
+    p.add_argument("--topic", required=True)
+    p.add_argument("--key-attributes", default="", help="comma-separated (seed keys)")
+    args = parser.parse_args(argv)
+    attrs = [a for a in args.key_attributes.split(",") if a]
+    print(schema_text(args.output, args.format, args.part, args.topic, attrs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -190,3 +190,19 @@ def test_a_full_registry_configuration() -> None:
     assert s.masked()["schema_registry_password"] == "***"
     assert PASSWORD not in repr(s)
     assert Settings.from_env({}).kafka_record_format == "json"
+
+
+def test_the_schema_command_prints_what_the_worker_registers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from app.registry import main
+
+    assert main(["schema", "--output", "seed", "--format", "avro", "--topic", "d-o"]) == 0
+    assert json.loads(capsys.readouterr().out) == schemas.SEED_VALUE_AVRO
+    main(
+        ["schema", "--output", "seed", "--part", "key", "--key-attributes", "id", "--topic", "d-o"]
+    )
+    key = json.loads(capsys.readouterr().out)
+    assert key["connect.name"] == "d_o.Key" and [f["name"] for f in key["fields"]] == ["id"]
+    main(["schema", "--format", "json_schema", "--topic", "t"])
+    assert json.loads(capsys.readouterr().out) == schemas.NATIVE_VALUE_JSON
