@@ -46,7 +46,14 @@ $(REGISTRY_JAR): registry/pom.xml registry/settings.xml registry/src/main/resour
 	cd registry && mvn -q -B -s settings.xml package
 	touch $@
 
-registry: $(REGISTRY_JAR)
+# A Kafka Connect converter for the tests' Connect-style consumer (registry/connect-reader)
+CONNECT_READER := registry/connect-reader/libs/.resolved
+$(CONNECT_READER): registry/connect-reader/pom.xml registry/settings.xml
+	rm -rf registry/connect-reader/libs
+	cd registry/connect-reader && mvn -q -B -s ../settings.xml dependency:copy-dependencies -DoutputDirectory=libs
+	touch $@
+
+registry: $(REGISTRY_JAR) $(CONNECT_READER)
 
 deps: venv kafka-jars registry
 
