@@ -6,7 +6,7 @@ STACK     := $(VPY) scripts/stack.py
 KAFKA_JARS := kafka/libs/.resolved
 
 .PHONY: help venv lock kafka-jars deps stack-up stack-down stack-status run test test-unit \
-        test-integration chaos bench lint clean browser
+        test-integration chaos bench lint clean browser registry
 
 help:
 	@echo "make run    - local stack + demo table/writer + worker + live tail of the output topic"
@@ -39,7 +39,23 @@ $(KAFKA_JARS): kafka/pom.xml
 
 kafka-jars: $(KAFKA_JARS)
 
-deps: venv kafka-jars
+# Apicurio Registry (Confluent-compatible Schema Registry) for the KAFKA_RECORD_FORMAT tests:
+# its published app jar, built into a runnable Quarkus app by Maven (registry/pom.xml).
+REGISTRY_JAR := registry/target/schema-registry-1-runner.jar
+$(REGISTRY_JAR): registry/pom.xml registry/settings.xml registry/src/main/resources/META-INF/microprofile-config.properties
+	cd registry && mvn -q -B -s settings.xml package
+	touch $@
+
+# A Kafka Connect converter for the tests' Connect-style consumer (registry/connect-reader)
+CONNECT_READER := registry/connect-reader/libs/.resolved
+$(CONNECT_READER): registry/connect-reader/pom.xml registry/settings.xml
+	rm -rf registry/connect-reader/libs
+	cd registry/connect-reader && mvn -q -B -s ../settings.xml dependency:copy-dependencies -DoutputDirectory=libs
+	touch $@
+
+registry: $(REGISTRY_JAR) $(CONNECT_READER)
+
+deps: venv kafka-jars registry
 
 # Headless Chromium + its driver for the browser tests (Debian packages). The file target
 # makes this a no-op, and silent, once /usr/bin/chromedriver exists.

@@ -130,7 +130,9 @@ async def _deliver(
                 todo += failed
         one_per_batch = one_per_batch or split
         if retry is not None:
-            reason = "kafka_timeout" if classify(retry) == "timeout" else "kafka"
+            reason = getattr(retry, "retry_reason", None) or (
+                "kafka_timeout" if classify(retry) == "timeout" else "kafka"
+            )
             rt.metrics.retries.labels(table, reason).inc()
             delay = backoff.next()
             log.warning(

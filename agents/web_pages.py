@@ -55,6 +55,10 @@ def status() -> dict[str, Any]:
         "caught_up": view.caught_up.is_set(),
         "generated_ms": int(time.time() * 1000),
         "tables": view.rows(),
+        # KAFKA_RECORD_FORMAT=avro|json_schema: this worker's view of the registry
+        "schema_registry": runtime.output.serializer.health()
+        if runtime.output.serializer is not None
+        else None,
     }
 
 

@@ -32,8 +32,9 @@ from aiokafka.structs import TopicPartition
 from app.buffer import BUFFER_TOPIC_CONFIG
 from app.domain import codec, limits
 from app.domain.discovery import STATE_TOPICS
-from app.domain.errors import KafkaSendTimeout
+from app.domain.errors import KafkaSendTimeout, SchemaRegistryRefused
 from app.domain.partition import partition_for
+from app.registry import serializer_for
 
 log = logging.getLogger(__name__)
 Message = tuple[bytes, bytes | None]
@@ -49,6 +50,8 @@ def classify(exc: BaseException) -> Verdict:
         return "too_large"
     if isinstance(exc, (KafkaSendTimeout, KafkaTimeoutError, TimeoutError)):
         return "timeout"
+    if isinstance(exc, SchemaRegistryRefused):
+        return "permanent"  # an incompatible or invalid schema: the table goes to ERROR
     if (
         isinstance(exc, KafkaError)
         and type(exc) is not KafkaError
@@ -167,6 +170,8 @@ class Output:
         self.record_limits: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._admin: Any = None
+        # KAFKA_RECORD_FORMAT=avro|json_schema: Confluent-framed records (app/registry.py)
+        self.serializer = serializer_for(settings)
 
     @property
     def topic_max_message_bytes(self) -> int:
@@ -190,6 +195,8 @@ class Output:
         admin, self._admin = self._admin, None
         if admin is not None:
             await admin.close()
+        if self.serializer is not None:
+            await self.serializer.close()
 
     async def ensure_topic(self, name: str) -> int:
         """Create the topic if absent and wait until it is usable; returns the largest
@@ -332,8 +339,14 @@ class Output:
             return []
         limit = await self.ensure_topic(topic)
         cap = 0 if one_per_batch else min(1_048_576, limits.topic_max_message_bytes(limit))
+        originals: dict[Message, Message] | None = None
+        if self.serializer is not None:
+            # raises SchemaRegistryUnavailable (retried) / SchemaRegistryRefused (table ERROR)
+            framed = await self.serializer.serialize(topic, messages)
+            originals = dict(zip(framed, messages, strict=True))
+            messages = framed
         # aiokafka's producer inside Faust's (faust-streaming 0.15's driver keeps it there)
-        return await send_records(
+        failures = await send_records(
             self.app.producer._ensure_producer(),
             topic,
             messages,
@@ -341,6 +354,9 @@ class Output:
             max_batch_bytes=cap,
             timeout=self.settings.kafka_send_timeout,
         )
+        if originals is not None:  # the caller resends (and dead-letters) what it gave
+            failures = [(exc, [originals[m] for m in failed]) for exc, failed in failures]
+        return failures
 
     async def dead_letter(
         self,

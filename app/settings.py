@@ -36,6 +36,7 @@ from app.domain.limits import STATE_MAX_MESSAGE_BYTES
 SyncMode = Literal["snapshot_and_stream", "stream_only", "snapshot_only"]
 StreamStart = Literal["trim_horizon", "latest"]
 OutputFormat = Literal["native", "seed"]
+RecordFormat = Literal["json", "avro", "json_schema"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "AWS_MSK_IAM"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -185,6 +186,15 @@ def _http_url(raw: str) -> str:
             raise _Hidden("an http:// or https:// URL")
         raise ValueError("an http:// or https:// URL")
     return raw
+
+
+def _registry_url(raw: str) -> str:
+    if "@" in urlsplit(raw).netloc:  # credentials: never echo them
+        raise _Hidden(
+            "an http:// or https:// URL without user:password@ "
+            "(use SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD)"
+        )
+    return _http_url(raw).rstrip("/")
 
 
 def mask_url(text: str) -> str:
@@ -422,6 +432,32 @@ class Settings:
         metadata=_env("KAFKA_OUTPUT_FORMAT", "native", _choice("native", "seed"))
     )
     kafka_tombstones: bool = field(metadata=_env("KAFKA_TOMBSTONES", "true", _bool))
+    # How records are serialized: the plain JSON bytes, or Avro / JSON Schema in the
+    # Confluent wire format with schemas in a Schema Registry (app/registry.py)
+    kafka_record_format: RecordFormat = field(
+        metadata=_env("KAFKA_RECORD_FORMAT", "json", _choice("json", "avro", "json_schema"))
+    )
+    schema_registry_url: str | None = field(
+        metadata=_env("SCHEMA_REGISTRY_URL", None, _registry_url)
+    )
+    schema_registry_username: str | None = field(
+        metadata=_env("SCHEMA_REGISTRY_USERNAME", None, _username)
+    )
+    schema_registry_password: str | None = field(
+        repr=False, metadata=_env("SCHEMA_REGISTRY_PASSWORD", None, _password, secret=True)
+    )
+    schema_registry_ca_file: str | None = field(
+        metadata=_env("SCHEMA_REGISTRY_CA_FILE", None, _path)
+    )
+    schema_registry_cert_file: str | None = field(
+        metadata=_env("SCHEMA_REGISTRY_CERT_FILE", None, _path)
+    )
+    schema_registry_key_file: str | None = field(
+        metadata=_env("SCHEMA_REGISTRY_KEY_FILE", None, _path)
+    )
+    schema_registry_timeout: float = field(
+        metadata=_env("SCHEMA_REGISTRY_TIMEOUT", "10", _float(1, 300))
+    )
     # What a dead-letter record holds besides table, place, error and the item's keys:
     # "event" = the event (or the item as received) to fix and replay; "keys" = nothing more
     kafka_dlq_content: str = field(
@@ -545,6 +581,7 @@ class Settings:
                             f"{values['kafka_security_protocol']} and KAFKA_SASL_MECHANISM="
                             f"{values['kafka_sasl_mechanism']}; it is unset",
                         )
+        _check_registry(values)
         return cls(**values)
 
     def endpoint_for(self, service: str) -> str | None:
@@ -609,6 +646,51 @@ class Settings:
 
     def __repr__(self) -> str:  # the dataclass repr would show URL credentials
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.masked().items())})"
+
+
+_REGISTRY_SETTINGS = (
+    "SCHEMA_REGISTRY_URL",
+    "SCHEMA_REGISTRY_USERNAME",
+    "SCHEMA_REGISTRY_PASSWORD",
+    "SCHEMA_REGISTRY_CA_FILE",
+    "SCHEMA_REGISTRY_CERT_FILE",
+    "SCHEMA_REGISTRY_KEY_FILE",
+)
+
+
+def _check_registry(values: dict[str, Any]) -> None:
+    """KAFKA_RECORD_FORMAT and the SCHEMA_REGISTRY_* settings that go with it."""
+    fmt = values["kafka_record_format"]
+    if fmt == "json":
+        for name in _REGISTRY_SETTINGS:
+            if values[name.lower()] is not None:
+                raise ConfigError(
+                    name,
+                    "expected only together with KAFKA_RECORD_FORMAT=avro or json_schema "
+                    "(records with registered schemas); KAFKA_RECORD_FORMAT is json",
+                )
+        return
+    if values["schema_registry_url"] is None:
+        raise ConfigError(
+            "SCHEMA_REGISTRY_URL",
+            f"required when KAFKA_RECORD_FORMAT={fmt} (the Schema Registry the schemas "
+            "are registered in); it is unset",
+        )
+    pairs = (
+        ("SCHEMA_REGISTRY_USERNAME", "SCHEMA_REGISTRY_PASSWORD"),
+        ("SCHEMA_REGISTRY_CERT_FILE", "SCHEMA_REGISTRY_KEY_FILE"),
+    )
+    for a, b in pairs:
+        for given, missing in ((a, b), (b, a)):
+            if values[given.lower()] is not None and values[missing.lower()] is None:
+                raise ConfigError(missing, f"required together with {given}; it is unset")
+    if not values["schema_registry_url"].startswith("https://"):
+        for name in ("SCHEMA_REGISTRY_CA_FILE", "SCHEMA_REGISTRY_CERT_FILE"):
+            if values[name.lower()] is not None:
+                raise ConfigError(
+                    name,
+                    "expected only with an https:// SCHEMA_REGISTRY_URL; it is http://",
+                )
 
 
 def _show(value: object, secret: bool) -> str:

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Local stack without Docker: a real Apache Kafka broker (KRaft, single node) and
-moto in server mode, both on loopback.
+"""Local stack without Docker: a real Apache Kafka broker (KRaft, single node), moto in
+server mode and a Confluent-compatible Schema Registry (Apicurio Registry, in memory), all
+on loopback.
 
-    python scripts/stack.py up | down | status | env
+    python scripts/stack.py up | down | status | env  [kafka moto registry]
 
 Idempotent: `up` leaves running services alone, `down` stops by PID.  State lives in
 $STACK_DIR (default: <repo>/.stack): broker data (throw-away), logs, PID files.
@@ -28,6 +29,8 @@ KAFKA_LIBS = ROOT / "kafka" / "libs"
 KAFKA_PORT = int(os.environ.get("STACK_KAFKA_PORT", "9092"))
 CONTROLLER_PORT = int(os.environ.get("STACK_CONTROLLER_PORT", "9093"))
 MOTO_PORT = int(os.environ.get("STACK_MOTO_PORT", "5000"))
+REGISTRY_PORT = int(os.environ.get("STACK_REGISTRY_PORT", "8081"))
+REGISTRY_JAR = ROOT / "registry" / "target" / "schema-registry-1-runner.jar"
 READY_TIMEOUT = float(os.environ.get("STACK_READY_TIMEOUT", "90"))
 
 KAFKA_PROPERTIES = """\
@@ -201,6 +204,38 @@ def moto_ready() -> bool:
         return False
 
 
+def registry_url(port: int = REGISTRY_PORT) -> str:
+    """The Confluent-compatible API of the local Apicurio Registry."""
+    return f"http://127.0.0.1:{port}/apis/ccompat/v6"
+
+
+def registry_ready(port: int = REGISTRY_PORT) -> bool:
+    """A real API call: the schema types the registry serves include AVRO and JSON."""
+    if not _port_open(port):
+        return False
+    try:
+        with urllib.request.urlopen(f"{registry_url(port)}/schemas/types", timeout=3) as resp:
+            body = resp.read()
+            return resp.status == 200 and b"AVRO" in body and b"JSON" in body
+    except Exception:  # noqa: BLE001 (a probe: any failure means not ready yet)
+        return False
+
+
+def registry_command(port: int) -> list[str]:
+    """How the registry is started (tests start a second one on another port with it)."""
+    if not REGISTRY_JAR.exists():
+        raise SystemExit("[stack] schema registry missing: run `make registry` (Maven builds it)")
+    return [
+        _java(),
+        "-Xms64m",
+        "-Xmx384m",
+        "-Dquarkus.http.host=127.0.0.1",
+        f"-Dquarkus.http.port={port}",
+        "-jar",
+        str(REGISTRY_JAR),
+    ]
+
+
 def _wait(name: str, ready, pid_name: str) -> float:
     start = time.monotonic()
     deadline = start + READY_TIMEOUT
@@ -315,14 +350,29 @@ def moto_up() -> None:
     log(f"moto: ready on 127.0.0.1:{MOTO_PORT} (pid {pid}) in {time.monotonic() - t0:.1f}s")
 
 
+def registry_up() -> None:
+    if registry_ready():
+        who = "" if _pid("registry") else " (not started by this stack; left alone)"
+        log(f"registry: already running on {registry_url()}{who}")
+        return
+    if _pid("registry"):
+        _stop("registry")
+    t0 = time.monotonic()
+    pid = _spawn("registry", registry_command(REGISTRY_PORT), STACK_DIR / "registry.log")
+    _wait("registry", registry_ready, "registry")
+    log(f"registry: ready on {registry_url()} (pid {pid}) in {time.monotonic() - t0:.1f}s")
+
+
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else "status"
-    what = argv[2:] or ["kafka", "moto"]
+    what = argv[2:] or ["kafka", "moto", "registry"]
     if cmd == "up":
         if "moto" in what:
             moto_up()
         if "kafka" in what:
             kafka_up()
+        if "registry" in what:
+            registry_up()
     elif cmd == "down":
         for name in what:
             _stop(name)
@@ -334,7 +384,11 @@ def main(argv: list[str]) -> int:
         kafka_up()
     elif cmd == "status":
         ok = True
-        for name, ready in (("kafka", kafka_ready), ("moto", moto_ready)):
+        for name, ready in (
+            ("kafka", kafka_ready),
+            ("moto", moto_ready),
+            ("registry", registry_ready),
+        ):
             pid, r = _pid(name), ready()
             ok &= r
             log(f"{name}: {'ready' if r else 'down'}" + (f" (pid {pid})" if pid else ""))
@@ -342,6 +396,7 @@ def main(argv: list[str]) -> int:
     elif cmd == "env":
         print(f"BROKER_URL=kafka://127.0.0.1:{KAFKA_PORT}")
         print(f"AWS_ENDPOINT_URL=http://127.0.0.1:{MOTO_PORT}")
+        print(f"SCHEMA_REGISTRY_URL={registry_url()}")
     else:
         print(__doc__)
         return 2

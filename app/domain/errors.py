@@ -77,3 +77,16 @@ class KafkaRefusedError(ReplicatorError):
 class InternalTopicError(ReplicatorError):
     """An internal topic (control, state changelogs) cannot be created, or exists in a shape
     the worker cannot run on: the worker must not start.  ``resource`` is the topic."""
+
+
+class SchemaRegistryUnavailable(ReplicatorError):
+    """The Schema Registry did not answer (or answered 5xx/408/429): the send waits and is
+    retried with backoff; nothing is sent without its schema id."""
+
+    retriable = True
+    retry_reason = "schema_registry"
+
+
+class SchemaRegistryRefused(ReplicatorError):
+    """The Schema Registry refused a schema for good (409 incompatible with the subject's
+    registered versions, 422 invalid, 401/403 credentials): the table goes to ERROR."""

@@ -307,7 +307,12 @@ def test_secret_masked_and_hidden_from_repr() -> None:
     assert not any("s3cr3t" in v for v in masked.values())
     assert "s3cr3t" not in repr(s)
     secret_fields = [f.name for f in dataclasses.fields(s) if f.metadata["secret"]]
-    assert secret_fields == ["aws_role_external_id", "kafka_sasl_password", "web_auth_token"]
+    assert secret_fields == [
+        "aws_role_external_id",
+        "schema_registry_password",
+        "kafka_sasl_password",
+        "web_auth_token",
+    ]
 
 
 def test_masked_lists_every_setting_as_text() -> None:
@@ -421,7 +426,7 @@ def _var(f: dataclasses.Field[Any]) -> str:
 
 
 def test_the_numeric_settings_are_the_expected_ones() -> None:
-    assert len(NUMERIC) == 19, [_var(f) for f in NUMERIC]
+    assert len(NUMERIC) == 20, [_var(f) for f in NUMERIC]
 
 
 @pytest.mark.parametrize("value", ["1e300", "9" * 400, "-1e300", "-" + "9" * 400])
