@@ -317,11 +317,13 @@ class Output:
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
 
+    def _is_buffer(self, name: str) -> bool:
+        """A snapshot's buffer topic (app.buffer): its records stay until replayed, and
+        they are the output's JSON, framed for the registry only when copied out."""
+        return name.startswith(f"{self.settings.app_id}-buffer-")
+
     def _extra(self, name: str) -> dict[str, str]:
-        """A snapshot buffer's records stay until replayed (app.buffer)."""
-        if name.startswith(f"{self.settings.app_id}-buffer-"):
-            return BUFFER_TOPIC_CONFIG
-        return {}
+        return BUFFER_TOPIC_CONFIG if self._is_buffer(name) else {}
 
     def _internal_topics(self) -> tuple[str, ...]:
         return tuple(f"{self.settings.app_id}-{suffix}" for suffix in STATE_TOPICS)
@@ -340,7 +342,7 @@ class Output:
         limit = await self.ensure_topic(topic)
         cap = 0 if one_per_batch else min(1_048_576, limits.topic_max_message_bytes(limit))
         originals: dict[Message, Message] | None = None
-        if self.serializer is not None:
+        if self.serializer is not None and not self._is_buffer(topic):
             # raises SchemaRegistryUnavailable (retried) / SchemaRegistryRefused (table ERROR)
             framed = await self.serializer.serialize(topic, messages)
             originals = dict(zip(framed, messages, strict=True))
