@@ -235,7 +235,15 @@ fn num_cmp(a: &str, b: &str) -> Ordering {
     let (an, ad, ae) = num_parts(a);
     let (bn, bd, be) = num_parts(b);
     let (az, bz) = (ad.is_empty(), bd.is_empty());
-    let sign = |neg: bool, zero: bool| if zero { 0 } else if neg { -1 } else { 1 };
+    let sign = |neg: bool, zero: bool| {
+        if zero {
+            0
+        } else if neg {
+            -1
+        } else {
+            1
+        }
+    };
     let (sa, sb) = (sign(an, az), sign(bn, bz));
     if sa != sb || sa == 0 {
         return sa.cmp(&sb);
@@ -243,11 +251,16 @@ fn num_cmp(a: &str, b: &str) -> Ordering {
     // same sign, both non-zero: compare magnitudes 0.DIGITS x 10^E
     let mag = ae.cmp(&be).then_with(|| {
         let n = ad.len().max(bd.len());
-        (0..n).map(|i| ad.get(i).unwrap_or(&b'0').cmp(bd.get(i).unwrap_or(&b'0')))
+        (0..n)
+            .map(|i| ad.get(i).unwrap_or(&b'0').cmp(bd.get(i).unwrap_or(&b'0')))
             .find(|o| o.is_ne())
             .unwrap_or(Ordering::Equal)
     });
-    if sa < 0 { mag.reverse() } else { mag }
+    if sa < 0 {
+        mag.reverse()
+    } else {
+        mag
+    }
 }
 
 /// (negative, significant digits without leading/trailing zeros, exponent E such that
@@ -257,7 +270,13 @@ fn num_parts(s: &str) -> (bool, Vec<u8>, i64) {
     let neg = b.first() == Some(&b'-');
     let body = if neg { &b[1..] } else { b };
     let (mant, exp) = match body.iter().position(|&c| c == b'e' || c == b'E') {
-        Some(p) => (&body[..p], std::str::from_utf8(&body[p + 1..]).ok().and_then(|e| e.parse::<i64>().ok()).unwrap_or(0)),
+        Some(p) => (
+            &body[..p],
+            std::str::from_utf8(&body[p + 1..])
+                .ok()
+                .and_then(|e| e.parse::<i64>().ok())
+                .unwrap_or(0),
+        ),
         None => (body, 0),
     };
     let (ip, fp) = match mant.iter().position(|&c| c == b'.') {
@@ -293,13 +312,17 @@ fn b64_val(c: u8) -> Option<u32> {
 /// Decode canonical-form base64 (length a multiple of 4, alphabet, 0-2 final `=`):
 /// a subset of what a2b_base64(strict_mode=True) accepts, with its result.
 pub fn b64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 4 != 0 {
+    if s.len() & 3 != 0 {
         return None;
     }
     let mut out = Vec::with_capacity(s.len() / 4 * 3);
     for (q, chunk) in s.chunks_exact(4).enumerate() {
         let last = q == s.len() / 4 - 1;
-        let pad = if last { chunk.iter().rev().take_while(|&&c| c == b'=').count() } else { 0 };
+        let pad = if last {
+            chunk.iter().rev().take_while(|&&c| c == b'=').count()
+        } else {
+            0
+        };
         if pad > 2 {
             return None;
         }
@@ -321,8 +344,16 @@ pub fn b64_encode(out: &mut Vec<u8>, data: &[u8]) {
             | *chunk.get(2).unwrap_or(&0) as u32;
         out.push(B64[(v >> 18) as usize & 63]);
         out.push(B64[(v >> 12) as usize & 63]);
-        out.push(if chunk.len() > 1 { B64[(v >> 6) as usize & 63] } else { b'=' });
-        out.push(if chunk.len() > 2 { B64[v as usize & 63] } else { b'=' });
+        out.push(if chunk.len() > 1 {
+            B64[(v >> 6) as usize & 63]
+        } else {
+            b'='
+        });
+        out.push(if chunk.len() > 2 {
+            B64[v as usize & 63]
+        } else {
+            b'='
+        });
     }
 }
 
@@ -351,7 +382,13 @@ pub fn tagged<'v, 'a>(av: &'v Value<'a>) -> Option<(&'v Str<'a>, &'v Value<'a>)>
 
 fn strs<'v, 'a>(v: &'v Value<'a>) -> Option<Vec<&'v Str<'a>>> {
     match v {
-        Value::Arr(a) => a.iter().map(|m| match m { Value::Str(s) => Some(s), _ => None }).collect(),
+        Value::Arr(a) => a
+            .iter()
+            .map(|m| match m {
+                Value::Str(s) => Some(s),
+                _ => None,
+            })
+            .collect(),
         _ => None,
     }
 }
@@ -487,9 +524,11 @@ pub fn v1(out: &mut Vec<u8>, av: &Value) -> Option<()> {
             }
             out.push(b']');
         }
-        ("BOOL", Value::Bool(b)) => {
-            out.extend_from_slice(if *b { b"{\"bool\":true" } else { b"{\"bool\":false" })
-        }
+        ("BOOL", Value::Bool(b)) => out.extend_from_slice(if *b {
+            b"{\"bool\":true"
+        } else {
+            b"{\"bool\":false"
+        }),
         ("NULL", Value::Bool(true)) => out.extend_from_slice(b"{\"null\":true"),
         ("B", Value::Str(s)) => {
             out.extend_from_slice(b"{\"b\":");

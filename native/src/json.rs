@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 
+use bumpalo::Bump;
+
 pub const MAX_DEPTH: usize = 256;
 
 #[derive(Clone, Copy)]
@@ -35,13 +37,15 @@ impl<'a> Str<'a> {
     }
 }
 
+/// Arrays and objects are slices in the page's arena (see Parser).
+#[derive(Clone, Copy)]
 pub enum Value<'a> {
     Null,
     Bool(bool),
     Num(&'a str),
     Str(Str<'a>),
-    Arr(Vec<Value<'a>>),
-    Obj(Vec<(Str<'a>, Value<'a>)>),
+    Arr(&'a [Value<'a>]),
+    Obj(&'a [(Str<'a>, Value<'a>)]),
 }
 
 impl<'a> Value<'a> {
@@ -65,13 +69,26 @@ pub struct Parser<'a> {
     /// Set when an object repeats a member name (Python keeps the first position and
     /// the last value: such records go to the reference).
     pub dup: bool,
+    arena: &'a Bump,
+    // Children of the containers being parsed, innermost last: a container's children
+    // move into the arena as one slice when it closes.
+    values: Vec<Value<'a>>,
+    members: Vec<(Str<'a>, Value<'a>)>,
 }
 
 pub type R<T> = Result<T, ()>;
 
 impl<'a> Parser<'a> {
-    pub fn new(s: &'a str) -> Self {
-        Parser { s, b: s.as_bytes(), pos: 0, dup: false }
+    pub fn new(s: &'a str, arena: &'a Bump) -> Self {
+        Parser {
+            s,
+            b: s.as_bytes(),
+            pos: 0,
+            dup: false,
+            arena,
+            values: Vec::with_capacity(64),
+            members: Vec::with_capacity(256),
+        }
     }
 
     pub fn ws(&mut self) {
@@ -106,11 +123,11 @@ impl<'a> Parser<'a> {
         match self.peek().ok_or(())? {
             b'{' => {
                 self.pos += 1;
-                let mut m: Vec<(Str<'a>, Value<'a>)> = Vec::new();
+                let base = self.members.len();
                 self.ws();
                 if self.peek() == Some(b'}') {
                     self.pos += 1;
-                    return Ok(Value::Obj(m));
+                    return Ok(Value::Obj(&[]));
                 }
                 loop {
                     self.ws();
@@ -120,15 +137,17 @@ impl<'a> Parser<'a> {
                     let k = self.string()?;
                     self.eat(b':')?;
                     let v = self.value(depth + 1)?;
-                    if m.iter().any(|(o, _)| same(o, &k)) {
+                    if self.members[base..].iter().any(|(o, _)| same(o, &k)) {
                         self.dup = true;
                     }
-                    m.push((k, v));
+                    self.members.push((k, v));
                     self.ws();
                     match self.peek() {
                         Some(b',') => self.pos += 1,
                         Some(b'}') => {
                             self.pos += 1;
+                            let m = self.arena.alloc_slice_copy(&self.members[base..]);
+                            self.members.truncate(base);
                             return Ok(Value::Obj(m));
                         }
                         _ => return Err(()),
@@ -137,19 +156,22 @@ impl<'a> Parser<'a> {
             }
             b'[' => {
                 self.pos += 1;
-                let mut a = Vec::new();
+                let base = self.values.len();
                 self.ws();
                 if self.peek() == Some(b']') {
                     self.pos += 1;
-                    return Ok(Value::Arr(a));
+                    return Ok(Value::Arr(&[]));
                 }
                 loop {
-                    a.push(self.value(depth + 1)?);
+                    let v = self.value(depth + 1)?;
+                    self.values.push(v);
                     self.ws();
                     match self.peek() {
                         Some(b',') => self.pos += 1,
                         Some(b']') => {
                             self.pos += 1;
+                            let a = self.arena.alloc_slice_copy(&self.values[base..]);
+                            self.values.truncate(base);
                             return Ok(Value::Arr(a));
                         }
                         _ => return Err(()),
@@ -173,8 +195,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// RFC 8259 number.  Tokens orjson could read in another way than plain i64/f64
-    /// (integers beyond 18 digits, exponents beyond 2 digits) are refused.
+    /// RFC 8259 number.  Tokens orjson might refuse (a value that overflows a double) are
+    /// refused: at most 200 digits before an exponent of at most 2 digits.
     fn number(&mut self) -> R<Value<'a>> {
         let start = self.pos;
         let b = self.b;
@@ -182,7 +204,6 @@ impl<'a> Parser<'a> {
         if b.get(i) == Some(&b'-') {
             i += 1;
         }
-        let int_start = i;
         match b.get(i) {
             Some(b'0') => i += 1,
             Some(c) if c.is_ascii_digit() => {
@@ -192,8 +213,6 @@ impl<'a> Parser<'a> {
             }
             _ => return Err(()),
         }
-        let int_len = i - int_start;
-        let mut plain_int = true;
         if b.get(i) == Some(&b'.') {
             i += 1;
             let f = i;
@@ -203,7 +222,6 @@ impl<'a> Parser<'a> {
             if i == f {
                 return Err(());
             }
-            plain_int = false;
         }
         if matches!(b.get(i), Some(b'e' | b'E')) {
             i += 1;
@@ -217,9 +235,8 @@ impl<'a> Parser<'a> {
             if i == e || i - e > 2 {
                 return Err(());
             }
-            plain_int = false;
         }
-        if (plain_int && int_len > 18) || i - start > 64 {
+        if i - start > 200 {
             return Err(());
         }
         self.pos = i;
@@ -265,7 +282,10 @@ impl<'a> Parser<'a> {
             }
         }
         self.pos = i + 1;
-        Ok(Str { raw: &self.s[start..i], esc })
+        Ok(Str {
+            raw: &self.s[start..i],
+            esc,
+        })
     }
 }
 

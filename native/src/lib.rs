@@ -15,6 +15,7 @@ mod json;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
+use bumpalo::Bump;
 use codec::{escape, key_value, plain_map, v1_map, write_str};
 use json::{get, Parser, Str, Value};
 
@@ -27,9 +28,12 @@ struct Page<'a> {
     fields: Vec<(String, usize, usize)>,
 }
 
-fn parse_page<'a>(body: &'a str, list: &str) -> Option<Page<'a>> {
-    let mut p = Parser::new(body);
-    let mut page = Page { elems: Vec::new(), fields: Vec::new() };
+fn parse_page<'a>(body: &'a str, arena: &'a Bump, list: &str) -> Option<Page<'a>> {
+    let mut p = Parser::new(body, arena);
+    let mut page = Page {
+        elems: Vec::new(),
+        fields: Vec::new(),
+    };
     let mut names: Vec<String> = Vec::new();
     p.eat(b'{').ok()?;
     p.ws();
@@ -98,8 +102,13 @@ fn parse_page<'a>(body: &'a str, list: &str) -> Option<Page<'a>> {
     Some(page)
 }
 
-/// int(float(value) * 1000), for a JSON number token.
+/// int(float(value) * 1000), for a JSON number token.  An integer beyond 19 digits
+/// (orjson makes it a float its own way) is left to the reference.
 fn ts_ms(token: &str) -> Option<i64> {
+    let int_token = !token.contains(['.', 'e', 'E']);
+    if int_token && token.trim_start_matches('-').len() > 19 {
+        return None;
+    }
     let x: f64 = token.parse().ok()?;
     let v = (x * 1000.0).trunc();
     if !v.is_finite() || v.abs() >= 9.0e18 {
@@ -143,7 +152,6 @@ struct ChangeCtx<'c> {
 
 struct Change {
     key: Vec<u8>,
-    value: Vec<u8>,
     tombstone: bool,
     seq: String,
     ts_ms: i64,
@@ -157,15 +165,21 @@ type Image<'v, 'a> = Option<&'v [(Str<'a>, Value<'a>)]>;
 fn image<'v, 'a>(d: &'v [(Str<'a>, Value<'a>)], name: &str) -> Option<Image<'v, 'a>> {
     match get(d, name) {
         None | Some(Value::Null) => Some(None),
-        Some(Value::Obj(m)) => Some(Some(m.as_slice())),
+        Some(Value::Obj(m)) => Some(Some(*m)),
         _ => None,
     }
 }
 
 /// app.aws.dynamodb.to_record + Encoder.change, for one record of a GetRecords body.
-fn change(rec: &Value, c: &ChangeCtx) -> Option<Change> {
+/// The value is written into `value` (`doc`: scratch for the seed document), buffers
+/// the caller reuses for every record.
+fn change(rec: &Value, c: &ChangeCtx, value: &mut Vec<u8>, doc: &mut Vec<u8>) -> Option<Change> {
+    value.clear();
+    doc.clear();
     let r = rec.obj()?;
-    let Value::Str(ev) = get(r, "eventName")? else { return None };
+    let Value::Str(ev) = get(r, "eventName")? else {
+        return None;
+    };
     let (op, event) = match &*ev.text() {
         "INSERT" => ("c", "INSERT"),
         "MODIFY" => ("u", "MODIFY"),
@@ -173,11 +187,15 @@ fn change(rec: &Value, c: &ChangeCtx) -> Option<Change> {
         _ => return None,
     };
     let d = get(r, "dynamodb")?.obj()?;
-    let Value::Str(seq) = get(d, "SequenceNumber")? else { return None };
-    let Value::Num(t) = get(d, "ApproximateCreationDateTime")? else { return None };
+    let Value::Str(seq) = get(d, "SequenceNumber")? else {
+        return None;
+    };
+    let Value::Num(t) = get(d, "ApproximateCreationDateTime")? else {
+        return None;
+    };
     let ts = ts_ms(t)?;
     let keys = match get(d, "Keys") {
-        Some(Value::Obj(k)) if !k.is_empty() => k.as_slice(),
+        Some(Value::Obj(k)) if !k.is_empty() => *k,
         _ => return None, // empty: the reference takes them from the image (key_of)
     };
     let new = image(d, "NewImage")?;
@@ -197,22 +215,20 @@ fn change(rec: &Value, c: &ChangeCtx) -> Option<Change> {
     };
     let key_list: Vec<(&Str, &Value)> = keys.iter().map(|(k, v)| (k, v)).collect();
     let key = sorted_key(&key_list, c.seed)?;
-    let mut value = Vec::with_capacity(4096);
     if c.seed {
         let doc_item = match new {
             Some(m) if op != "d" => m,
             _ => keys,
         };
-        let mut doc = Vec::with_capacity(2048);
-        v1_map(&mut doc, doc_item)?;
+        v1_map(doc, doc_item)?;
         value.extend_from_slice(b"{\"version\":\"1.0\",\"document\":");
-        escape(&mut value, &doc);
+        escape(value, doc);
         value.extend_from_slice(b",\"source\":");
         value.extend_from_slice(c.seed_source);
         value.extend_from_slice(b",\"op\":\"");
         value.extend_from_slice(op.as_bytes());
         value.extend_from_slice(b"\",\"ts_ms\":");
-        push_i64(&mut value, ts);
+        push_i64(value, ts);
         value.push(b'}');
     } else {
         value.extend_from_slice(b"{\"op\":\"");
@@ -220,25 +236,25 @@ fn change(rec: &Value, c: &ChangeCtx) -> Option<Change> {
         value.extend_from_slice(b"\",\"table\":");
         value.extend_from_slice(c.table);
         value.extend_from_slice(b",\"keys\":");
-        plain_map(&mut value, keys)?;
+        plain_map(value, keys)?;
         value.extend_from_slice(b",\"before\":");
         match old {
-            Some(m) => plain_map(&mut value, m)?,
+            Some(m) => plain_map(value, m)?,
             None => value.extend_from_slice(b"null"),
         }
         value.extend_from_slice(b",\"after\":");
         match new {
-            Some(m) => plain_map(&mut value, m)?,
+            Some(m) => plain_map(value, m)?,
             None => value.extend_from_slice(b"null"),
         }
         value.extend_from_slice(b",\"ts_ms\":");
-        push_i64(&mut value, ts);
+        push_i64(value, ts);
         value.extend_from_slice(b",\"source\":{\"stream_arn\":");
         value.extend_from_slice(c.arn);
         value.extend_from_slice(b",\"shard_id\":");
         value.extend_from_slice(c.shard);
         value.extend_from_slice(b",\"seq\":");
-        write_str(&mut value, seq);
+        write_str(value, seq);
         value.extend_from_slice(
             b",\"snapshot\":false,\"segment\":null,\"total_segments\":null,\"ttl_delete\":",
         );
@@ -247,7 +263,6 @@ fn change(rec: &Value, c: &ChangeCtx) -> Option<Change> {
     }
     Some(Change {
         key,
-        value,
         tombstone: op == "d" && c.tombstones,
         seq: seq.text().into_owned(),
         ts_ms: ts,
@@ -267,7 +282,10 @@ struct ScanCtx<'c> {
 }
 
 /// Encoder.snapshot for one item of a Scan body.
-fn snapshot(item: &Value, c: &ScanCtx) -> Option<(Vec<u8>, Vec<u8>)> {
+/// The key is returned, the value written into `value` (see `change`).
+fn snapshot(item: &Value, c: &ScanCtx, value: &mut Vec<u8>, doc: &mut Vec<u8>) -> Option<Vec<u8>> {
+    value.clear();
+    doc.clear();
     let m = item.obj()?;
     let mut keys: Vec<(&Str, &Value)> = Vec::with_capacity(c.key_names.len());
     for name in c.key_names {
@@ -275,12 +293,10 @@ fn snapshot(item: &Value, c: &ScanCtx) -> Option<(Vec<u8>, Vec<u8>)> {
         keys.push((k, v));
     }
     let key = sorted_key(&keys, c.seed)?;
-    let mut value = Vec::with_capacity(2048);
     if c.seed {
-        let mut doc = Vec::with_capacity(2048);
-        v1_map(&mut doc, m)?;
+        v1_map(doc, m)?;
         value.extend_from_slice(b"{\"version\":\"1.0\",\"document\":");
-        escape(&mut value, &doc);
+        escape(value, doc);
         value.extend_from_slice(b",\"source\":");
         value.extend_from_slice(c.seed_source);
         value.extend_from_slice(b",\"op\":\"r\",\"ts_ms\":");
@@ -294,19 +310,19 @@ fn snapshot(item: &Value, c: &ScanCtx) -> Option<(Vec<u8>, Vec<u8>)> {
             if i > 0 {
                 value.push(b',');
             }
-            write_str(&mut value, k);
+            write_str(value, k);
             value.push(b':');
-            key_value(&mut value, v, false)?;
+            key_value(value, v, false)?;
         }
         value.extend_from_slice(b"},\"before\":null,\"after\":");
-        plain_map(&mut value, m)?;
+        plain_map(value, m)?;
         value.extend_from_slice(b",\"ts_ms\":");
         value.extend_from_slice(c.ts);
         value.extend_from_slice(b",\"source\":");
         value.extend_from_slice(c.native_source);
         value.push(b'}');
     }
-    Some((key, value))
+    Some(key)
 }
 
 fn fields<'py>(py: Python<'py>, page: &Page) -> PyResult<Bound<'py, PyList>> {
@@ -337,18 +353,35 @@ fn encode_records<'py>(
     shard: &[u8],
     seed_source: &[u8],
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-    let Ok(text) = std::str::from_utf8(body) else { return Ok(None) };
-    let Some(page) = parse_page(text, "Records") else { return Ok(None) };
-    let c = ChangeCtx { seed, tombstones, table, arn, shard, seed_source };
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Ok(None);
+    };
+    let arena = Bump::with_capacity(body.len() * 2);
+    let Some(page) = parse_page(text, &arena, "Records") else {
+        return Ok(None);
+    };
+    let c = ChangeCtx {
+        seed,
+        tombstones,
+        table,
+        arn,
+        shard,
+        seed_source,
+    };
     let mut done: Vec<Bound<'py, PyTuple>> = Vec::with_capacity(page.elems.len());
     let mut refused: Vec<Bound<'py, PyTuple>> = Vec::new();
+    let (mut value, mut doc) = (Vec::with_capacity(8192), Vec::with_capacity(4096));
     for (i, (v, start, end, dup)) in page.elems.iter().enumerate() {
-        match if *dup { None } else { change(v, &c) } {
+        match if *dup {
+            None
+        } else {
+            change(v, &c, &mut value, &mut doc)
+        } {
             Some(ch) => done.push(
                 (
                     i,
                     PyBytes::new(py, &ch.key),
-                    PyBytes::new(py, &ch.value),
+                    PyBytes::new(py, &value),
                     ch.tombstone,
                     ch.seq,
                     ch.ts_ms,
@@ -361,7 +394,11 @@ fn encode_records<'py>(
             None => refused.push((i, *start, *end).into_pyobject(py)?),
         }
     }
-    let out = (PyList::new(py, done)?, PyList::new(py, refused)?, fields(py, &page)?);
+    let out = (
+        PyList::new(py, done)?,
+        PyList::new(py, refused)?,
+        fields(py, &page)?,
+    );
     Ok(Some(out.into_pyobject(py)?))
 }
 
@@ -381,20 +418,41 @@ fn encode_scan<'py>(
     native_source: &[u8],
     seed_source: &[u8],
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-    let Ok(text) = std::str::from_utf8(body) else { return Ok(None) };
-    let Some(page) = parse_page(text, "Items") else { return Ok(None) };
-    let c = ScanCtx { seed, table, key_names: &key_names, ts, native_source, seed_source };
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Ok(None);
+    };
+    let arena = Bump::with_capacity(body.len() * 2);
+    let Some(page) = parse_page(text, &arena, "Items") else {
+        return Ok(None);
+    };
+    let c = ScanCtx {
+        seed,
+        table,
+        key_names: &key_names,
+        ts,
+        native_source,
+        seed_source,
+    };
     let mut done: Vec<Bound<'py, PyTuple>> = Vec::with_capacity(page.elems.len());
     let mut refused: Vec<Bound<'py, PyTuple>> = Vec::new();
+    let (mut value, mut doc) = (Vec::with_capacity(8192), Vec::with_capacity(4096));
     for (i, (v, start, end, dup)) in page.elems.iter().enumerate() {
-        match if *dup { None } else { snapshot(v, &c) } {
-            Some((k, val)) => {
-                done.push((i, PyBytes::new(py, &k), PyBytes::new(py, &val)).into_pyobject(py)?)
+        match if *dup {
+            None
+        } else {
+            snapshot(v, &c, &mut value, &mut doc)
+        } {
+            Some(k) => {
+                done.push((i, PyBytes::new(py, &k), PyBytes::new(py, &value)).into_pyobject(py)?)
             }
             None => refused.push((i, *start, *end).into_pyobject(py)?),
         }
     }
-    let out = (PyList::new(py, done)?, PyList::new(py, refused)?, fields(py, &page)?);
+    let out = (
+        PyList::new(py, done)?,
+        PyList::new(py, refused)?,
+        fields(py, &page)?,
+    );
     Ok(Some(out.into_pyobject(py)?))
 }
 
