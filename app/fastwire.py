@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -85,11 +85,11 @@ class ScanContext:
     format: Format = "native"
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedRecord:
-    """One record (or scanned item) of a page and its Kafka messages."""
+class EncodedRecord(NamedTuple):
+    """One record (or scanned item) of a page and its Kafka messages.  A NamedTuple: the
+    native pass hands over its fields as one tuple per record (``_make``, no __init__)."""
 
-    index: int  # position in the page
+    position: int  # in the page
     messages: list[Message]  # (key, value), then (key, None) after a delete with tombstones
     seq: str | None  # SequenceNumber; None for a scanned item
     ts_ms: int  # ApproximateCreationDateTime in ms; the snapshot's ts for a scanned item
@@ -104,7 +104,7 @@ class FailedRecord:
     sequence number or segment, and the attribute path, never a value) and the record
     or item as received, for the dead-letter topic."""
 
-    index: int
+    position: int
     raw: Any
     error: CodecError
 
@@ -296,7 +296,7 @@ def _merge(
     if not refused:
         return list(done)
     out: list[EncodedRecord | FailedRecord] = [*done, *refused]
-    out.sort(key=lambda r: r.index)
+    out.sort(key=lambda r: r.position)
     return out
 
 
@@ -318,10 +318,7 @@ def native_records_page(body: bytes, ctx: ChangeContext) -> EncodedPage:
         return reference_records_page(body, ctx)
     rows, refused, spans = got
     cursor = _next_iterator(_fields(body, spans), ctx.table)
-    done = [
-        EncodedRecord(i, [(k, v), (k, None)] if tomb else [(k, v)], seq, ts, event, size, ttl)
-        for i, k, v, tomb, seq, ts, event, size, ttl in rows
-    ]
+    done = list(map(EncodedRecord._make, rows))
     enc = Encoder(ctx.format, ctx.tombstones)
     slow = [_reference_change(enc, ctx, i, orjson.loads(body[s:e])) for i, s, e in refused]
     return _page(_merge(done, slow), cursor, 0.0, len(done))
@@ -357,7 +354,7 @@ def native_scan_page(body: bytes, ctx: ScanContext) -> EncodedPage:
     rows, refused, spans = got
     cursor, capacity = _scan_cursor(_fields(body, spans), ctx.table)
     ts = ctx.ts_ms
-    done = [EncodedRecord(i, [(k, v)], None, ts, None, 0, False) for i, k, v in rows]
+    done = [EncodedRecord(i, messages, None, ts, None, 0, False) for i, messages in rows]
     enc = Encoder(ctx.format, False)
     slow = [_reference_snapshot(enc, ctx, i, orjson.loads(body[s:e])) for i, s, e in refused]
     return _page(_merge(done, slow), cursor, capacity, len(done))

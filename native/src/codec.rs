@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use crate::json::{Str, Value};
+use crate::json::{special8, Str, Value};
 
 // ------------------------------------------------------------------ strings
 
@@ -20,7 +20,14 @@ use crate::json::{Str, Value};
 pub fn escape(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
     let mut run = 0;
-    for (i, &c) in s.iter().enumerate() {
+    let mut i = 0;
+    while i < s.len() {
+        if i + 8 <= s.len() && !special8(&s[i..i + 8]) {
+            i += 8;
+            continue;
+        }
+        let c = s[i];
+        i += 1;
         let short = match c {
             b'"' => b'"',
             b'\\' => b'\\',
@@ -32,7 +39,7 @@ pub fn escape(out: &mut Vec<u8>, s: &[u8]) {
             0..=0x1f => 0,
             _ => continue,
         };
-        out.extend_from_slice(&s[run..i]);
+        out.extend_from_slice(&s[run..i - 1]);
         if short != 0 {
             out.extend_from_slice(&[b'\\', short]);
         } else {
@@ -40,7 +47,7 @@ pub fn escape(out: &mut Vec<u8>, s: &[u8]) {
             out.extend_from_slice(b"\\u00");
             out.extend_from_slice(&[HEX[(c >> 4) as usize], HEX[(c & 15) as usize]]);
         }
-        run = i + 1;
+        run = i;
     }
     out.extend_from_slice(&s[run..]);
     out.push(b'"');

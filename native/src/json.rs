@@ -251,6 +251,9 @@ impl<'a> Parser<'a> {
         let mut i = start;
         let mut esc = false;
         loop {
+            while i + 8 <= b.len() && !special8(&b[i..i + 8]) {
+                i += 8; // eight plain bytes at a time
+            }
             let c = *b.get(i).ok_or(())?;
             match c {
                 b'"' => break,
@@ -287,6 +290,19 @@ impl<'a> Parser<'a> {
             esc,
         })
     }
+}
+
+/// Does any of these 8 bytes end or escape a JSON string (`"`, `\\`, a C0 control)?
+#[inline]
+pub fn special8(bytes: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let w = u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8]));
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI; // exact as "any byte is 0"
+    let quote = zero(w ^ (LO * b'"' as u64));
+    let backslash = zero(w ^ (LO * b'\\' as u64));
+    let control = w.wrapping_sub(LO * 0x20) & !w & HI; // any byte < 0x20
+    quote | backslash | control != 0
 }
 
 fn same(a: &Str, b: &Str) -> bool {

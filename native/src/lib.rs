@@ -336,7 +336,9 @@ fn fields<'py>(py: Python<'py>, page: &Page) -> PyResult<Bound<'py, PyList>> {
 
 /// A GetRecords body -> None (the whole page goes to the reference) or
 /// (records, refused, fields):
-/// records: [(index, key, value, tombstone, seq, ts_ms, event_name, size_bytes, ttl_delete)],
+/// records: [(index, messages, seq, ts_ms, event_name, size_bytes, ttl_delete)] (the
+///          fields of fastwire.EncodedRecord; messages [(key, value)], then (key, None)
+///          after a delete when tombstones are on),
 /// refused: [(index, start, end)] byte spans of records for the reference,
 /// fields:  [(name, start, end)] byte spans of the other top-level members.
 /// `table`, `arn`, `shard` and `seed_source` are JSON texts, encoded by the caller.
@@ -377,20 +379,18 @@ fn encode_records<'py>(
         } else {
             change(v, &c, &mut value, &mut doc)
         } {
-            Some(ch) => done.push(
-                (
-                    i,
-                    PyBytes::new(py, &ch.key),
-                    PyBytes::new(py, &value),
-                    ch.tombstone,
-                    ch.seq,
-                    ch.ts_ms,
-                    ch.event,
-                    ch.size,
-                    ch.ttl,
-                )
-                    .into_pyobject(py)?,
-            ),
+            Some(ch) => {
+                let key = PyBytes::new(py, &ch.key);
+                let message = (key.clone(), PyBytes::new(py, &value)).into_pyobject(py)?;
+                let messages = if ch.tombstone {
+                    let tombstone = (key, py.None()).into_pyobject(py)?.into_any();
+                    PyList::new(py, [message.into_any(), tombstone])?
+                } else {
+                    PyList::new(py, [message])?
+                };
+                let row = (i, messages, ch.seq, ch.ts_ms, ch.event, ch.size, ch.ttl);
+                done.push(row.into_pyobject(py)?)
+            }
             None => refused.push((i, *start, *end).into_pyobject(py)?),
         }
     }
@@ -402,7 +402,7 @@ fn encode_records<'py>(
     Ok(Some(out.into_pyobject(py)?))
 }
 
-/// A Scan body -> None or (items, refused, fields): items [(index, key, value)],
+/// A Scan body -> None or (items, refused, fields): items [(index, [(key, value)])],
 /// the rest as encode_records.  `key_names`: the table's key attribute names (no
 /// repeats); `ts`: ts_ms as JSON text; the sources: the envelope's source blocks.
 #[pyfunction]
@@ -443,7 +443,9 @@ fn encode_scan<'py>(
             snapshot(v, &c, &mut value, &mut doc)
         } {
             Some(k) => {
-                done.push((i, PyBytes::new(py, &k), PyBytes::new(py, &value)).into_pyobject(py)?)
+                let message = (PyBytes::new(py, &k), PyBytes::new(py, &value));
+                let row = (i, PyList::new(py, [message.into_pyobject(py)?])?);
+                done.push(row.into_pyobject(py)?)
             }
             None => refused.push((i, *start, *end).into_pyobject(py)?),
         }

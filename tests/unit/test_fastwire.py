@@ -49,7 +49,9 @@ def outcome(fn: Callable[[bytes, Any], fastwire.EncodedPage], body: bytes, ctx: 
         page = fn(body, ctx)
     except CodecError as e:
         return ("raised", type(e), str(e), e.resource)
-    failed = [(f.index, f.raw, type(f.error), str(f.error), f.error.resource) for f in page.failed]
+    failed = [
+        (f.position, f.raw, type(f.error), str(f.error), f.error.resource) for f in page.failed
+    ]
     return ("ok", page.records, failed, page.cursor, page.consumed_capacity)
 
 
@@ -444,7 +446,7 @@ def test_malformed_records_go_through_the_reference(fmt: str) -> None:
         else:  # the good ones at least (some odd ones are valid and taken too)
             assert page.native >= 2, bad
         for f in page.failed:
-            assert f.index == 1
+            assert f.position == 1
             assert f.raw == orjson.loads(bad)
     # one of each kind at least: refused then encoded, and refused then failed
     page = fastwire.native_records_page(
@@ -544,3 +546,21 @@ def test_context_strings(table: str, arn: str | None, shard: str | None) -> None
     assert_records_same(records_body([GOOD]), ctx)
     sctx = fastwire.ScanContext(table, ("pk",), 0, 1, 5, SNAPS[1], "seed")
     assert_scan_same(scan_body([{"pk": {"S": "a"}}]), sctx)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_special_characters_at_every_position(fmt: str) -> None:
+    """Strings are scanned and escaped 8 bytes at a time: a character that ends or must be
+    escaped, at every offset of a long string, raw and \\u-escaped on the wire."""
+    specials = ['"', "\\", "\x00", "\x1f", "\n", "\x7f", "é", "\u2028", "😀", "/"]
+    items = []
+    for pos in range(19):
+        for ch in specials:
+            text = "a" * pos + ch + "b" * (18 - pos) + ch * (pos % 3)
+            items.append({"pk": {"S": text}, "sk": {"N": "1"}, text: {"SS": [text, "x" * pos]}})
+    for dumps in (orjson.dumps, dumps_ascii):
+        assert_scan_same(scan_body(items, dumps=dumps), scan_ctx(fmt))
+        recs = [record_dict("INSERT", "1" * 21, 0, {"pk": i["pk"]}, i, None) for i in items]
+        assert_records_same(records_body(recs, dumps=dumps), change_ctx(fmt, key_names=("pk",)))
+        page = fastwire.native_scan_page(scan_body(items, dumps=dumps), scan_ctx(fmt))
+        assert page.native == len(items)
