@@ -325,6 +325,20 @@ fn snapshot(item: &Value, c: &ScanCtx, value: &mut Vec<u8>, doc: &mut Vec<u8>) -
     Some(key)
 }
 
+thread_local! {
+    /// One arena per thread, emptied (not freed) after each page: a page's tree takes a
+    /// few MB, and fresh pages of memory for every call cost their page faults.
+    static ARENA: std::cell::Cell<Option<Bump>> = const { std::cell::Cell::new(None) };
+}
+
+fn with_arena<T>(f: impl FnOnce(&Bump) -> T) -> T {
+    let mut arena = ARENA.with(|a| a.take()).unwrap_or_default();
+    let out = f(&arena);
+    arena.reset();
+    ARENA.with(|a| a.set(Some(arena)));
+    out
+}
+
 fn fields<'py>(py: Python<'py>, page: &Page) -> PyResult<Bound<'py, PyList>> {
     let items: Vec<Bound<'py, PyTuple>> = page
         .fields
@@ -358,48 +372,49 @@ fn encode_records<'py>(
     let Ok(text) = std::str::from_utf8(body) else {
         return Ok(None);
     };
-    let arena = Bump::with_capacity(body.len() * 2);
-    let Some(page) = parse_page(text, &arena, "Records") else {
-        return Ok(None);
-    };
-    let c = ChangeCtx {
-        seed,
-        tombstones,
-        table,
-        arn,
-        shard,
-        seed_source,
-    };
-    let mut done: Vec<Bound<'py, PyTuple>> = Vec::with_capacity(page.elems.len());
-    let mut refused: Vec<Bound<'py, PyTuple>> = Vec::new();
-    let (mut value, mut doc) = (Vec::with_capacity(8192), Vec::with_capacity(4096));
-    for (i, (v, start, end, dup)) in page.elems.iter().enumerate() {
-        match if *dup {
-            None
-        } else {
-            change(v, &c, &mut value, &mut doc)
-        } {
-            Some(ch) => {
-                let key = PyBytes::new(py, &ch.key);
-                let message = (key.clone(), PyBytes::new(py, &value)).into_pyobject(py)?;
-                let messages = if ch.tombstone {
-                    let tombstone = (key, py.None()).into_pyobject(py)?.into_any();
-                    PyList::new(py, [message.into_any(), tombstone])?
-                } else {
-                    PyList::new(py, [message])?
-                };
-                let row = (i, messages, ch.seq, ch.ts_ms, ch.event, ch.size, ch.ttl);
-                done.push(row.into_pyobject(py)?)
+    with_arena(|arena| {
+        let Some(page) = parse_page(text, arena, "Records") else {
+            return Ok(None);
+        };
+        let c = ChangeCtx {
+            seed,
+            tombstones,
+            table,
+            arn,
+            shard,
+            seed_source,
+        };
+        let mut done: Vec<Bound<'py, PyTuple>> = Vec::with_capacity(page.elems.len());
+        let mut refused: Vec<Bound<'py, PyTuple>> = Vec::new();
+        let (mut value, mut doc) = (Vec::with_capacity(8192), Vec::with_capacity(4096));
+        for (i, (v, start, end, dup)) in page.elems.iter().enumerate() {
+            match if *dup {
+                None
+            } else {
+                change(v, &c, &mut value, &mut doc)
+            } {
+                Some(ch) => {
+                    let key = PyBytes::new(py, &ch.key);
+                    let message = (key.clone(), PyBytes::new(py, &value)).into_pyobject(py)?;
+                    let messages = if ch.tombstone {
+                        let tombstone = (key, py.None()).into_pyobject(py)?.into_any();
+                        PyList::new(py, [message.into_any(), tombstone])?
+                    } else {
+                        PyList::new(py, [message])?
+                    };
+                    let row = (i, messages, ch.seq, ch.ts_ms, ch.event, ch.size, ch.ttl);
+                    done.push(row.into_pyobject(py)?)
+                }
+                None => refused.push((i, *start, *end).into_pyobject(py)?),
             }
-            None => refused.push((i, *start, *end).into_pyobject(py)?),
         }
-    }
-    let out = (
-        PyList::new(py, done)?,
-        PyList::new(py, refused)?,
-        fields(py, &page)?,
-    );
-    Ok(Some(out.into_pyobject(py)?))
+        let out = (
+            PyList::new(py, done)?,
+            PyList::new(py, refused)?,
+            fields(py, &page)?,
+        );
+        Ok(Some(out.into_pyobject(py)?))
+    })
 }
 
 /// A Scan body -> None or (items, refused, fields): items [(index, [(key, value)])],
@@ -421,41 +436,42 @@ fn encode_scan<'py>(
     let Ok(text) = std::str::from_utf8(body) else {
         return Ok(None);
     };
-    let arena = Bump::with_capacity(body.len() * 2);
-    let Some(page) = parse_page(text, &arena, "Items") else {
-        return Ok(None);
-    };
-    let c = ScanCtx {
-        seed,
-        table,
-        key_names: &key_names,
-        ts,
-        native_source,
-        seed_source,
-    };
-    let mut done: Vec<Bound<'py, PyTuple>> = Vec::with_capacity(page.elems.len());
-    let mut refused: Vec<Bound<'py, PyTuple>> = Vec::new();
-    let (mut value, mut doc) = (Vec::with_capacity(8192), Vec::with_capacity(4096));
-    for (i, (v, start, end, dup)) in page.elems.iter().enumerate() {
-        match if *dup {
-            None
-        } else {
-            snapshot(v, &c, &mut value, &mut doc)
-        } {
-            Some(k) => {
-                let message = (PyBytes::new(py, &k), PyBytes::new(py, &value));
-                let row = (i, PyList::new(py, [message.into_pyobject(py)?])?);
-                done.push(row.into_pyobject(py)?)
+    with_arena(|arena| {
+        let Some(page) = parse_page(text, arena, "Items") else {
+            return Ok(None);
+        };
+        let c = ScanCtx {
+            seed,
+            table,
+            key_names: &key_names,
+            ts,
+            native_source,
+            seed_source,
+        };
+        let mut done: Vec<Bound<'py, PyTuple>> = Vec::with_capacity(page.elems.len());
+        let mut refused: Vec<Bound<'py, PyTuple>> = Vec::new();
+        let (mut value, mut doc) = (Vec::with_capacity(8192), Vec::with_capacity(4096));
+        for (i, (v, start, end, dup)) in page.elems.iter().enumerate() {
+            match if *dup {
+                None
+            } else {
+                snapshot(v, &c, &mut value, &mut doc)
+            } {
+                Some(k) => {
+                    let message = (PyBytes::new(py, &k), PyBytes::new(py, &value));
+                    let row = (i, PyList::new(py, [message.into_pyobject(py)?])?);
+                    done.push(row.into_pyobject(py)?)
+                }
+                None => refused.push((i, *start, *end).into_pyobject(py)?),
             }
-            None => refused.push((i, *start, *end).into_pyobject(py)?),
         }
-    }
-    let out = (
-        PyList::new(py, done)?,
-        PyList::new(py, refused)?,
-        fields(py, &page)?,
-    );
-    Ok(Some(out.into_pyobject(py)?))
+        let out = (
+            PyList::new(py, done)?,
+            PyList::new(py, refused)?,
+            fields(py, &page)?,
+        );
+        Ok(Some(out.into_pyobject(py)?))
+    })
 }
 
 #[pymodule]
