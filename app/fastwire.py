@@ -20,6 +20,18 @@ Two implementations, byte-for-byte equal (tests/unit/test_fastwire.py):
 
 ``ACTIVE`` says which one runs ("native" or "python"); ``DESCRIPTION`` says it for the
 start-up log line.
+
+A runner's use, per page (one format per worker, as the Encoder's)::
+
+    ctx = ChangeContext(table, key_names, stream_arn, shard_id, snap, format, tombstones)
+    page = encode_records_page(body, ctx)      # MalformedResponse: not a response at all
+    messages = page.messages                   # every record's, in page order
+    for f in page.failed:                      # CodecError per record, as Encoder raises
+        dead_letter(f.error, f.raw)            # f.raw: the record as received (orjson)
+    next_iterator = page.cursor                # None: the shard is closed
+
+and for a Scan page ``encode_scan_page(body, ScanContext(...))``, whose ``cursor`` is the
+LastEvaluatedKey (None: the segment is done) and ``consumed_capacity`` its RCU.
 """
 
 from __future__ import annotations
