@@ -7,7 +7,8 @@
 //!   returns None: the caller runs the Python reference over the whole body;
 //! * a record or item it cannot encode exactly as the reference would is *refused*:
 //!   its index and byte span are returned and the caller encodes it the reference way
-//!   (which returns the same bytes, or raises the CodecError the dead-letter needs).
+//!   (which returns the same bytes, or raises the CodecError the dead-letter needs);
+//! * a panic (a bug) refuses the page or record the same way: never an exception.
 
 mod codec;
 mod json;
@@ -325,6 +326,12 @@ fn snapshot(item: &Value, c: &ScanCtx, value: &mut Vec<u8>, doc: &mut Vec<u8>) -
     Some(key)
 }
 
+/// A panic (a bug here) refuses the page or record instead of raising into the worker:
+/// the reference encodes it, and the panic message is still printed (stderr).
+fn guard<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(None)
+}
+
 thread_local! {
     /// One arena per thread, emptied (not freed) after each page: a page's tree takes a
     /// few MB, and fresh pages of memory for every call cost their page faults.
@@ -373,7 +380,7 @@ fn encode_records<'py>(
         return Ok(None);
     };
     with_arena(|arena| {
-        let Some(page) = parse_page(text, arena, "Records") else {
+        let Some(page) = guard(|| parse_page(text, arena, "Records")) else {
             return Ok(None);
         };
         let c = ChangeCtx {
@@ -391,7 +398,7 @@ fn encode_records<'py>(
             match if *dup {
                 None
             } else {
-                change(v, &c, &mut value, &mut doc)
+                guard(|| change(v, &c, &mut value, &mut doc))
             } {
                 Some(ch) => {
                     let key = PyBytes::new(py, &ch.key);
@@ -437,7 +444,7 @@ fn encode_scan<'py>(
         return Ok(None);
     };
     with_arena(|arena| {
-        let Some(page) = parse_page(text, arena, "Items") else {
+        let Some(page) = guard(|| parse_page(text, arena, "Items")) else {
             return Ok(None);
         };
         let c = ScanCtx {
@@ -455,7 +462,7 @@ fn encode_scan<'py>(
             match if *dup {
                 None
             } else {
-                snapshot(v, &c, &mut value, &mut doc)
+                guard(|| snapshot(v, &c, &mut value, &mut doc))
             } {
                 Some(k) => {
                     let message = (PyBytes::new(py, &k), PyBytes::new(py, &value));
