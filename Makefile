@@ -5,7 +5,7 @@ VPY       := $(VENV)/bin/python
 STACK     := $(VPY) scripts/stack.py
 KAFKA_JARS := kafka/libs/.resolved
 
-.PHONY: help venv lock kafka-jars deps stack-up stack-down stack-status run test test-unit \
+.PHONY: help venv native lock kafka-jars deps stack-up stack-down stack-status run test test-unit \
         test-integration chaos bench lint clean browser registry
 
 help:
@@ -24,7 +24,18 @@ $(VENV)/.installed: pyproject.toml $(LOCKS)
 	$(VPY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-venv: $(VENV)/.installed
+# The native pass (native/, Rust + PyO3, built by maturin from the dev lock) as the
+# dynamodb_wire module; app/fastwire.py falls back to pure Python without it.  cargo is
+# looked for on PATH, then in ~/.cargo/bin (where rustup puts it).
+NATIVE := $(VENV)/.native
+CARGO_BIN := $(HOME)/.cargo/bin
+$(NATIVE): $(VENV)/.installed native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH:$(CARGO_BIN)" $(VPY) -m pip install -q --no-deps --no-build-isolation ./native
+	touch $@
+
+venv: $(VENV)/.installed $(NATIVE)
+
+native: $(NATIVE)
 
 # Re-resolve the locks after a change to pyproject.toml (uv, pinned in the dev extra, keeps
 # the locked versions it can); `make lock UPGRADE=1` moves everything to the newest allowed.

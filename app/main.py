@@ -52,11 +52,13 @@ class ReplicatorApp(faust.App):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
+        from app import fastwire
         from app.bootstrap import DeploymentConflict, check_deployment, ensure_topics
         from app.logs import configure
 
         configure(settings.log_level, settings.log_format)
         log.info("settings: %s", settings.masked())
+        log.info("response codec: %s", fastwire.DESCRIPTION)
         warning = exposure_warning(
             self.conf.web_bind, settings.web_auth_token, tls=settings.web_tls_cert is not None
         )
