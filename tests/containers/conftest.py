@@ -45,15 +45,18 @@ def local_images() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def images() -> Iterator[dict[str, str]]:
+    reason = ""
     try:
         client = docker.from_env(timeout=30)
         client.ping()
     except Exception as exc:  # noqa: BLE001 (any failure means no engine: say which)
+        reason = f"{type(exc).__name__}: {exc}"
+    if reason:
         pytest.fail(
-            f"no Docker engine answers ({type(exc).__name__}: {exc}). The container tests "
-            "need one: `make docker-engine` installs Debian's docker.io and starts dockerd "
-            "(as root; it needs a kernel with overlay or vfs storage, cgroups and iptables), "
-            "then `make docker-images` builds the images.",
+            f"no Docker engine answers ({reason}). The container tests need one: "
+            "`make docker-engine` installs Debian's docker.io and starts dockerd (as root; "
+            "it needs a kernel with overlay or vfs storage, cgroups and iptables), then "
+            "`make docker-images` builds the images.",
             pytrace=False,
         )
     names = local_images()
