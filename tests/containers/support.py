@@ -93,6 +93,25 @@ def kafka_answers(host_port: int) -> bool:
     return asyncio.run(probe())
 
 
+def moto_answers(host_port: int) -> bool:
+    """A real DynamoDB ListTables call; any failure means not ready yet."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{host_port}/",
+        data=b"{}",
+        headers={
+            "X-Amz-Target": "DynamoDB_20120810.ListTables",
+            "Content-Type": "application/x-amz-json-1.0",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/"
+            "dynamodb/aws4_request, SignedHeaders=host, Signature=x",
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            return resp.status == 200 and b"TableNames" in resp.read()
+    except OSError:
+        return False
+
+
 def topic_exists(host_port: int, topic: str) -> bool:
     async def probe() -> bool:
         client = AIOKafkaClient(bootstrap_servers=f"127.0.0.1:{host_port}")

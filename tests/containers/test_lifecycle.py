@@ -25,6 +25,7 @@ from tests.containers.support import (
     http,
     kafka_answers,
     logs,
+    moto_answers,
     publish,
     running,
     start_published,
@@ -154,9 +155,8 @@ def test_worker_containers_survive_kill_and_stop_gracefully(
     m, moto_port = start_published(
         lambda port: moto(images["MOTO_IMAGE"], network, port), ports, started
     )
-    aws = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}"}
-    ddb = client(aws)
-    wait_ready(m, lambda: bool(ddb.list_tables() is not None), 60, "moto's ListTables")
+    ddb = client({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}"})
+    wait_ready(m, lambda: moto_answers(moto_port), 60, "moto's ListTables")
     wait_ready(k, lambda: kafka_answers(kafka_port), 90, "the Kafka container's metadata")
     marks["services"] = time.monotonic() - t0
 
