@@ -6,7 +6,8 @@ STACK     := $(VPY) scripts/stack.py
 KAFKA_JARS := kafka/libs/.resolved
 
 .PHONY: help venv native lock kafka-jars deps stack-up stack-down stack-status run test test-unit \
-        test-integration chaos bench lint clean browser registry
+        test-integration chaos bench lint clean browser registry docker-engine docker-images \
+        test-containers
 
 help:
 	@echo "make run    - local stack + demo table/writer + worker + live tail of the output topic"
@@ -82,6 +83,17 @@ $(CHROMEDRIVER):
 
 browser: $(CHROMEDRIVER)
 
+# The container tests' Docker engine and images (docker/engine.sh, docker/images.sh):
+# Debian's docker.io, docker-compose and debootstrap when missing, dockerd started as root
+# when it does not answer; a Debian base image from debootstrap (kept once built), a Python
+# image on it, then Kafka (the jars of kafka-jars), moto (the dev lock's) and the product's
+# own Dockerfile on that Python. Docker's layer cache makes a rebuild of unchanged inputs quick.
+docker-engine:
+	docker/engine.sh
+
+docker-images: docker-engine venv kafka-jars
+	docker/images.sh all
+
 stack-up: deps
 	$(STACK) up
 
@@ -94,7 +106,11 @@ stack-status:
 run: deps
 	$(VPY) scripts/run_demo.py
 
+# A machine where Docker cannot run still runs every other test: the container tests then
+# fail, saying why (tests/containers/conftest.py), and so does make test.
 test: deps browser
+	$(MAKE) --no-print-directory docker-images || \
+	    echo "[docker] no engine or images: the container tests will fail (see above)"
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy --strict app agents
@@ -108,6 +124,9 @@ test-unit: venv
 test-integration: deps
 	$(STACK) up
 	$(VPY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-containers: docker-images
+	$(VPY) -m pytest tests/containers $(PYTEST_ARGS)
 
 chaos: deps
 	$(STACK) up

@@ -2,7 +2,7 @@
 
 requirements.lock        the runtime dependencies, every transitive one pinned with its
                          sha256 hashes: what the image installs (``--require-hashes``)
-requirements-dev.lock    the runtime ones plus the ``test`` and ``dev`` extras, held to
+requirements-dev.lock    the runtime ones plus the ``test``, ``containers`` and ``dev`` extras, held to
                          the runtime lock's versions (a constraint): what ``make venv``
                          installs, so tests run on exactly the versions the image ships
 requirements-build.lock  pip and pyproject's ``[build-system] requires`` (setuptools): the
@@ -35,7 +35,7 @@ TARGET_PYTHON = "3.11"
 TARGET_PLATFORM = "x86_64-manylinux_2_28"
 RUNTIME, DEV, BUILD = "requirements.lock", "requirements-dev.lock", "requirements-build.lock"
 LOCKS = (RUNTIME, DEV, BUILD)
-DEV_EXTRAS = ("test", "dev")  # what `make venv` installs
+DEV_EXTRAS = ("test", "containers", "dev")  # what `make venv` installs
 BUILD_TOOLS = ("pip",)  # besides [build-system] requires: the installer itself
 DIGEST_PREFIX = "# pyproject.toml inputs sha256: "
 
