@@ -4,6 +4,24 @@
 # backend, no pip inside the venv, no compiler, and it runs as an unprivileged user.
 ARG PYTHON_IMAGE=python:3.11-slim
 
+# The native response codec (native/, Rust + PyO3) as a wheel: a compiler only in this
+# stage. PyO3 needs Rust >= 1.85: Debian trixie's rustc (python:3.11-slim), or bookworm's
+# rustc-web. Crates as pinned in native/Cargo.lock (--locked), maturin as locked.
+FROM ${PYTHON_IMAGE} AS native
+RUN apt-get update -qq \
+ && (apt-get install -y -qq --no-install-recommends rustc-web cargo-web gcc libc6-dev \
+     || apt-get install -y -qq --no-install-recommends rustc cargo gcc libc6-dev) >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 CARGO_HOME=/tmp/cargo \
+    MATURIN_PEP517_ARGS=--locked
+COPY requirements-dev.lock /tmp/lock/
+RUN sed -n '/^maturin==/,/^    #/p' /tmp/lock/requirements-dev.lock | grep -v '^    #' \
+        > /tmp/lock/maturin.lock \
+ && python -m pip install -q --require-hashes --no-deps --only-binary :all: \
+        -r /tmp/lock/maturin.lock
+COPY native /src/native
+RUN python -m pip wheel -q --no-deps --no-build-isolation --wheel-dir /tmp/native /src/native
+
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY requirements.lock requirements-build.lock /tmp/lock/
@@ -21,6 +39,8 @@ COPY agents agents
 # the project, built with the locked backend (no download), installed without dependencies
 RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/dist . \
  && python -m pip --python /opt/venv/bin/python install --no-deps /tmp/dist/*.whl
+COPY --from=native /tmp/native /tmp/native
+RUN python -m pip --python /opt/venv/bin/python install --no-deps /tmp/native/*.whl
 
 FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0
