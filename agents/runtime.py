@@ -62,10 +62,12 @@ class Runtime:
         return self._aws
 
     async def tables(self) -> Tables:
-        return Tables((await self.aws()).dynamodb)
+        aws = await self.aws()
+        return Tables(aws.dynamodb, aws.raw_dynamodb)
 
     async def streams(self) -> Streams:
-        return Streams((await self.aws()).streams)
+        aws = await self.aws()
+        return Streams(aws.streams, aws.raw_streams)
 
     async def tagging(self) -> Tagging:
         return Tagging((await self.aws()).tagging)

@@ -26,6 +26,7 @@ from aiobotocore.session import AioSession, get_session
 from botocore.credentials import CredentialProvider
 from botocore.exceptions import NoCredentialsError
 
+from app.aws.raw import RawJson, http_session
 from app.settings import Settings
 
 SERVICES = ("dynamodb", "dynamodbstreams", "resourcegroupstaggingapi")
@@ -50,6 +51,7 @@ def _version() -> str:
 # Marks every request of the product (AWS CloudTrail `userAgent`; the IAM-policy test
 # tells product calls from test fixtures' calls by it).
 USER_AGENT_EXTRA = f"dynamodb-replicator/{_version()}"
+CONNECT_TIMEOUT = 10.0  # seconds, botocore's default, for the clients and the raw path
 
 
 def refresh_windows(duration: int) -> tuple[int, int]:
@@ -139,14 +141,18 @@ class AwsClients:
         self.dynamodb: Any = None
         self.streams: Any = None
         self.tagging: Any = None
+        # GetRecords / Scan without botocore (DYNAMODB_RAW_HTTP; see app.aws.raw)
+        self.raw_dynamodb: RawJson | None = None
+        self.raw_streams: RawJson | None = None
 
     async def open(self) -> AwsClients:
         _quiet_wire_logs()
+        pool = max(50, self.settings.state_partitions * 4)
         config = AioConfig(
             retries={"max_attempts": 2, "mode": "standard"},
-            connect_timeout=10,
+            connect_timeout=CONNECT_TIMEOUT,
             read_timeout=self.settings.aws_read_timeout,
-            max_pool_connections=max(50, self.settings.state_partitions * 4),
+            max_pool_connections=pool,
             user_agent_extra=USER_AGENT_EXTRA,
         )
         session = get_session()
@@ -171,6 +177,18 @@ class AwsClients:
             )
             made.append(client)
         self.dynamodb, self.streams, self.tagging = made
+        if self.settings.dynamodb_raw_http:
+            # the object the clients sign with (the session caches it)
+            credentials = await session.get_credentials()
+            http = http_session(
+                connect_timeout=CONNECT_TIMEOUT,
+                read_timeout=self.settings.aws_read_timeout,
+                max_connections=pool,
+            )
+            self._stack.push_async_callback(http.close)
+            agent = f"{USER_AGENT_EXTRA} raw-http"
+            self.raw_dynamodb = RawJson(self.dynamodb, credentials, http, agent)
+            self.raw_streams = RawJson(self.streams, credentials, http, agent)
         return self
 
     async def close(self) -> None:
