@@ -24,6 +24,7 @@ import os
 import ssl
 import zlib
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from botocore.auth import SigV4Auth
@@ -101,6 +102,8 @@ class RawJson:
     ) -> None:
         meta = client.meta
         self.endpoint_url: str = meta.endpoint_url
+        # where botocore posts: the endpoint's own path, else "/"
+        self.url = self.endpoint_url if urlsplit(self.endpoint_url).path else self.endpoint_url + "/"
         self.region: str = meta.region_name
         self.signing_name: str = meta.service_model.signing_name
         self.target_prefix = TARGETS[meta.service_model.service_name]
@@ -111,7 +114,7 @@ class RawJson:
     def _signed_headers(self, operation: str, body: bytes, frozen: Any) -> dict[str, str]:
         request = AWSRequest(
             method="POST",
-            url=self.endpoint_url,
+            url=self.url,
             data=body,
             headers={
                 "Content-Type": JSON_TYPE,
@@ -131,16 +134,16 @@ class RawJson:
         frozen = await self.credentials.get_frozen_credentials()
         headers = self._signed_headers(operation, body, frozen)
         try:
-            async with self.http.post(self.endpoint_url, data=body, headers=headers) as resp:
+            async with self.http.post(self.url, data=body, headers=headers) as resp:
                 payload = await resp.read()
                 status, reason = resp.status, resp.reason or ""
                 crc = resp.headers.get("x-amz-crc32")
         except TimeoutError as exc:  # aiohttp.ServerTimeoutError is one
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                raise ConnectTimeoutError(endpoint_url=self.endpoint_url, error=exc) from exc
-            raise ReadTimeoutError(endpoint_url=self.endpoint_url, error=exc) from exc
+                raise ConnectTimeoutError(endpoint_url=self.url, error=exc) from exc
+            raise ReadTimeoutError(endpoint_url=self.url, error=exc) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise EndpointConnectionError(endpoint_url=self.endpoint_url, error=exc) from exc
+            raise EndpointConnectionError(endpoint_url=self.url, error=exc) from exc
         if crc is not None and status == 200 and zlib.crc32(payload) != int(crc):
             raise ChecksumError(
                 checksum_type="crc32", expected_checksum=crc, actual_checksum=zlib.crc32(payload)
