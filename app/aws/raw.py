@@ -103,7 +103,9 @@ class RawJson:
         meta = client.meta
         self.endpoint_url: str = meta.endpoint_url
         # where botocore posts: the endpoint's own path, else "/"
-        self.url = self.endpoint_url if urlsplit(self.endpoint_url).path else self.endpoint_url + "/"
+        self.url = (
+            self.endpoint_url if urlsplit(self.endpoint_url).path else self.endpoint_url + "/"
+        )
         self.region: str = meta.region_name
         self.signing_name: str = meta.service_model.signing_name
         self.target_prefix = TARGETS[meta.service_model.service_name]

@@ -31,6 +31,10 @@ def to_record(raw: dict[str, Any]) -> StreamRecord:
     """One GetRecords ``Records`` entry (wire JSON or botocore-parsed) as a StreamRecord."""
     d = raw["dynamodb"]
     ident = raw.get("userIdentity") or {}
+    # GetRecords spells them Type / PrincipalId (the API, botocore's model); Lambda's
+    # stream events type / principalId: a TTL delete is recognised in both
+    kind = ident.get("Type") or ident.get("type")
+    principal = ident.get("PrincipalId") or ident.get("principalId")
     return StreamRecord(
         event_name=raw["eventName"],
         sequence_number=d["SequenceNumber"],
@@ -38,7 +42,7 @@ def to_record(raw: dict[str, Any]) -> StreamRecord:
         keys=d.get("Keys") or {},
         new_image=d.get("NewImage"),
         old_image=d.get("OldImage"),
-        ttl_delete=ident.get("type") == "Service" and ident.get("principalId") == TTL_PRINCIPAL,
+        ttl_delete=kind == "Service" and principal == TTL_PRINCIPAL,
         size_bytes=int(d.get("SizeBytes", 0) or 0),
     )
 
