@@ -29,6 +29,7 @@ from botocore.exceptions import NoCredentialsError
 from app.aws.raw import RawJson, http_session
 from app.settings import Settings
 
+log = logging.getLogger(__name__)
 SERVICES = ("dynamodb", "dynamodbstreams", "resourcegroupstaggingapi")
 # botocore loggers whose DEBUG output carries request headers (X-Amz-Security-Token),
 # signing material and raw response bodies (AssumeRole returns a secret key).
@@ -189,6 +190,12 @@ class AwsClients:
             agent = f"{USER_AGENT_EXTRA} raw-http"
             self.raw_dynamodb = RawJson(self.dynamodb, credentials, http, agent)
             self.raw_streams = RawJson(self.streams, credentials, http, agent)
+        log.info(
+            "GetRecords and Scan: %s",
+            "raw HTTP + orjson (DYNAMODB_RAW_HTTP=true)"
+            if self.settings.dynamodb_raw_http
+            else "aiobotocore (DYNAMODB_RAW_HTTP=false)",
+        )
         return self
 
     async def close(self) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.aws.errors import aws_call
 from app.domain import wire
 from app.domain.discovery import TagFilter, to_tagging_api_filters
-from app.domain.errors import AwsError
+from app.domain.errors import AwsError, TransientAwsError
 from app.domain.model import (
     Item,
     RecordsPage,
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from app.aws.raw import RawJson
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Tables:
@@ -83,7 +84,8 @@ class Tables:
         self, table: str, segment: int, total: int, start_key: Item | None, limit: int = 0
     ) -> ScanPage:
         if self.raw is not None:
-            return wire.parse_scan(await self.scan_body(table, segment, total, start_key, limit))
+            body = await self.scan_body(table, segment, total, start_key, limit)
+            return _parsed(wire.parse_scan, body, "Scan", f"{table}#{segment}/{total}")
         kwargs: dict[str, Any] = {"TableName": table, "ReturnConsumedCapacity": "TOTAL"}
         if total > 1:  # one segment is a plain Scan (and avoids moto's binary-key bug)
             kwargs.update(Segment=segment, TotalSegments=total)
@@ -105,6 +107,20 @@ class Tables:
         request = wire.scan_request(table, segment, total, start_key, limit)
         async with aws_call("Scan", f"{table}#{segment}/{total}"):
             return await self.raw.call("Scan", request)
+
+
+def _parsed(parse: Callable[[bytes], T], body: bytes, operation: str, resource: str) -> T:
+    """``parse(body)``; a body that is not the response's shape (a proxy's page, a cut
+    response) is a retriable error named like botocore's parser's (ResponseParserError)."""
+    try:
+        return parse(body)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise TransientAwsError(
+            f"{operation} on {resource} failed: ResponseParserError: unexpected response "
+            f"body ({type(exc).__name__}, {len(body)} bytes)",
+            code="ResponseParserError",
+            resource=resource,
+        ) from exc
 
 
 class Tagging:
@@ -178,7 +194,8 @@ class Streams:
 
     async def records(self, iterator: str, shard: str, limit: int = 1000) -> RecordsPage:
         if self.raw is not None:
-            return wire.parse_records(await self.records_body(iterator, limit, shard))
+            body = await self.records_body(iterator, limit, shard)
+            return _parsed(wire.parse_records, body, "GetRecords", shard)
         async with aws_call("GetRecords", shard):
             page = await self.client.get_records(ShardIterator=iterator, Limit=limit)
         return wire.records_page(page)

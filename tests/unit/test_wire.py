@@ -255,3 +255,48 @@ def test_error_bodies_parse_like_botocore(
     assert ours["ResponseMetadata"]["HTTPStatusCode"] == status
     if theirs["Error"].get("Message"):
         assert ours["Error"]["Message"] == theirs["Error"]["Message"]
+
+
+class _Body:
+    """A raw transport answering every call with one body."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.sent = body, []
+
+    async def call(self, operation: str, body: bytes) -> bytes:
+        self.sent.append((operation, body))
+        return self.body
+
+
+@pytest.mark.parametrize("body", [b"<html>proxy error</html>", b'{"Records":[{"x":1}]}', b"[1]"])
+async def test_a_body_that_is_no_response_is_a_retriable_parse_error(body: bytes) -> None:
+    from app.aws.dynamodb import Streams, Tables
+    from app.domain.errors import TransientAwsError
+
+    raw = _Body(body)
+    with pytest.raises(TransientAwsError) as err:
+        await Streams(None, raw).records("it", "t/shard-1")  # type: ignore[arg-type]
+    assert err.value.code == "ResponseParserError" and "t/shard-1" in str(err.value)
+    assert raw.sent == [("GetRecords", b'{"ShardIterator":"it","Limit":1000}')]
+    with pytest.raises(TransientAwsError):
+        await Tables(None, _Body(b"")).scan("t", 0, 1, None)  # type: ignore[arg-type]
+
+
+async def test_raw_bodies_are_handed_out_unparsed() -> None:
+    from app.aws.dynamodb import Streams, Tables
+
+    body = b'{"Records":[],"NextShardIterator":"n"}'
+    streams = Streams(None, _Body(body))  # type: ignore[arg-type]
+    assert await streams.records_body("it", 10) == body
+    tables = Tables(None, _Body(b'{"Items":[]}'))  # type: ignore[arg-type]
+    assert await tables.scan_body("t", 1, 4, {"pk": {"B": b"\x00"}}, 5) == b'{"Items":[]}'
+    assert json.loads(tables.raw.sent[0][1]) == {  # type: ignore[union-attr]
+        "TableName": "t",
+        "ReturnConsumedCapacity": "TOTAL",
+        "Segment": 1,
+        "TotalSegments": 4,
+        "ExclusiveStartKey": {"pk": {"B": "AA=="}},
+        "Limit": 5,
+    }
+    with pytest.raises(RuntimeError, match="DYNAMODB_RAW_HTTP"):
+        await Streams(None).records_body("it", 10)
