@@ -26,8 +26,8 @@ MEMORY_PAGES = 1  # pages of 1000 records per shard before the shards go idle
 MOTO_SNAPSHOT_ITEMS = 2400  # 4 Scan pages: fixed start/stop costs weigh less than with 2
 MOTO_STREAM_EVENTS = 2400
 LATENCY_WRITES = 60
-WIRE_STREAM_PAGES = 15  # x 1000 records of ~2.4 KB (GetRecords pages from the wire endpoint)
-WIRE_SCAN_PAGES = 15  # x 1000 items of ~1 KB (Scan pages)
+WIRE_STREAM_PAGES = 10  # x 1000 records of ~2.4 KB (GetRecords pages from the wire endpoint)
+WIRE_SCAN_PAGES = 10  # x 1000 items of ~1 KB (Scan pages)
 WIRE_IDLE_SHARDS = 20  # open shards that never have records
 WIRE_IDLE_WINDOW = 5.0  # seconds over which their GetRecords calls are counted
 GOAL_P99 = 1.5  # seconds, write -> Kafka
@@ -318,6 +318,11 @@ def report(r: dict[str, Any]) -> None:
         f"{wp['bytes_per_record']:,.0f} B and {wn['items']:,} items of "
         f"{wp['bytes_per_item']:,.0f} B on the wire, 1000 a page; times from the worker's "
         f"'reading shard' / 'scanning segment' log line to the last record's broker time"
+    )
+    print(
+        f"     worker CPU share (CPU s / wall s, tag -> last record; 1.0 = one core busy): "
+        f"stream {ws['worker_cpu_share']:.2f} raw path / {wsb['worker_cpu_share']:.2f} "
+        f"aiobotocore, snapshot {wn['worker_cpu_share']:.2f} / {wnb['worker_cpu_share']:.2f}"
     )
     print(
         f"     parse (app.domain.wire) + encode alone, no Kafka: "

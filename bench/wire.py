@@ -409,6 +409,15 @@ class Offsets:
         self.loop.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
+    import os
+
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _control(url: str, op: str, **args: Any) -> Any:
     import urllib.request
 
@@ -507,12 +516,16 @@ class WireBench:
         (w,) = self.b.start(run, env)
         try:
             n = self.stream_pages * PAGE  # all MODIFY: one Kafka record per event
+            cpu0, wall0 = cpu_seconds(w.proc.pid), time.time()
             self.b.tag(self.strm, run)
             watch.wait_total(n, 180, f"{n} wire stream events ({run})")
+            cpu1, wall1 = cpu_seconds(w.proc.pid), time.time()
             t_end = watch.last_timestamp()
             t_read = log_times(w.log(), rf"{self.strm}: reading shard {BUSY}")[0]
             out: dict[str, Any] = {"events": n, "seconds": t_end - t_read}
             out["rate"] = n / out["seconds"]
+            # the worker's CPU share from tagging to the end (1.0 = one core all the time)
+            out["worker_cpu_share"] = (cpu1 - cpu0) / (wall1 - wall0)
             if idle_window:  # every shard idle now: count GetRecords calls per shard
                 a = _control(self.url, "stats")
                 time.sleep(idle_window)  # an observation window, not a readiness wait
@@ -538,12 +551,15 @@ class WireBench:
         (w,) = self.b.start(run, env)
         try:
             n = self.scan_pages * PAGE
+            cpu0, wall0 = cpu_seconds(w.proc.pid), time.time()
             self.b.tag(self.snap, run)
             watch.wait_total(n, 180, f"{n} wire snapshot items ({run})")
+            cpu1, wall1 = cpu_seconds(w.proc.pid), time.time()
             t_end = watch.last_timestamp()
             t_scan = log_times(w.log(), rf"{self.snap}: scanning segment")[0]
             out: dict[str, Any] = {"items": n, "seconds": t_end - t_scan}
             out["rate"] = n / out["seconds"]
+            out["worker_cpu_share"] = (cpu1 - cpu0) / (wall1 - wall0)
             out["distinct_keys"] = watch.distinct(rb'"keys":(\{[^}]*\})')
         finally:
             watch.close()
