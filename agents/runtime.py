@@ -65,10 +65,12 @@ class AwsEdge:
         return self._clients
 
     async def tables(self) -> Tables:
-        return Tables((await self.clients()).dynamodb)
+        aws = await self.clients()
+        return Tables(aws.dynamodb, aws.raw_dynamodb)
 
     async def streams(self) -> Streams:
-        return Streams((await self.clients()).streams)
+        aws = await self.clients()
+        return Streams(aws.streams, aws.raw_streams)
 
     async def tagging(self) -> Tagging:
         return Tagging((await self.clients()).tagging)

@@ -404,8 +404,11 @@ class Settings:
         metadata=_env("DYNAMODB_SHARD_REFRESH_INTERVAL", "30", _float(1, 3600))
     )
     dynamodb_poll_interval: float = field(
-        metadata=_env("DYNAMODB_POLL_INTERVAL", "0.25", _float(0, 60))
+        metadata=_env("DYNAMODB_POLL_INTERVAL", "1.0", _float(0, 60))
     )
+    # GetRecords and Scan signed and sent over aiohttp, bodies parsed with orjson
+    # (app.aws.raw, app.domain.wire); false: through aiobotocore like the other calls
+    dynamodb_raw_http: bool = field(metadata=_env("DYNAMODB_RAW_HTTP", "true", _bool))
     # >= 1 s: ApproximateCreationDateTime is rounded down to the second
     dynamodb_snapshot_overlap: float = field(
         metadata=_env("DYNAMODB_SNAPSHOT_OVERLAP", "60", _float(1, 3600))

@@ -24,6 +24,7 @@ from tests.integration.dynamo import batch_put, client, create_table, worker_env
 from tests.integration.helpers import TopicReader, Worker
 
 STACK = {"BROKER_URL": f"kafka://{BROKER}", "AWS_ENDPOINT_URL": MOTO}
+POLL_INTERVAL = 1.0  # the product's default DYNAMODB_POLL_INTERVAL (the raw poller's too)
 _TS = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]", re.MULTILINE)
 
 
@@ -250,7 +251,7 @@ class Bench:
     def stream_and_latency(self, n_writes: int) -> tuple[dict[str, Any], dict[str, Any]]:
         run = "strm"
         env = self.env(run, DYNAMODB_SYNC_MODE="stream_only")
-        env.pop("DYNAMODB_POLL_INTERVAL")  # the product's default poll interval (0.25 s)
+        env.pop("DYNAMODB_POLL_INTERVAL")  # the product's default poll interval (1 s)
         topic = env["KAFKA_TOPIC_PREFIX"] + self.strm
         # broker append time as record timestamp: "in Kafka" means appended to the log
         ensure_topics(
@@ -292,7 +293,7 @@ class Bench:
 
     def latency(self, reader: TopicReader, n: int) -> dict[str, Any]:
         """Single puts, ~0.1-0.4 s apart; worker (broker timestamp) vs a raw GetRecords
-        poller at the product's default cadence (0.25 s sleep after an empty page)."""
+        poller at the product's default cadence (1 s sleep after an empty page)."""
         seen: dict[str, float] = {}
         stop = threading.Event()
         started = threading.Event()
@@ -312,7 +313,7 @@ class Bench:
                     seen.setdefault(r["dynamodb"]["Keys"]["pk"]["S"], now)
                 it = page["NextShardIterator"]
                 if not page["Records"]:
-                    stop.wait(0.25)
+                    stop.wait(POLL_INTERVAL)
 
         th = threading.Thread(target=poller, daemon=True)
         th.start()

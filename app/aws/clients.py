@@ -26,8 +26,10 @@ from aiobotocore.session import AioSession, get_session
 from botocore.credentials import CredentialProvider
 from botocore.exceptions import NoCredentialsError
 
+from app.aws.raw import RawJson, http_session
 from app.settings import Settings
 
+log = logging.getLogger(__name__)
 SERVICES = ("dynamodb", "dynamodbstreams", "resourcegroupstaggingapi")
 # botocore loggers whose DEBUG output carries request headers (X-Amz-Security-Token),
 # signing material and raw response bodies (AssumeRole returns a secret key).
@@ -50,6 +52,7 @@ def _version() -> str:
 # Marks every request of the product (AWS CloudTrail `userAgent`; the IAM-policy test
 # tells product calls from test fixtures' calls by it).
 USER_AGENT_EXTRA = f"dynamodb-replicator/{_version()}"
+CONNECT_TIMEOUT = 10.0  # seconds, botocore's default, for the clients and the raw path
 
 
 def refresh_windows(duration: int) -> tuple[int, int]:
@@ -139,14 +142,18 @@ class AwsClients:
         self.dynamodb: Any = None
         self.streams: Any = None
         self.tagging: Any = None
+        # GetRecords / Scan without botocore (DYNAMODB_RAW_HTTP; see app.aws.raw)
+        self.raw_dynamodb: RawJson | None = None
+        self.raw_streams: RawJson | None = None
 
     async def open(self) -> AwsClients:
         _quiet_wire_logs()
+        pool = max(50, self.settings.state_partitions * 4)
         config = AioConfig(
             retries={"max_attempts": 2, "mode": "standard"},
-            connect_timeout=10,
+            connect_timeout=CONNECT_TIMEOUT,
             read_timeout=self.settings.aws_read_timeout,
-            max_pool_connections=max(50, self.settings.state_partitions * 4),
+            max_pool_connections=pool,
             user_agent_extra=USER_AGENT_EXTRA,
         )
         session = get_session()
@@ -171,6 +178,24 @@ class AwsClients:
             )
             made.append(client)
         self.dynamodb, self.streams, self.tagging = made
+        if self.settings.dynamodb_raw_http:
+            # the object the clients sign with (the session caches it)
+            credentials = await session.get_credentials()
+            http = http_session(
+                connect_timeout=CONNECT_TIMEOUT,
+                read_timeout=self.settings.aws_read_timeout,
+                max_connections=pool,
+            )
+            self._stack.push_async_callback(http.close)
+            agent = f"{USER_AGENT_EXTRA} raw-http"
+            self.raw_dynamodb = RawJson(self.dynamodb, credentials, http, agent)
+            self.raw_streams = RawJson(self.streams, credentials, http, agent)
+        log.info(
+            "GetRecords and Scan: %s",
+            "raw HTTP + orjson (DYNAMODB_RAW_HTTP=true)"
+            if self.settings.dynamodb_raw_http
+            else "aiobotocore (DYNAMODB_RAW_HTTP=false)",
+        )
         return self
 
     async def close(self) -> None:

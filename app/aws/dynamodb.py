@@ -3,32 +3,38 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.aws.errors import aws_call
+from app.domain import wire
 from app.domain.discovery import TagFilter, to_tagging_api_filters
-from app.domain.errors import AwsError
+from app.domain.errors import AwsError, TransientAwsError
 from app.domain.model import (
     Item,
     RecordsPage,
     ScanPage,
     Shard,
     StreamDescription,
-    StreamRecord,
     TableInfo,
 )
+from app.domain.wire import TTL_PRINCIPAL, to_record
+
+if TYPE_CHECKING:
+    from app.aws.raw import RawJson
 
 log = logging.getLogger(__name__)
-TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+T = TypeVar("T")
 
 
 class Tables:
-    """DynamoDB control plane + Scan."""
+    """DynamoDB control plane + Scan.
 
-    def __init__(self, client: Any) -> None:
+    ``raw``: Scan's transport without botocore (DYNAMODB_RAW_HTTP); None = aiobotocore."""
+
+    def __init__(self, client: Any, raw: RawJson | None = None) -> None:
         self.client = client
+        self.raw = raw
 
     async def describe(self, name: str) -> TableInfo:
         async with aws_call("DescribeTable", name):
@@ -77,6 +83,9 @@ class Tables:
     async def scan(
         self, table: str, segment: int, total: int, start_key: Item | None, limit: int = 0
     ) -> ScanPage:
+        if self.raw is not None:
+            body = await self.scan_body(table, segment, total, start_key, limit)
+            return _parsed(wire.parse_scan, body, "Scan", f"{table}#{segment}/{total}")
         kwargs: dict[str, Any] = {"TableName": table, "ReturnConsumedCapacity": "TOTAL"}
         if total > 1:  # one segment is a plain Scan (and avoids moto's binary-key bug)
             kwargs.update(Segment=segment, TotalSegments=total)
@@ -86,13 +95,32 @@ class Tables:
             kwargs["Limit"] = limit
         async with aws_call("Scan", f"{table}#{segment}/{total}"):
             page = await self.client.scan(**kwargs)
-        return ScanPage(
-            items=page.get("Items", []),
-            last_evaluated_key=page.get("LastEvaluatedKey") or None,
-            consumed_capacity=float(
-                (page.get("ConsumedCapacity") or {}).get("CapacityUnits", 0) or 0
-            ),
-        )
+        return wire.scan_page(page)
+
+    async def scan_body(
+        self, table: str, segment: int, total: int, start_key: Item | None, limit: int = 0
+    ) -> bytes:
+        """The raw Scan response body (JSON 1.0 bytes) of the same request as :meth:`scan`:
+        for parsers that go from bytes straight to Kafka records.  Needs the raw transport."""
+        if self.raw is None:
+            raise RuntimeError("Tables.scan_body needs the raw transport (DYNAMODB_RAW_HTTP)")
+        request = wire.scan_request(table, segment, total, start_key, limit)
+        async with aws_call("Scan", f"{table}#{segment}/{total}"):
+            return await self.raw.call("Scan", request)
+
+
+def _parsed(parse: Callable[[bytes], T], body: bytes, operation: str, resource: str) -> T:
+    """``parse(body)``; a body that is not the response's shape (a proxy's page, a cut
+    response) is a retriable error named like botocore's parser's (ResponseParserError)."""
+    try:
+        return parse(body)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise TransientAwsError(
+            f"{operation} on {resource} failed: ResponseParserError: unexpected response "
+            f"body ({type(exc).__name__}, {len(body)} bytes)",
+            code="ResponseParserError",
+            resource=resource,
+        ) from exc
 
 
 class Tagging:
@@ -118,32 +146,15 @@ class Tagging:
             kwargs["PaginationToken"] = token
 
 
-def _ts_ms(value: Any) -> int:
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    return int(float(value) * 1000)
-
-
-def to_record(raw: dict[str, Any]) -> StreamRecord:
-    d = raw["dynamodb"]
-    ident = raw.get("userIdentity") or {}
-    return StreamRecord(
-        event_name=raw["eventName"],
-        sequence_number=d["SequenceNumber"],
-        approx_ts_ms=_ts_ms(d["ApproximateCreationDateTime"]),
-        keys=d.get("Keys") or {},
-        new_image=d.get("NewImage"),
-        old_image=d.get("OldImage"),
-        ttl_delete=ident.get("type") == "Service" and ident.get("principalId") == TTL_PRINCIPAL,
-        size_bytes=int(d.get("SizeBytes", 0) or 0),
-    )
-
-
 class Streams:
-    """DynamoDB Streams data plane."""
+    """DynamoDB Streams data plane.
 
-    def __init__(self, client: Any) -> None:
+    ``raw``: GetRecords' transport without botocore (DYNAMODB_RAW_HTTP); None =
+    aiobotocore."""
+
+    def __init__(self, client: Any, raw: RawJson | None = None) -> None:
         self.client = client
+        self.raw = raw
 
     async def describe(self, stream_arn: str) -> StreamDescription:
         """All shards, following LastEvaluatedShardId across pages."""
@@ -182,11 +193,21 @@ class Streams:
             return str((await self.client.get_shard_iterator(**kwargs))["ShardIterator"])
 
     async def records(self, iterator: str, shard: str, limit: int = 1000) -> RecordsPage:
+        if self.raw is not None:
+            body = await self.records_body(iterator, limit, shard)
+            return _parsed(wire.parse_records, body, "GetRecords", shard)
         async with aws_call("GetRecords", shard):
             page = await self.client.get_records(ShardIterator=iterator, Limit=limit)
-        return RecordsPage(
-            [to_record(r) for r in page.get("Records", [])], page.get("NextShardIterator")
-        )
+        return wire.records_page(page)
+
+    async def records_body(self, iterator: str, limit: int = 1000, shard: str = "?") -> bytes:
+        """The raw GetRecords response body (JSON 1.0 bytes) for ``iterator``: for parsers
+        that go from bytes straight to Kafka records.  Needs the raw transport; ``shard``
+        names the shard in errors."""
+        if self.raw is None:
+            raise RuntimeError("Streams.records_body needs the raw transport (DYNAMODB_RAW_HTTP)")
+        async with aws_call("GetRecords", shard):
+            return await self.raw.call("GetRecords", wire.records_request(iterator, limit))
 
 
-__all__ = ["AwsError", "Streams", "Tables", "Tagging", "to_record"]
+__all__ = ["TTL_PRINCIPAL", "AwsError", "Streams", "Tables", "Tagging", "to_record"]

@@ -855,3 +855,22 @@ async def test_a_partly_acknowledged_batch_is_sent_again_only_for_what_was_not_a
     assert kafka.seqs() == seqs  # in order, nothing twice
     assert metric(rt, "retries", table=TABLE, reason="kafka") == 1
     assert metric(rt, "retries", table=TABLE, reason="kafka_timeout") == 1
+
+
+async def test_pages_with_records_follow_at_once_an_idle_shard_waits(
+    fake, stream, kafka, launch, rt
+):
+    """Issue 14 item 4: every GetRecords call is billed, so an empty page waits
+    DYNAMODB_POLL_INTERVAL (default 1 s: at most one call a second per idle shard), but
+    a page with records -- full (1000) or not -- is followed at once."""
+    rt.settings = dataclasses.replace(rt.settings, dynamodb_poll_interval=30.0)
+    arn, shard = stream
+    seqs = put(fake, arn, *[f"k{i:04d}" for i in range(2500)])
+    launch(runners.run_shard, shard_unit(arn, shard))
+    # 1000 + 1000 + 500 records, then the empty page: far sooner than one 30 s interval
+    await until(lambda: kafka.last_pos() == seqs[-1], "all 2500 records", timeout=10.0)
+    await until(lambda: kafka.reports("caught_up"), "the empty page")
+    assert fake.calls["get_records"] == 4
+    # an observation window, not a readiness wait: no further call inside the interval
+    await asyncio.sleep(0.3)
+    assert fake.calls["get_records"] == 4

@@ -223,7 +223,8 @@ class FakeStreams:
             "dynamodb": ddb,
         }
         if ttl:
-            raw["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+            # the API's member names (botocore's model); Lambda events spell them in lower case
+            raw["userIdentity"] = {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}
         shard.records.append(_Record(seq, ts, raw))
         shard.had_records = True
         return str(seq)

@@ -16,6 +16,7 @@ import pytest
 
 import app.aws.clients as clients_module
 from app.aws.clients import USER_AGENT_EXTRA, AwsClients, refresh_windows
+from app.aws.dynamodb import Tables
 from app.settings import Settings
 from tests.integration.dynamo import client, create_table
 
@@ -202,5 +203,47 @@ async def test_role_credentials_are_renewed_before_they_expire(
         assert all(p["DurationSeconds"] == 900 for p in spy.assume_params)
         assert "ExternalId" not in spy.assume_params[0]
         assert spy.assume_params[0]["RoleSessionName"] == "dynamodb-replicator"
+    finally:
+        await aws.close()
+
+
+async def test_the_raw_path_signs_with_the_role_and_renews_it(
+    stack: dict[str, str],
+    uid: str,
+    source_credentials: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DYNAMODB_RAW_HTTP's Scan (and GetRecords) sign with the clients' credentials
+    object: the role's (the table exists only in the role's account), renewed in the
+    advisory window like the clients' own."""
+    age = timedelta(0)
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + age
+
+    def issued() -> None:
+        nonlocal age
+        age = timedelta(0)
+
+    advisory, _ = refresh_windows(900)
+    spy = StsSpy(monkeypatch)
+    spy.on_issue = issued
+    role = f"arn:aws:iam::{ACCOUNT}:role/raw-{uid}"
+    table = f"rawrole-{uid}"
+    table_in_role_account(stack, role, table)
+    settings = role_settings(stack, role, AWS_ROLE_DURATION="900", DYNAMODB_RAW_HTTP="true")
+    aws = await AwsClients(settings, clock=clock).open()
+    try:
+        assert aws.raw_dynamodb is not None and aws.session is not None
+        assert aws.raw_dynamodb.credentials is await aws.session.get_credentials()
+        tables = Tables(aws.dynamodb, aws.raw_dynamodb)
+        page = await tables.scan(table, 0, 1, None)  # ResourceNotFound in any other account
+        assert page.items == [] and page.last_evaluated_key is None
+        assert len(spy.issued_keys) == 1 and spy.signing_keys == []  # not through botocore
+        age = timedelta(seconds=900 - advisory + 30)  # inside the advisory window
+        await tables.scan(table, 0, 1, None)
+        assert len(spy.issued_keys) == 2 and spy.issued_keys[0] != spy.issued_keys[1]
+        frozen = await aws.raw_dynamodb.credentials.get_frozen_credentials()
+        assert frozen.access_key == spy.issued_keys[1]
     finally:
         await aws.close()

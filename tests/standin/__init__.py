@@ -103,6 +103,12 @@ class StandInProcess:
     def inject(self, method: str, code: str, times: int = 1, status: int | None = None) -> None:
         self.call("inject", method=method, code=code, times=times, status=status)
 
+    def delay(self, method: str, seconds: float, times: int = 1) -> None:
+        self.call("delay", method=method, seconds=seconds, times=times)
+
+    def clear(self) -> None:
+        self.call("clear")
+
     def config(self, iterator_ttl: float) -> None:
         self.call("config", iterator_ttl=iterator_ttl)
 

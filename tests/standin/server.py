@@ -8,7 +8,7 @@ into the fake stream with the same ARN as moto's LatestStreamArn, so boto3 write
 moto tables show up here, multi-shard, with the fake's own sequence numbers.
 
 POST /_control {"op": ...} drives it (see ``Control``): register, split, rollover,
-trim, expire, inject, config, retention, drain, stats.
+trim, expire, inject, delay, clear, config, retention, drain, stats.
 
     python -m tests.standin.server --port 8123 --moto http://127.0.0.1:5000
 """
@@ -128,6 +128,7 @@ class StandIn:
         self._clients: dict[str, Any] = {}
         self._retention: asyncio.Task[None] | None = None
         self.retention_trims = 0  # records dropped by the retention
+        self.delays: dict[str, list[float]] = {}  # method -> seconds before the next answers
 
     async def start(self) -> None:
         session = get_session()
@@ -147,6 +148,8 @@ class StandIn:
         if not target.startswith(TARGET_PREFIX) or method is None:
             self.errors["UnknownOperationException"] += 1
             return _error("UnknownOperationException", f"unknown target {target!r}")
+        if delays := self.delays.get(method):
+            await asyncio.sleep(delays.pop(0))  # a slow answer (read timeouts)
         try:
             body = json.loads(await request.read() or b"{}")
             return _json(await getattr(self.fake, method)(**body))
@@ -227,6 +230,19 @@ class StandIn:
         self, method: str, code: str, times: int = 1, status: int | None = None
     ) -> dict:
         self.fake.inject(method, code, times, status)
+        return {}
+
+    async def op_delay(self, method: str, seconds: float, times: int = 1) -> dict:
+        """Answer the next ``times`` calls of ``method`` after ``seconds``."""
+        if method not in METHODS.values():
+            raise ValueError(f"unknown method {method!r}")
+        self.delays.setdefault(method, []).extend([seconds] * times)
+        return {}
+
+    async def op_clear(self) -> dict:
+        """Forget every injected fault and delay not used yet."""
+        self.fake._faults.clear()
+        self.delays.clear()
         return {}
 
     async def op_config(self, iterator_ttl: float) -> dict:

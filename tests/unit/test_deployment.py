@@ -49,7 +49,8 @@ def test_other_settings_do_not_make_another_deployment() -> None:
     tuned = Settings.from_env(
         {
             "KAFKA_TOPIC_PREFIX": "prod-",
-            "DYNAMODB_POLL_INTERVAL": "1",
+            "DYNAMODB_POLL_INTERVAL": "0.5",
+            "DYNAMODB_RAW_HTTP": "false",
             "LOG_LEVEL": "debug",
             "WORKER_MAX_PAGES": "4",
             "BROKER_URL": "kafka://b2:9092",

@@ -27,6 +27,9 @@ from tests.iam_policy import (
 AWS_EDGE = sorted((ROOT / "app" / "aws").glob("*.py"))
 CALL = re.compile(r"\.([a-z][a-z0-9_]*)\s*\(")
 PAGINATOR = re.compile(r"get_paginator\(\s*['\"]([a-z0-9_]+)['\"]")
+# the raw path (app/aws/raw.py): `self.raw.call("GetRecords", ...)`, DynamoDB or Streams,
+# both under the dynamodb: prefix
+RAW_CALL = re.compile(r"\braw\.call\(\s*['\"]([A-Za-z]+)['\"]")
 
 
 def operations() -> dict[str, set[str]]:
@@ -50,9 +53,18 @@ def called_actions() -> dict[str, set[str]]:
         for name in set(CALL.findall(source)) | set(PAGINATOR.findall(source)):
             for action in ops.get(name, ()):
                 actions.setdefault(action, set()).add(path.name)
+        for operation in RAW_CALL.findall(source):
+            actions.setdefault(f"dynamodb:{operation}", set()).add(path.name)
         if "AssumeRoleCredentialFetcher" in source:
             actions.setdefault("sts:AssumeRole", set()).add(path.name)
     return actions
+
+
+def test_raw_calls_are_found() -> None:
+    """The raw path's two operations are seen by the scan (and are real operations)."""
+    raw = {f"dynamodb:{op}" for p in AWS_EDGE for op in RAW_CALL.findall(p.read_text())}
+    assert raw == {"dynamodb:GetRecords", "dynamodb:Scan"}
+    assert raw <= {a for acts in operations().values() for a in acts}
 
 
 def test_the_aws_edge_is_app_aws() -> None:

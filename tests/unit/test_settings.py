@@ -37,7 +37,8 @@ def test_defaults() -> None:
         s.dynamodb_shard_refresh_interval,
         s.dynamodb_poll_interval,
         s.dynamodb_snapshot_overlap,
-    ) == (30.0, 0.25, 60.0)
+    ) == (30.0, 1.0, 60.0)
+    assert s.dynamodb_raw_http is True
     assert (s.kafka_topic_prefix, s.kafka_topic_partitions, s.kafka_topic_replication) == (
         "dynamodb-",
         8,
@@ -177,6 +178,7 @@ def test_blank_means_default_except_where_empty_is_meaningful() -> None:
         ("KAFKA_TOPIC_REPLICATION", "three", "1 to 16"),
         ("KAFKA_OUTPUT_FORMAT", "avro", "native, seed"),
         ("KAFKA_TOMBSTONES", "maybe", "true/false"),
+        ("DYNAMODB_RAW_HTTP", "sometimes", "true/false"),
         ("KAFKA_MAX_RECORD_BYTES", "1023", "1024 to 16777216"),
         ("KAFKA_MAX_RECORD_BYTES", "16777217", "1024 to 16777216"),
         ("KAFKA_SESSION_TIMEOUT", "5", ">= 6"),

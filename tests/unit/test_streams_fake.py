@@ -155,7 +155,7 @@ async def test_record_shape_and_paging(fake):
     assert "OldImage" not in b["dynamodb"]
     page = await fake.get_records(ShardIterator=page["NextShardIterator"])
     [c] = page["Records"]
-    assert c["userIdentity"] == {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    assert c["userIdentity"] == {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}
     assert "NewImage" not in c["dynamodb"]
     empty = await fake.get_records(ShardIterator=page["NextShardIterator"])
     assert empty["Records"] == [] and empty["NextShardIterator"]  # open shard: empty page
