@@ -47,7 +47,7 @@ async def _apply_table(name: str, out: co.Outcome, partition: int) -> None:
             runtime.metrics.table_errors.labels(name).inc()
     for epoch in out.buffers_done:  # in the background: never holds the control loop
         if runtime.buffers is not None:
-            runtime.buffers.delete_soon(runtime.settings.buffer_topic_for(name, epoch))
+            runtime.buffers.empty_soon(runtime.settings.buffer_topic_for(name, epoch))
     await _send(out.commands)
 
 

@@ -93,8 +93,13 @@ class BufferReader:
 
 
 class Buffers:
-    """The buffer topics of one worker: readers for the replay units, and the deletion of
-    a buffer no longer needed (in the background, logged; the control loop never waits)."""
+    """The buffer topics of one worker: readers for the replay units, and the emptying of
+    a buffer no longer needed (in the background, logged; the control loop never waits).
+
+    A buffer is emptied (DeleteRecords up to its end), not deleted: every worker whose
+    shards wrote into it keeps it in its producer's metadata, and a broker that creates
+    topics on demand (auto.create.topics.enable, Kafka's default) would re-create a
+    deleted one at their next metadata refresh.  An empty topic costs no disk."""
 
     def __init__(self, settings: Settings, auth: dict[str, Any]) -> None:
         self.settings, self.auth = settings, auth
@@ -103,34 +108,41 @@ class Buffers:
     async def reader(self, topic: str, partition: int) -> BufferReader:
         return BufferReader(self.settings, self.auth, topic, partition)
 
-    def delete_soon(self, topic: str) -> None:
-        task = asyncio.ensure_future(self._delete(topic))
+    def empty_soon(self, topic: str) -> None:
+        task = asyncio.ensure_future(self._empty(topic))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _delete(self, topic: str) -> None:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.settings.bootstrap_servers(),
-            client_id=f"{self.settings.app_id}-buffer",
+    async def _empty(self, topic: str) -> None:
+        common: dict[str, Any] = {
+            "bootstrap_servers": self.settings.bootstrap_servers(),
+            "client_id": f"{self.settings.app_id}-buffer",
             **self.auth,
-        )
+        }
+        admin = AIOKafkaAdminClient(**common)
+        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **common)
         try:
             await admin.start()
-            response = await admin.delete_topics([topic])
-            codes = {code for _, code, *_ in response.topic_error_codes}
-            if codes - {0, UnknownTopicOrPartitionError.errno}:  # unknown: never created
-                raise RuntimeError(f"Kafka error code(s) {sorted(codes)}")
-            log.info("buffer topic %s deleted (replayed or superseded)", topic)
+            await consumer.start()
+            (described,) = await admin.describe_topics([topic])
+            if described["error_code"] == UnknownTopicOrPartitionError.errno:
+                return  # never created: no change was buffered
+            tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+            ends = await consumer.end_offsets(tps)
+            await admin.delete_records(
+                {tp: RecordsToDelete(end) for tp, end in ends.items()}, timeout_ms=30_000
+            )
+            log.info("buffer topic %s emptied (replayed or superseded)", topic)
         except Exception as exc:  # noqa: BLE001  # its records are copied: only disk is at stake
             log.warning(
-                "buffer topic %s not deleted (%s: %s); delete it by hand "
-                "(kafka-topics --delete --topic %s)",
+                "buffer topic %s not emptied (%s: %s); its records expire only by hand "
+                "(kafka-delete-records, or delete the topic)",
                 topic,
                 type(exc).__name__,
                 exc,
-                topic,
             )
         finally:
+            await consumer.stop()
             await admin.close()
 
     async def close(self) -> None:

@@ -453,15 +453,15 @@ async def test_the_snapshots_buffer_flow_through_the_agent(
 ):
     """INIT_SYNC (shards into the buffer) -> CATCHING_UP (replays) -> SWITCHING (the shard
     paused by its supervisor, which then says Paused) -> drain -> STREAMING (the shard
-    again, into the output topic; the buffer topic deleted in the background)."""
+    again, into the output topic; the buffer emptied in the background)."""
     monkeypatch.setattr(ctl, "policy", dataclasses.replace(ctl.policy, buffer_partitions=2))
     paused: list[str] = []
-    deleted: list[str] = []
+    emptied: list[str] = []
     monkeypatch.setattr(ctl.runtime.supervisor, "pause_soon", paused.append)
 
     class Buffers:
-        def delete_soon(self, topic: str) -> None:
-            deleted.append(topic)
+        def empty_soon(self, topic: str) -> None:
+            emptied.append(topic)
 
     monkeypatch.setattr(ctl.runtime, "buffers", Buffers())
     await control.put("t:orders", {"type": "discovered", "info": INFO})
@@ -491,4 +491,4 @@ async def test_the_snapshots_buffer_flow_through_the_agent(
     await control.deliver()
     assert row("orders")["phase"] == "STREAMING"
     assert units[shard]["status"] == "active" and "sink" not in units[shard]["spec"]
-    assert deleted == [settings.buffer_topic_for("orders", 1)]
+    assert emptied == [settings.buffer_topic_for("orders", 1)]

@@ -78,15 +78,25 @@ def _metric(worker: Worker, name: str, table: str) -> float:
     return total
 
 
-def _topics(env: dict[str, str]) -> set[str]:
+def _buffered_records(env: dict[str, str], topic: str) -> int:
+    """Records still readable in the buffer topic (all partitions)."""
     import asyncio
 
-    async def run() -> set[str]:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    async def run() -> int:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(env))
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(env), group_id=None)
         await admin.start()
+        await consumer.start()
         try:
-            return set(await admin.list_topics())
+            (described,) = await admin.describe_topics([topic])
+            tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+            first, end = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+            return sum(end[tp] - first[tp] for tp in tps)
         finally:
+            await consumer.stop()
             await admin.close()
 
     return asyncio.run(run())
@@ -156,7 +166,9 @@ def run_long_snapshot(
             finals = final_states(reader.records)
             wrong = sorted(k for k in writer.exists ^ {k for k, e in finals.items() if e})
             buffer_topic = f"it-{uid}-app-buffer-{table}-1"
-            wait_until(lambda: buffer_topic not in _topics(stack), 60, "the buffer topic gone")
+            wait_until(
+                lambda: _buffered_records(stack, buffer_topic) == 0, 60, "the buffer emptied"
+            )
             resnapshots = sum(
                 _metric(w, "dynamodb_replicator_resnapshots_total", table) for w in workers
             )

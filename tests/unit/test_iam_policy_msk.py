@@ -78,7 +78,6 @@ ADMIN_CALLS = {
     "describe_configs": {"kafka-cluster:DescribeTopicDynamicConfiguration"},
     "describe_cluster": {"kafka-cluster:DescribeCluster"},
     # Kafka's DELETE on a topic (DeleteTopics, DeleteRecords) is MSK's DeleteTopic
-    "delete_topics": {"kafka-cluster:DeleteTopic"},
     "delete_records": {"kafka-cluster:DeleteTopic"},
 }
 
@@ -170,7 +169,7 @@ def worker_operations(prefix: str, app_id: str) -> list[tuple[str, str, str]]:
         ):
             ops.append((f"kafka-cluster:{action}", topic_arn(name), "output topic"))
     # a snapshot's buffer topic: written by the shards while the table is scanned, read by
-    # the replay units, its copied records deleted (DeleteRecords), then the topic itself
+    # the replay units, its copied records deleted (DeleteRecords: Kafka's DELETE on it)
     for action in (
         "CreateTopic",
         "DescribeTopic",
