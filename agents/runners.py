@@ -12,9 +12,10 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from typing import Any, NamedTuple
 
 from agents.runtime import Backoff, Runtime, pause
+from app import fastwire
 from app.aws.dynamodb import Streams
 from app.buffer import BufferReader
 from app.domain import codec, coordinator, limits, pages
@@ -33,6 +34,7 @@ from app.domain.errors import (
 )
 from app.domain.model import StreamRecord
 from app.domain.segments import TokenBucket
+from app.domain.wire import to_record
 from app.output import classify
 
 log = logging.getLogger(__name__)
@@ -359,6 +361,7 @@ async def run_scan(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> Non
     )
     snap_start = spec.get("snapshot_start_ms") or _now_ms()
     where = f"segment {seg}/{total}"
+    names = tuple(spec["key_names"])
     tables, backoff = await rt.tables(), Backoff()
     limit = rt.settings.dynamodb_scan_page_limit
     flight, fenced = InFlight(rt.pages), asyncio.Event()  # fenced: set by a superseded commit
@@ -368,16 +371,35 @@ async def run_scan(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> Non
         """Request, decide, encode, hand to its commit: all under one page slot."""
         nonlocal cursor, count
         async with flight.slot():
-            page = await tables.scan(table, seg, total, cursor, limit)
-            backoff.reset()
             snap = SnapshotInfo(running=True, start_ms=snap_start, end_ms=None, count=count)
-            messages = await _encode_items(rt, unit, page.items, snap_start, snap, where)
-            step = pages.scan_page(len(page.items), page.last_evaluated_key, count)
+            if tables.raw is not None:  # response bytes -> messages in one pass
+                context = fastwire.ScanContext(
+                    table, names, seg, total, snap_start, snap, rt.encoder.format
+                )
+                encoded = await tables.encoded_scan(table, seg, total, cursor, context, limit)
+                backoff.reset()
+                messages = encoded.messages
+                for f in encoded.failed:
+                    keys = {k: f.raw[k] for k in names if isinstance(f.raw, dict) and k in f.raw}
+                    await _dead_letter_codec(rt, table, where, f.error, keys, {"item": f.raw})
+                items, last_key, cost = (
+                    len(encoded.records) + len(encoded.failed),
+                    encoded.cursor,
+                    encoded.consumed_capacity,
+                )
+            else:
+                page = await tables.scan(table, seg, total, cursor, limit)
+                backoff.reset()
+                messages = await _encode_items(rt, unit, page.items, snap_start, snap, where)
+                items, last_key, cost = (
+                    len(page.items),
+                    page.last_evaluated_key,
+                    page.consumed_capacity,
+                )
+            step = pages.scan_page(items, last_key, count)
             cursor, count = step.cursor, step.count
-            await flight.commit(
-                _commit_scan(rt, unit, fenced, topic, messages, len(page.items), step)
-            )
-            return step, page.consumed_capacity
+            await flight.commit(_commit_scan(rt, unit, fenced, topic, messages, items, step))
+            return step, cost
 
     try:
         while not (stopping.is_set() or fenced.is_set()):
@@ -465,6 +487,15 @@ async def run_shard(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> No
     streams, backoff = await rt.streams(), Backoff()
     iterator: str | None = None
     flight, fenced = InFlight(rt.pages), asyncio.Event()  # fenced: set by a superseded commit
+    context = fastwire.ChangeContext(
+        table,
+        tuple(spec["key_names"]),
+        arn,
+        shard,
+        _stream_snapshot(spec),
+        rt.encoder.format,
+        rt.encoder.tombstones,
+    )
     log.info(
         "%s: reading shard %s from %s into %s",
         table,
@@ -479,15 +510,26 @@ async def run_shard(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> No
         async with flight.slot():
             if iterator is None:
                 iterator = await streams.iterator(arn, shard, at.pos)
-            page = await streams.records(iterator, f"{table}/{shard}")
-            backoff.reset()
-            step = pages.shard_page(page.records, page.next_iterator, at, cutoff, flight.settled())
-            messages = await _encode_changes(rt, unit, [page.records[i] for i in step.send])
+            if streams.raw is not None:  # response bytes -> messages in one pass
+                encoded = await streams.encoded_records(iterator, f"{table}/{shard}", context)
+                backoff.reset()
+                marks, unplaced = _marks(encoded)
+                for f in unplaced:
+                    await _dead_letter_record(rt, table, shard, f, "?")
+                next_iterator = encoded.cursor
+                step = pages.shard_page(marks, next_iterator, at, cutoff, flight.settled())
+                messages = await _sendable(rt, table, shard, [marks[i] for i in step.send])
+            else:
+                page = await streams.records(iterator, f"{table}/{shard}")
+                backoff.reset()
+                next_iterator = page.next_iterator
+                step = pages.shard_page(page.records, next_iterator, at, cutoff, flight.settled())
+                messages = await _encode_changes(rt, unit, [page.records[i] for i in step.send])
             if step.skipped:
                 rt.metrics.skipped_before_cutoff.labels(table).inc(step.skipped)
             if step.commit:
                 await flight.commit(_commit_shard(rt, unit, fenced, topic, messages, step))
-            at, iterator = step.at, page.next_iterator
+            at, iterator = step.at, next_iterator
             return step
 
     try:
@@ -539,14 +581,7 @@ async def _encode_changes(
 ) -> list[Message]:
     spec = coordinator.shard_spec(unit)
     table, arn, shard = spec["table"], spec["stream_arn"], spec["shard_id"]
-    snap = None
-    if start_ms := spec.get("snapshot_start_ms"):
-        snap = SnapshotInfo(
-            running=False,
-            start_ms=start_ms,
-            end_ms=spec.get("snapshot_end_ms"),
-            count=spec.get("snapshot_items") or 0,
-        )
+    snap = _stream_snapshot(spec)
     messages: list[Message] = []
     for rec in records:
         try:
@@ -568,6 +603,79 @@ async def _encode_changes(
                 },
             )
     return messages
+
+
+def _stream_snapshot(spec: coordinator.ShardSpec) -> SnapshotInfo | None:
+    """The seed format's snapshot block of the stream events (None: no snapshot ran)."""
+    if not (start_ms := spec.get("snapshot_start_ms")):
+        return None
+    return SnapshotInfo(
+        running=False,
+        start_ms=start_ms,
+        end_ms=spec.get("snapshot_end_ms"),
+        count=spec.get("snapshot_items") or 0,
+    )
+
+
+class _Mark(NamedTuple):
+    """A record of an encoded page, for the page decision (pages.Record): its messages,
+    or the reference's refusal of it (dead-lettered instead)."""
+
+    sequence_number: str
+    approx_ts_ms: int
+    encoded: fastwire.EncodedRecord | None
+    failed: fastwire.FailedRecord | None
+
+
+def _marks(page: fastwire.EncodedPage) -> tuple[list[_Mark], list[fastwire.FailedRecord]]:
+    """Every record of the page in stream order, and the refused records that name no
+    usable sequence number or time (they cannot be placed: dead-lettered as they come)."""
+    placed: list[tuple[int, _Mark]] = [
+        (r.position, _Mark(r.seq or "", r.ts_ms, r, None)) for r in page.records
+    ]
+    unplaced: list[fastwire.FailedRecord] = []
+    for f in page.failed:
+        d = f.raw.get("dynamodb") if isinstance(f.raw, dict) else None
+        seq = d.get("SequenceNumber") if isinstance(d, dict) else None
+        ts = d.get("ApproximateCreationDateTime") if isinstance(d, dict) else None
+        if isinstance(seq, str) and seq.isdigit() and isinstance(ts, int | float):
+            placed.append((f.position, _Mark(seq, int(ts * 1000), None, f)))
+        else:
+            unplaced.append(f)
+    placed.sort(key=lambda p: p[0])
+    return [m for _, m in placed], unplaced
+
+
+async def _sendable(rt: Runtime, table: str, shard: str, marks: list[_Mark]) -> list[Message]:
+    """The messages of these records; the refused ones dead-lettered (as _encode_changes)."""
+    messages: list[Message] = []
+    for m in marks:
+        if m.encoded is not None:
+            messages += m.encoded.messages
+        elif m.failed is not None:
+            await _dead_letter_record(rt, table, shard, m.failed, m.sequence_number)
+    return messages
+
+
+async def _dead_letter_record(
+    rt: Runtime, table: str, shard: str, failed: fastwire.FailedRecord, seq: str
+) -> None:
+    raw = failed.raw
+    try:  # the same dead letter as from a parsed page (_encode_changes)
+        rec = to_record(raw)
+        keys: Any = rec.keys
+        received = {
+            "event_name": rec.event_name,
+            "sequence_number": rec.sequence_number,
+            "approx_ts_ms": rec.approx_ts_ms,
+            "keys": rec.keys,
+            "new_image": rec.new_image,
+            "old_image": rec.old_image,
+        }
+    except Exception:  # noqa: BLE001  # not even a record's shape: as received
+        d = raw.get("dynamodb") if isinstance(raw, dict) else None
+        keys, received = (d.get("Keys") if isinstance(d, dict) else None), {"record": raw}
+    await _dead_letter_codec(rt, table, f"shard {shard} seq {seq}", failed.error, keys, received)
 
 
 async def _commit_shard(

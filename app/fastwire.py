@@ -11,7 +11,7 @@ Two implementations, byte-for-byte equal (tests/unit/test_fastwire.py):
   PyO3) by ``make``: it parses the body and writes the envelopes without building a
   Python object per attribute value;
 * the **reference**: ``orjson.loads(body)``, each record made a StreamRecord the way
-  ``app.aws.dynamodb.to_record`` does, then ``Encoder.change`` (``Encoder.snapshot``
+  ``app.domain.wire.to_record`` does, then ``Encoder.change`` (``Encoder.snapshot``
   for scanned items).  It is what runs when the extension cannot be imported, and it
   decides every case the native pass does not take: a body the native parser refuses
   goes through it whole, a record it refuses goes through it alone.  So errors are
@@ -43,10 +43,10 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from app.aws.dynamodb import to_record
 from app.domain import codec
 from app.domain.envelope import SEED_VERSION, Encoder, Format, Message, SnapshotInfo
 from app.domain.errors import CodecError
+from app.domain.wire import to_record
 
 
 def _load() -> tuple[Any, str]:

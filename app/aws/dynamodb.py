@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from app import fastwire
 from app.aws.errors import aws_call
 from app.domain import wire
 from app.domain.discovery import TagFilter, to_tagging_api_filters
@@ -97,6 +98,20 @@ class Tables:
             page = await self.client.scan(**kwargs)
         return wire.scan_page(page)
 
+    async def encoded_scan(
+        self,
+        table: str,
+        segment: int,
+        total: int,
+        start_key: Item | None,
+        ctx: fastwire.ScanContext,
+        limit: int = 0,
+    ) -> fastwire.EncodedPage:
+        """One Scan page straight from the response body to Kafka messages."""
+        body = await self.scan_body(table, segment, total, start_key, limit)
+        where = f"{table}#{segment}/{total}"
+        return _parsed(lambda b: fastwire.encode_scan_page(b, ctx), body, "Scan", where)
+
     async def scan_body(
         self, table: str, segment: int, total: int, start_key: Item | None, limit: int = 0
     ) -> bytes:
@@ -114,7 +129,7 @@ def _parsed(parse: Callable[[bytes], T], body: bytes, operation: str, resource: 
     response) is a retriable error named like botocore's parser's (ResponseParserError)."""
     try:
         return parse(body)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, fastwire.MalformedResponse) as exc:
         raise TransientAwsError(
             f"{operation} on {resource} failed: ResponseParserError: unexpected response "
             f"body ({type(exc).__name__}, {len(body)} bytes)",
@@ -199,6 +214,14 @@ class Streams:
         async with aws_call("GetRecords", shard):
             page = await self.client.get_records(ShardIterator=iterator, Limit=limit)
         return wire.records_page(page)
+
+    async def encoded_records(
+        self, iterator: str, shard: str, ctx: fastwire.ChangeContext, limit: int = 1000
+    ) -> fastwire.EncodedPage:
+        """One GetRecords page straight from the response body to Kafka messages (the
+        native pass, else the reference; app.fastwire).  Needs the raw transport."""
+        body = await self.records_body(iterator, limit, shard)
+        return _parsed(lambda b: fastwire.encode_records_page(b, ctx), body, "GetRecords", shard)
 
     async def records_body(self, iterator: str, limit: int = 1000, shard: str = "?") -> bytes:
         """The raw GetRecords response body (JSON 1.0 bytes) for ``iterator``: for parsers

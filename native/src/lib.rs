@@ -203,6 +203,11 @@ fn change(rec: &Value, c: &ChangeCtx, value: &mut Vec<u8>, doc: &mut Vec<u8>) ->
     let old = image(d, "OldImage")?;
     let ttl = match get(r, "userIdentity") {
         None | Some(Value::Null) => false,
+        // GetRecords spells them Type / PrincipalId, Lambda's events type / principalId:
+        // the reference decides the first spelling (a TTL delete: rare)
+        Some(Value::Obj(u)) if get(u, "Type").is_some() || get(u, "PrincipalId").is_some() => {
+            return None
+        }
         Some(Value::Obj(u)) => {
             matches!(get(u, "type"), Some(Value::Str(s)) if s.is("Service"))
                 && matches!(get(u, "principalId"), Some(Value::Str(s)) if s.is(TTL_PRINCIPAL))

@@ -4,8 +4,10 @@ fake, and a recorder standing in for the Kafka output and the control reports.""
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
+from datetime import datetime
 from typing import Any
 
 from app.domain import protocol as pr
@@ -141,3 +143,25 @@ class Kafka:
     def last_pos(self) -> Any:
         progress = self.reports("progress")
         return progress[-1]["pos"] if progress else None
+
+
+class RawFake:
+    """The raw transport (app.aws.raw.RawJson's ``call``) over a raw-client fake: the
+    request body decoded, the fake's answer encoded as the service's JSON 1.0 body (times
+    as epoch seconds, binary as base64), its ClientErrors raised as they are."""
+
+    def __init__(self, fake: Any) -> None:
+        self.fake = fake
+        self.methods = {"GetRecords": "get_records", "Scan": "scan"}
+
+    async def call(self, operation: str, body: bytes) -> bytes:
+        answer = await getattr(self.fake, self.methods[operation])(**json.loads(body))
+        return json.dumps(answer, default=_wire_default).encode()
+
+
+def _wire_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

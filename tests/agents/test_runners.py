@@ -23,7 +23,7 @@ from app.aws.dynamodb import Streams, Tables
 from app.domain import coordinator as co
 from app.domain import protocol as pr
 from app.settings import Settings
-from tests.agents.runner_fakes import FakeDynamo, Kafka, RecordingStreams
+from tests.agents.runner_fakes import FakeDynamo, Kafka, RawFake, RecordingStreams
 from tests.fakes.streams import START_TIME, FakeStreams
 
 TABLE = "orders"
@@ -147,8 +147,13 @@ def dynamo() -> FakeDynamo:
     return FakeDynamo([{"pk": {"S": f"k{i:02d}"}, "n": {"N": str(i)}} for i in range(8)])
 
 
-@pytest.fixture
-async def rt(fake: RecordingStreams, dynamo: FakeDynamo, kafka: Kafka) -> AsyncIterator[Runtime]:
+@pytest.fixture(params=["botocore", "raw"])
+async def rt(
+    fake: RecordingStreams, dynamo: FakeDynamo, kafka: Kafka, request: pytest.FixtureRequest
+) -> AsyncIterator[Runtime]:
+    """Every runner test twice: pages through aiobotocore's parsed dicts, and as response
+    bodies through the one-pass encoder (app.fastwire, DYNAMODB_RAW_HTTP)."""
+    raw = request.param == "raw"
     settings = dataclasses.replace(
         Settings.from_env(),
         dynamodb_poll_interval=0.005,
@@ -157,10 +162,10 @@ async def rt(fake: RecordingStreams, dynamo: FakeDynamo, kafka: Kafka) -> AsyncI
     )
 
     async def streams() -> Streams:
-        return Streams(fake)
+        return Streams(fake, RawFake(fake) if raw else None)  # type: ignore[arg-type]
 
     async def tables() -> Tables:
-        return Tables(dynamo)
+        return Tables(dynamo, RawFake(dynamo) if raw else None)  # type: ignore[arg-type]
 
     async def tagging() -> Any:
         raise AssertionError("runners never list tags")

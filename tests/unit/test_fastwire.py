@@ -407,6 +407,8 @@ BAD_RECORDS = [
     _with("userIdentity", "Service"),
     _with("userIdentity", {"type": "Service", "principalId": "dynamodb.amazonaws.com"}),
     _with("userIdentity", {"type": "User", "principalId": "dynamodb.amazonaws.com"}),
+    _with("userIdentity", {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}),
+    _with("userIdentity", {"Type": "User", "PrincipalId": "dynamodb.amazonaws.com"}),
     GOOD_JSON.replace('"eventName"', '"eventName":"INSERT","eventName"'),  # repeated name
     GOOD_JSON.replace('"x":{"S":"new"}', '"x":{"S":"new","S":"newer"}'),
     GOOD_JSON.replace('"x":{"S":"new"}', '"x":{"S":"new","N":"1"}'),
