@@ -212,8 +212,14 @@ def test_base_image_is_a_build_arg() -> None:
     assert f"python:{locking.TARGET_PYTHON}-slim" in DOCKERFILE.read_text()  # what the locks target
 
 
+def stage(name: str) -> list[tuple[str, str]]:
+    """The build stage ``FROM ... AS <name>``."""
+    (found,) = [st for st in stages()[1:] if st[0][1].endswith(f" AS {name}")]
+    return found
+
+
 def test_image_installs_dependencies_only_from_the_lock() -> None:
-    build = stages()[1]
+    build = stage("build")
     installs = pip_installs(build)
     from_lock = [
         t for t in installs if "-r" in t and t[t.index("-r") + 1].endswith("/" + locking.RUNTIME)
@@ -229,6 +235,19 @@ def test_image_installs_dependencies_only_from_the_lock() -> None:
     assert any("--no-build-isolation" in a for w, a in build if w == "RUN"), (
         "the project is built by the locked backend, not one downloaded for the build"
     )
+
+
+def test_the_native_codec_is_built_from_locked_crates_and_a_locked_maturin() -> None:
+    native = stage("native")
+    (maturin,) = pip_installs(native)
+    assert {"--require-hashes", "--no-deps", "--only-binary"} <= set(maturin), maturin
+    assert "requirements-dev.lock" in " ".join(a for w, a in native if w in ("COPY", "RUN"))
+    env = " ".join(a for w, a in native if w == "ENV")
+    assert "MATURIN_PEP517_ARGS=--locked" in env  # native/Cargo.lock, checksums verified
+    build = stage("build")
+    assert ("COPY", "--from=native /tmp/native /tmp/native") in build
+    (wheel,) = [t for t in pip_installs(build) if any("/tmp/native/" in x for x in t)]
+    assert "--no-deps" in wheel and wheel[-1].endswith(".whl")
 
 
 def test_runtime_stage_has_no_build_tools() -> None:
