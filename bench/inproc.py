@@ -31,7 +31,10 @@ class PagedStreams:
 
     Each shard reads ``pages`` in order; then either closes (``tail=False``: the last
     page has no next iterator, so run_shard reports ``finish`` and returns) or stays
-    open returning empty pages (``tail=True``, like an idle DynamoDB shard)."""
+    open returning empty pages (``tail=True``, like an idle DynamoDB shard).  Parsed
+    pages: no raw transport (``raw`` None), as with DYNAMODB_RAW_HTTP=false."""
+
+    raw = None
 
     def __init__(self, pages: list[list[Any]], tail: bool) -> None:
         from app.domain.model import RecordsPage, Shard, StreamDescription
@@ -62,7 +65,10 @@ class PagedStreams:
 
 
 class PagedTables:
-    """The product's ``app.aws.dynamodb.Tables.scan`` over pre-built pages of items."""
+    """The product's ``app.aws.dynamodb.Tables.scan`` over pre-built pages of items (no
+    raw transport)."""
+
+    raw = None
 
     def __init__(self, pages: list[list[dict[str, Any]]]) -> None:
         from app.domain.model import ScanPage
