@@ -482,20 +482,10 @@ async def run_shard(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> No
         if buffered
         else rt.settings.topic_for(table)
     )
-    cutoff = int(spec.get("cutoff_ms") or 0)
     at = pages.ShardAt(*_start_pos(rt, unit))
     streams, backoff = await rt.streams(), Backoff()
     iterator: str | None = None
     flight, fenced = InFlight(rt.pages), asyncio.Event()  # fenced: set by a superseded commit
-    context = fastwire.ChangeContext(
-        table,
-        tuple(spec["key_names"]),
-        arn,
-        shard,
-        _stream_snapshot(spec),
-        rt.encoder.format,
-        rt.encoder.tombstones,
-    )
     log.info(
         "%s: reading shard %s from %s into %s",
         table,
@@ -510,21 +500,10 @@ async def run_shard(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> No
         async with flight.slot():
             if iterator is None:
                 iterator = await streams.iterator(arn, shard, at.pos)
-            if streams.raw is not None:  # response bytes -> messages in one pass
-                encoded = await streams.encoded_records(iterator, f"{table}/{shard}", context)
-                backoff.reset()
-                marks, unplaced = _marks(encoded)
-                for f in unplaced:
-                    await _dead_letter_record(rt, table, shard, f, "?")
-                next_iterator = encoded.cursor
-                step = pages.shard_page(marks, next_iterator, at, cutoff, flight.settled())
-                messages = await _sendable(rt, table, shard, [marks[i] for i in step.send])
-            else:
-                page = await streams.records(iterator, f"{table}/{shard}")
-                backoff.reset()
-                next_iterator = page.next_iterator
-                step = pages.shard_page(page.records, next_iterator, at, cutoff, flight.settled())
-                messages = await _encode_changes(rt, unit, [page.records[i] for i in step.send])
+            step, messages, next_iterator = await _shard_page(
+                rt, unit, streams, iterator, at, flight.settled()
+            )
+            backoff.reset()
             if step.skipped:
                 rt.metrics.skipped_before_cutoff.labels(table).inc(step.skipped)
             if step.commit:
@@ -574,6 +553,41 @@ async def run_shard(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> No
             rt.metrics.lag_seconds.remove(table, shard)
         except KeyError:
             pass
+
+
+async def _shard_page(
+    rt: Runtime,
+    unit: UnitState,
+    streams: Streams,
+    iterator: str,
+    at: pages.ShardAt,
+    settled: bool,
+) -> tuple[pages.ShardPage, list[Message], str | None]:
+    """One GetRecords page decided and encoded, and the next iterator: as a response body
+    through the one-pass encoder (app.fastwire) on the raw path, else as parsed records."""
+    spec = coordinator.shard_spec(unit)
+    table, shard, cutoff = spec["table"], spec["shard_id"], int(spec.get("cutoff_ms") or 0)
+    if streams.raw is None:
+        page = await streams.records(iterator, f"{table}/{shard}")
+        step = pages.shard_page(page.records, page.next_iterator, at, cutoff, settled)
+        messages = await _encode_changes(rt, unit, [page.records[i] for i in step.send])
+        return step, messages, page.next_iterator
+    context = fastwire.ChangeContext(
+        table,
+        tuple(spec["key_names"]),
+        spec["stream_arn"],
+        shard,
+        _stream_snapshot(spec),
+        rt.encoder.format,
+        rt.encoder.tombstones,
+    )
+    encoded = await streams.encoded_records(iterator, f"{table}/{shard}", context)
+    marks, unplaced = _marks(encoded)
+    for f in unplaced:
+        await _dead_letter_record(rt, table, shard, f, "?")
+    step = pages.shard_page(marks, encoded.cursor, at, cutoff, settled)
+    messages = await _sendable(rt, table, shard, [marks[i] for i in step.send])
+    return step, messages, encoded.cursor
 
 
 async def _encode_changes(
