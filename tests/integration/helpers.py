@@ -57,7 +57,8 @@ class Worker:
         args: tuple[str, ...] = (),
     ) -> None:
         self.module, self.name, self.args = module, name, args
-        self.env = {**os.environ, **env}
+        # unbuffered: a SIGKILLed worker's log keeps everything it wrote
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
         self.datadir = workdir / f"data-{name}"
         self.logfile = workdir / f"{name}.log"
         self.web_port = free_port()
