@@ -765,12 +765,13 @@ async def run_replay(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> N
     where = f"buffer {source} partition {part}"
     if rt.buffers is None:
         raise RuntimeError("this runtime has no buffer port")
-    await rt.output.ensure_topic(source)  # it exists only once a change was buffered
     pos, count = _start_pos(rt, unit)
     reader = await rt.buffers.reader(source, part)
     try:
-        await reader.start(pos)
-        found = await reader.partitions()
+        async with asyncio.timeout(120):  # a setup that hangs fails (logged, restarted)
+            await rt.output.ensure_topic(source)  # it exists once a change was buffered
+            await reader.start(pos)
+            found = await reader.partitions()
         if found != spec["partitions"]:
             await _fail(
                 rt,
@@ -809,7 +810,13 @@ async def run_replay(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> N
                 await _finish(rt, unit, pr.Finish(uid=unit["id"], pos=at, count=count))
                 log.info("%s: %s replayed (%d events)", table, where, count)
                 return
-            if end is None and at >= await reader.end() and time.monotonic() - said_caught_up > 1:
+            known = reader.known_end()
+            if (
+                end is None
+                and known is not None
+                and at >= known
+                and (time.monotonic() - said_caught_up > 1)
+            ):
                 await rt.report(pr.CaughtUp(uid=unit["id"]))  # again while nothing comes
                 said_caught_up = time.monotonic()
     finally:

@@ -71,9 +71,17 @@ class BufferReader:
         )
         return [(r.offset, r.key, r.value) for r in batches.get(self.tp, [])]
 
-    async def end(self) -> int:
-        """The partition's end offset now (what a read from here must reach)."""
-        return int((await self._consumer.end_offsets([self.tp]))[self.tp])
+    async def end(self, timeout: float = 30.0) -> int:
+        """The partition's end offset now, asked of the broker (what a read from here must
+        reach); TimeoutError if no answer (aiokafka's call may otherwise wait for ever)."""
+        offsets = await asyncio.wait_for(self._consumer.end_offsets([self.tp]), timeout)
+        return int(offsets[self.tp])
+
+    def known_end(self) -> int | None:
+        """The partition's end as of the last fetch (None: nothing fetched yet): cheap, for
+        "caught up", never for where a drain ends."""
+        hw = self._consumer.highwater(self.tp)
+        return None if hw is None else int(hw)
 
     async def delete_before(self, offset: int) -> None:
         """Free the disk of what was copied already (every record before ``offset``)."""

@@ -49,7 +49,10 @@ class FakeReader:
         self.position = batch[-1][0] + 1
         return batch
 
-    async def end(self) -> int:
+    async def end(self, timeout: float = 30.0) -> int:
+        return len(self.records)
+
+    def known_end(self) -> int:
         return len(self.records)
 
     async def delete_before(self, offset: int) -> None:
