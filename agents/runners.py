@@ -804,7 +804,9 @@ async def run_replay(rt: Runtime, unit: UnitState, stopping: asyncio.Event) -> N
                     await _delete_copied(reader, pos, where)
                     copied_since_delete = 0
                 continue
-            at = pos if pos is not None else 0
+            # nothing copied by this unit yet: where the partition starts (records before
+            # it were copied and deleted by a run whose checkpoint was not stored)
+            at = pos if pos is not None else await reader.position()
             if end is not None and at >= end:
                 await _delete_copied(reader, at, where)
                 await _finish(rt, unit, pr.Finish(uid=unit["id"], pos=at, count=count))

@@ -77,6 +77,11 @@ class BufferReader:
         offsets = await asyncio.wait_for(self._consumer.end_offsets([self.tp]), timeout)
         return int(offsets[self.tp])
 
+    async def position(self) -> int:
+        """The next offset this reader reads (after a seek to the start: the log start,
+        which moves up as copied records are deleted)."""
+        return int(await self._consumer.position(self.tp))
+
     def known_end(self) -> int | None:
         """The partition's end as of the last fetch (None: nothing fetched yet): cheap, for
         "caught up", never for where a drain ends."""

@@ -29,28 +29,31 @@ class FakeReader:
     def __init__(self, records: list[tuple[bytes, bytes | None]], partitions: int = 2) -> None:
         self.records = list(records)
         self.partitions_found = partitions
-        self.position = 0
+        self.position_ = 0
         self.deleted_before = 0
         self.closed = False
 
     async def start(self, position: int | None) -> None:
-        self.position = position or 0
+        self.position_ = self.deleted_before if position is None else position  # log start
 
     async def partitions(self) -> int:
         return self.partitions_found
 
     async def read(self, max_records: int, timeout: float) -> list[tuple[int, bytes, Any]]:
         batch = [
-            (offset, k, v) for offset, (k, v) in enumerate(self.records) if offset >= self.position
+            (offset, k, v) for offset, (k, v) in enumerate(self.records) if offset >= self.position_
         ][:max_records]
         if not batch:
             await asyncio.sleep(min(timeout, 0.01))
             return []
-        self.position = batch[-1][0] + 1
+        self.position_ = batch[-1][0] + 1
         return batch
 
     async def end(self, timeout: float = 30.0) -> int:
         return len(self.records)
+
+    async def position(self) -> int:
+        return self.position_
 
     def known_end(self) -> int:
         return len(self.records)
@@ -213,3 +216,21 @@ async def test_a_buffer_with_other_partitions_than_planned_fails_the_table_loudl
     (failed,) = kafka.reports("failed")
     assert "has 3 partitions, the replay plan 2" in failed["error"]
     assert kafka.values() == []  # nothing copied: it all stays in the buffer
+
+
+async def test_a_replay_without_checkpoint_over_a_deleted_prefix_catches_up_and_finishes(
+    kafka, rt_with
+):
+    """A run copied and deleted every record, then died before its checkpoint was
+    stored: the next run starts at the log start, has nothing to copy, and must still
+    say caught up, and finish there once told to drain (not wait at offset 0 for ever)."""
+    reader = FakeReader([(b'{"pk":"a"}', b'{"n": 1}')] * 3)
+    reader.deleted_before = 3
+    rt = rt_with(reader=reader)
+    unit = replay_unit()
+    rt.supervisor.ensure(unit)
+    await until(lambda: kafka.reports("caught_up"), "caught up")
+    rt.stored[unit["id"]] = {**unit, "drain": True}
+    await until(lambda: kafka.reports("finish"), "the finish")
+    assert kafka.reports("finish") == [{"type": "finish", "pos": 3, "count": 0}]
+    assert kafka.values() == []
