@@ -607,16 +607,21 @@ async def _encode_changes(
                 f"shard {shard} seq {rec.sequence_number}",
                 exc,
                 rec.keys,
-                {
-                    "event_name": rec.event_name,
-                    "sequence_number": rec.sequence_number,
-                    "approx_ts_ms": rec.approx_ts_ms,
-                    "keys": rec.keys,
-                    "new_image": rec.new_image,
-                    "old_image": rec.old_image,
-                },
+                _as_received(rec),
             )
     return messages
+
+
+def _as_received(rec: StreamRecord) -> dict[str, Any]:
+    """A stream record as its dead letter carries it (to fix and replay)."""
+    return {
+        "event_name": rec.event_name,
+        "sequence_number": rec.sequence_number,
+        "approx_ts_ms": rec.approx_ts_ms,
+        "keys": rec.keys,
+        "new_image": rec.new_image,
+        "old_image": rec.old_image,
+    }
 
 
 def _stream_snapshot(spec: coordinator.ShardSpec) -> SnapshotInfo | None:
@@ -675,17 +680,11 @@ async def _dead_letter_record(
     rt: Runtime, table: str, shard: str, failed: fastwire.FailedRecord, seq: str
 ) -> None:
     raw = failed.raw
+    keys: Any
+    received: dict[str, Any]
     try:  # the same dead letter as from a parsed page (_encode_changes)
         rec = to_record(raw)
-        keys: Any = rec.keys
-        received = {
-            "event_name": rec.event_name,
-            "sequence_number": rec.sequence_number,
-            "approx_ts_ms": rec.approx_ts_ms,
-            "keys": rec.keys,
-            "new_image": rec.new_image,
-            "old_image": rec.old_image,
-        }
+        keys, received = rec.keys, _as_received(rec)
     except Exception:  # noqa: BLE001  # not even a record's shape: as received
         d = raw.get("dynamodb") if isinstance(raw, dict) else None
         keys, received = (d.get("Keys") if isinstance(d, dict) else None), {"record": raw}

@@ -152,7 +152,8 @@ def run_long_snapshot(
             t_kill = time.monotonic()
             Worker.wait_any_log(workers, rf"{table}: buffer replayed; STREAMING", 300)
             switched = time.monotonic()
-            time.sleep(2)  # a few writes straight into the output topic
+            written = writer.ledger.total  # a few writes straight into the output topic
+            wait_until(lambda: writer.ledger.total >= written + 20, 60, "20 writes after")
             writer.stop.set()
             writer.join(30)
             assert writer.error is None, writer.error
