@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any, cast
 
 from faust.types import TP
 
 from agents.worker import runtime
 from app.domain import coordinator as co
+from app.domain import placement
 from app.domain import protocol as pr
 from app.main import app, settings
 from app.state import DEPLOYMENT, control_topic, send_control, tables, units
@@ -25,6 +27,17 @@ policy = settings.policy()  # how the coordinator snapshots and spreads work
 
 def _now() -> int:
     return int(time.time() * 1000)
+
+
+def _policy() -> co.Policy:
+    """The settings' policy, with the workers' control partitions of the moment: the
+    units a transition creates are spread over them (app.domain.placement).  Every member
+    of the group receives the whole assignment from Faust's leader."""
+    topic = units.changelog_topic.get_topic_name()
+    # not part of Faust's PartitionAssignorT interface, but of its (only) assignor
+    distribution = getattr(app.assignor, "changelog_distribution", None) or {}
+    groups = placement.groups(distribution, topic, settings.state_partitions)
+    return replace(policy, placement=groups)
 
 
 async def _send(commands: list[co.Command]) -> None:
@@ -55,6 +68,7 @@ async def handle_table(msg: pr.TableMessage, partition: int) -> None:
     name = msg.table
     s = tables.get(name)
     now = _now()
+    policy = _policy()
     match msg:
         case pr.Discovered():
             out = co.on_discovered(s, msg.info, now, policy)
@@ -228,8 +242,9 @@ async def _rebalanced(app: Any, **kwargs: Any) -> None:
     for u in wanted.values():
         runtime.supervisor.ensure(u)
     log.info(
-        "rebalance complete: %d control partitions owned, %d units running",
+        "rebalance complete: %d control partitions owned %s, %d units running",
         len(owned),
+        sorted(owned),
         len(runtime.supervisor.running()),
     )
 

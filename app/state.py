@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.domain.deployment import fingerprint
+from app.domain.protocol import control_partition
 from app.main import app, settings
 
 control_topic = app.topic(
@@ -26,7 +27,11 @@ DEPLOYMENT = fingerprint(settings.identity())
 
 
 async def send_control(key: str, value: dict[str, Any], partition: int | None = None) -> Any:
-    """Send a control message stamped with this deployment; returns the delivery future."""
+    """Send a control message stamped with this deployment; returns the delivery future.
+    A message for a placed unit goes to the unit's control partition (its id says which),
+    any other where its key hashes to, unless ``partition`` is given."""
+    if partition is None:
+        partition = control_partition(key)
     return await control_topic.send(key=key, value={**value, "fp": DEPLOYMENT}, partition=partition)
 
 

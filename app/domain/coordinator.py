@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Required, TypedDict, TypeVar
 
-from app.domain import lineage
+from app.domain import lineage, placement
 from app.domain import protocol as pr
 from app.domain.model import Shard
 from app.domain.protocol import table_key, unit_key  # the runners import them from here too
@@ -171,6 +171,9 @@ class Policy:
     # partitions of a snapshot's buffer topic (one replay unit each); 0: no buffer (the
     # stream is read after the scan, which must then end within the retention)
     buffer_partitions: int = 0
+    # the workers' control partitions, new units are spread over (app.domain.placement);
+    # (): units are not placed (their messages go where their key hashes to)
+    placement: placement.Groups = ()
 
     @property
     def resume_limit_ms(self) -> int:
@@ -189,21 +192,22 @@ class Outcome:
     buffers_done: list[int] = field(default_factory=list)
 
 
-def scan_unit_id(name: str, epoch: int, segment: int, total: int) -> str:
-    return pr.UnitId.scan(name, epoch, segment, total).format()
+# ``at``: the control partition the unit is placed on (None: not placed)
+def scan_unit_id(name: str, epoch: int, segment: int, total: int, at: int | None = None) -> str:
+    return pr.UnitId.scan(name, epoch, segment, total).placed(at).format()
 
 
-def watch_unit_id(name: str, epoch: int) -> str:
-    return pr.UnitId.watch(name, epoch).format()
+def watch_unit_id(name: str, epoch: int, at: int | None = None) -> str:
+    return pr.UnitId.watch(name, epoch).placed(at).format()
 
 
-def replay_unit_id(name: str, epoch: int, partition: int) -> str:
-    return pr.UnitId.replay(name, epoch, partition).format()
+def replay_unit_id(name: str, epoch: int, partition: int, at: int | None = None) -> str:
+    return pr.UnitId.replay(name, epoch, partition).placed(at).format()
 
 
-def shard_unit_id(name: str, epoch: int, stream_arn: str, shard: str) -> str:
+def shard_unit_id(name: str, epoch: int, stream_arn: str, shard: str, at: int | None = None) -> str:
     """The id of the unit reading DynamoDB shard ``shard`` (not a shard id)."""
-    return pr.UnitId.shard(name, epoch, stream_arn, shard).format()
+    return pr.UnitId.shard(name, epoch, stream_arn, shard).placed(at).format()
 
 
 # ---------------------------------------------------------------- helpers
@@ -249,18 +253,42 @@ def _unit_spec(
     return spec  # type: ignore[return-value]  # the variant `kind` names
 
 
+def _at(block: Mapping[str, Any], i: int) -> int | None:
+    """Where unit ``i`` of a snapshot or buffer block is placed (None: not placed)."""
+    at = block.get("at")
+    return None if at is None else int(at[i])
+
+
+def _scan_id(s: State, segment: int) -> str:
+    snap = s["snapshot"]
+    return scan_unit_id(s["name"], s["epoch"], segment, snap["total"], _at(snap, segment))
+
+
+def _shard_id(s: State, sid: str) -> str:
+    at = s.get("shards", {}).get(sid, {}).get("at")
+    return shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid, at)
+
+
+def _replay_id(s: State, partition: int) -> str:
+    return replay_unit_id(s["name"], s["epoch"], partition, _at(s["buffer"], partition))
+
+
+def _watch_id(s: State) -> str:
+    return watch_unit_id(s["name"], s["epoch"], s.get("watch_at"))
+
+
 def _scan_units(s: State) -> list[str]:
     snap = s.get("snapshot")
     if not snap:
         return []
-    return [scan_unit_id(s["name"], s["epoch"], i, snap["total"]) for i in range(snap["total"])]
+    return [_scan_id(s, i) for i in range(snap["total"])]
 
 
 def _shard_units(
     s: State, statuses: Sequence[str] = ("running", "finished", "pending")
 ) -> list[str]:
     return [
-        shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid)
+        _shard_id(s, sid)
         for sid, e in sorted(s.get("shards", {}).items())
         if e["status"] in statuses
     ]
@@ -270,7 +298,33 @@ def _replay_units(s: State) -> list[str]:
     buffer = s.get("buffer")
     if not buffer:
         return []
-    return [replay_unit_id(s["name"], s["epoch"], i) for i in range(buffer["partitions"])]
+    return [_replay_id(s, i) for i in range(buffer["partitions"])]
+
+
+def _place(p: Policy, s: State, family: str, taken: Sequence[int], n: int) -> list[int] | None:
+    """Control partitions for ``n`` new units of a family of the table (None: placement
+    is not used)."""
+    if not p.placement:
+        return None
+    return placement.spread(p.placement, taken, n, f"{s['name']}/{s['epoch']}/{family}")
+
+
+def _place_starting_shards(s: State, p: Policy, starting: Sequence[str]) -> State:
+    """Place the shards starting now beside the table's running stream units (a shard
+    that started unplaced, before placement existed, keeps its unit id)."""
+    shards = s.get("shards", {})
+    new = [sid for sid in starting if "at" not in shards[sid]]
+    running = [
+        e.get("at") for sid, e in shards.items() if sid not in new and e["status"] == "running"
+    ]
+    taken = [a for a in (s.get("watch_at"), *running) if a is not None]
+    ats = _place(p, s, "stream", taken, len(new))
+    if ats is None or not new:
+        return s
+    placed = dict(shards)
+    for sid, at in zip(new, ats, strict=True):
+        placed[sid] = {**placed[sid], "at": at}
+    return {**s, "shards": placed}
 
 
 def _buffering(s: State) -> bool:
@@ -282,7 +336,7 @@ def all_units(s: State) -> list[str]:
     """Every unit the table may have in its current epoch."""
     units = _scan_units(s) + _replay_units(s) + _shard_units(s)
     if s.get("stream_arn"):
-        units.append(watch_unit_id(s["name"], s["epoch"]))
+        units.append(_watch_id(s))
     return units
 
 
@@ -292,7 +346,7 @@ def _create_scans(s: State, only_pending: bool = True) -> list[Command]:
     per_segment = snap["rcu"] / snap["total"] if snap.get("rcu") else None
     return [
         _create(
-            scan_unit_id(s["name"], s["epoch"], i, snap["total"]),
+            _scan_id(s, i),
             _unit_spec(s, "scan", segment=i, total=snap["total"], rcu=per_segment),
         )
         for i in range(snap["total"])
@@ -301,14 +355,14 @@ def _create_scans(s: State, only_pending: bool = True) -> list[Command]:
 
 
 def _create_watch(s: State) -> Command:
-    return _create(watch_unit_id(s["name"], s["epoch"]), _unit_spec(s, "watch"))
+    return _create(_watch_id(s), _unit_spec(s, "watch"))
 
 
 def _create_shards(s: State, ids: Sequence[str]) -> list[Command]:
     sink = {"sink": "buffer", "partitions": s["buffer"]["partitions"]} if _buffering(s) else {}
     return [
         _create(
-            shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid),
+            _shard_id(s, sid),
             _unit_spec(
                 s, "shard", shard_id=sid, parent=s["shards"].get(sid, {}).get("parent"), **sink
             ),
@@ -325,7 +379,7 @@ def _create_replays(s: State) -> list[Command]:
     n = s["buffer"]["partitions"]
     return [
         _create(
-            replay_unit_id(s["name"], s["epoch"], i),
+            _replay_id(s, i),
             _unit_spec(s, "replay", partition=i, partitions=n),
         )
         for i in range(n)
@@ -337,10 +391,7 @@ def _unit_command(message_type: type[pr.Pause | pr.Drain], unit_id: str) -> Comm
 
 
 def _pauses(s: State, shard_ids: Sequence[str]) -> list[Command]:
-    return [
-        _unit_command(pr.Pause, shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid))
-        for sid in shard_ids
-    ]
+    return [_unit_command(pr.Pause, _shard_id(s, sid)) for sid in shard_ids]
 
 
 def _drains(s: State) -> list[Command]:
@@ -362,6 +413,11 @@ def _begin(s: State, info: Mapping[str, Any], now: int, p: Policy, reason: str) 
         "reason": reason,
         "updated_ms": now,
     }
+    if s.get("stream_arn"):  # the watcher's place (it may start later: after the scan)
+        at = _place(p, s, "stream", [], 1)
+        s["watch_at"] = at[0] if at else None
+    else:
+        s["watch_at"] = None
     commands: list[Command] = []
     if p.mode == "stream_only":
         s.update(
@@ -376,18 +432,19 @@ def _begin(s: State, info: Mapping[str, Any], now: int, p: Policy, reason: str) 
         )
         rcu = rcu_budget(int(info.get("read_capacity", 0)), p.rcu_percent, p.max_rcu)
         buffered = p.buffer_partitions > 0 and p.mode != "snapshot_only" and s.get("stream_arn")
+        buffer: dict[str, Any] = {
+            "partitions": p.buffer_partitions,
+            "caught_up": [],
+            "waiting": None,
+            "draining": False,
+            "done": [],
+        }
+        segments: dict[str, Any] = {}
+        if p.placement:
+            segments["at"] = _place(p, s, "scan", [], total)
+            buffer["at"] = _place(p, s, "replay", [], p.buffer_partitions)
         s.update(
-            buffer=(
-                {
-                    "partitions": p.buffer_partitions,
-                    "caught_up": [],
-                    "waiting": None,
-                    "draining": False,
-                    "done": [],
-                }
-                if buffered
-                else None
-            ),
+            buffer=buffer if buffered else None,
             phase="INIT_SYNC",
             cutoff_ms=max(0, now - p.overlap_ms),
             snapshot={
@@ -397,6 +454,7 @@ def _begin(s: State, info: Mapping[str, Any], now: int, p: Policy, reason: str) 
                 "done": [],
                 "items": 0,
                 "rcu": rcu,
+                **segments,
             },
         )
         commands += _create_scans(s)
@@ -492,7 +550,7 @@ def _heal(s: State) -> list[Command]:
 def _running_units(s: State) -> list[str]:
     units = _scan_units(s) + _replay_units(s) + _shard_units(s, ("running",))
     if s.get("stream_arn"):
-        units.append(watch_unit_id(s["name"], s["epoch"]))
+        units.append(_watch_id(s))
     return units
 
 
@@ -847,10 +905,9 @@ def _replan(
         )
         out.events.append("lost_shard")
         return out
+    drops = [_drop(_shard_id(s, sid)) for sid in result.prune]  # their places: in s
     s = {**s, "shards": result.known, "shard_floor": result.floor, "updated_ms": now}
-    drops = [
-        _drop(shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid)) for sid in result.prune
-    ]
+    s = _place_starting_shards(s, p, result.start)
     if s["phase"] == "SWITCHING":  # children start (as running) once STREAMING
         return Outcome(s, drops)
     return Outcome(s, [*_create_shards(s, result.start), *drops])

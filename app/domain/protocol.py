@@ -24,6 +24,11 @@ Unit ids (:class:`UnitId`) are formatted and parsed here only:
     watch|<table>|<epoch>                 (DescribeStream poller, one per streaming table)
     shard|<table>|<epoch>|<stream_arn>|<shard_id>
     replay|<table>|<epoch>|<partition>    (copies one partition of the snapshot's buffer)
+
+A unit placed on a control partition by the coordinator (app.domain.placement) carries it
+as a last part, ``|@<control partition>``: every message for it is sent to that partition
+(:func:`control_partition`), whoever sends it.  A unit id without one (a unit created
+before placement existed) is sent where its key hashes to, as before.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from typing import Any, ClassVar, Literal, TypeAlias
 
 UnitKind = Literal["scan", "watch", "shard", "replay"]
 SEP = "|"
+AT = "@"  # the placement part of a unit id: "@<control partition>"
+_PARTS = {"scan": 5, "watch": 3, "shard": 5, "replay": 4}  # parts of an unplaced id
 
 
 class ProtocolError(ValueError):
@@ -55,6 +62,7 @@ class UnitId:
     stream_arn: str | None = None  # shard
     shard_id: str | None = None  # shard: the DynamoDB shard id
     partition: int | None = None  # replay: the buffer topic's partition
+    at: int | None = None  # the control partition the unit was placed on (None: by key hash)
 
     @classmethod
     def scan(cls, table: str, epoch: int, segment: int, total: int) -> UnitId:
@@ -82,8 +90,15 @@ class UnitId:
             return [*head, str(self.partition)]
         return [*head, str(self.stream_arn), str(self.shard_id)]
 
+    def placed(self, at: int | None) -> UnitId:
+        return dataclasses.replace(self, at=at)
+
     def format(self) -> str:
         parts = self._parts()
+        if self.at is not None:
+            if self.at < 0:
+                raise ProtocolError(f"cannot place a unit on control partition {self.at}")
+            parts.append(f"{AT}{self.at}")
         if any(SEP in p or not p for p in parts) or self.kind not in (
             "scan",
             "watch",
@@ -103,6 +118,9 @@ class UnitId:
         parts = text.split(SEP) if isinstance(text, str) else []
         try:
             kind, table, epoch = parts[0], parts[1], int(parts[2])
+            at = None
+            if len(parts) == _PARTS.get(kind, -1) + 1 and parts[-1].startswith(AT):
+                at = int(parts.pop()[len(AT) :])
             if kind == "scan" and len(parts) == 5:
                 uid = cls.scan(table, epoch, int(parts[3]), int(parts[4]))
             elif kind == "watch" and len(parts) == 3:
@@ -113,6 +131,7 @@ class UnitId:
                 uid = cls.replay(table, epoch, int(parts[3]))
             else:
                 raise ValueError(kind)
+            uid = uid.placed(at)
             ok = uid.format() == text  # canonical only: "01" is not epoch 1's id
         except (IndexError, ValueError):
             ok = False
@@ -122,6 +141,17 @@ class UnitId:
 
 
 # ---------------------------------------------------------------- keys
+def control_partition(key: str) -> int | None:
+    """The control partition a message keyed ``key`` must be sent to: a placed unit's
+    (see :class:`UnitId`); None for every other key (sent where it hashes to)."""
+    if not key.startswith("u:") or not key.endswith(tuple("0123456789")):
+        return None
+    try:
+        return UnitId.parse(key[2:]).at
+    except ProtocolError:
+        return None
+
+
 def table_key(name: str) -> str:
     return f"t:{name}"
 

@@ -19,6 +19,7 @@ from faust.types import TP
 
 import agents.control as ctl
 from app.domain import coordinator as co
+from app.domain import protocol as pr
 from app.main import app, settings
 from app.state import tables, units
 
@@ -82,8 +83,8 @@ class Control:
             if not batch:
                 return delivered
             for key, msg in batch:
-                if msg["type"] not in unless:
-                    await self.put(key, msg)
+                if msg["type"] not in unless:  # where app.state.send_control sends it
+                    await self.put(key, msg, pr.control_partition(key) or 0)
                     delivered.append((key, msg))
         raise AssertionError("the control loop did not settle")
 
@@ -108,6 +109,9 @@ def unbuffered(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests walk the flow without the snapshot's buffer (the stream read after the
     scan); test_the_snapshots_buffer_flow_through_the_agent walks the buffered one."""
     monkeypatch.setattr(ctl, "policy", dataclasses.replace(ctl.policy, buffer_partitions=0))
+    # and unplaced units, as a table created before placement has (ids without "@p"):
+    # test_units_are_placed_over_the_workers_and_their_messages_follow walks placement
+    monkeypatch.setattr(ctl, "_policy", lambda: ctl.policy)
 
 
 @pytest.fixture
@@ -447,6 +451,52 @@ async def test_a_stop_does_not_hold_the_control_agent(
     assert runner.done() and uid not in sup.tasks and not sup._stops
 
 
+# ---------------------------------------------------------------- placement
+async def test_units_are_placed_over_the_workers_and_their_messages_follow(
+    control: Control, monkeypatch: pytest.MonkeyPatch
+):
+    """The agent reads the workers' partitions from Faust's assignment: the 3 segments
+    and the watcher land on both workers' partitions, each unit's messages reach its
+    partition, its row lives there, and after a rebalance a worker runs exactly the
+    units of the partitions it owns."""
+    monkeypatch.undo()  # the placed path, as for every table created from now on
+    rec = Recorder()
+    monkeypatch.setattr(ctl, "_send", rec.send)
+    monkeypatch.setattr(ctl.runtime.supervisor, "ensure", rec.ensure)
+    monkeypatch.setattr(ctl, "policy", dataclasses.replace(ctl.policy, buffer_partitions=0))
+    changelog = units.changelog_topic.get_topic_name()
+    worker_a, worker_b = (0, 2, 4, 6), (1, 3, 5, 7)
+    distribution = {
+        "http://a:6066": {changelog: list(worker_a)},
+        "http://b:6066": {changelog: list(worker_b)},
+    }
+    monkeypatch.setattr(app.assignor, "changelog_distribution", distribution, raising=False)
+    control.rec = rec
+    await control.put("t:orders", {"type": "discovered", "info": INFO})
+    creates = list(rec.sent)
+    placed = {key[2:]: pr.control_partition(key) for key, _ in creates}
+    assert len(placed) == 3 and None not in placed.values()
+    on_a = [uid for uid, at in placed.items() if at in worker_a]
+    assert sorted([len(on_a), 3 - len(on_a)]) == [1, 2]  # 3 segments: 2 + 1
+    await control.deliver()
+    for uid, at in placed.items():  # the row says where it lives: its fence checks that
+        assert units[uid]["partition"] == at and units[uid]["status"] == "active"
+    for uid, at in placed.items():
+        await control.put(f"u:{uid}", {"type": "finish", "count": 5}, at or 0)
+    await control.deliver()
+    s = row("orders")
+    assert s["phase"] == "STREAMING"
+    watch = co.watch_unit_id("orders", 1, s["watch_at"])
+    assert units[watch]["partition"] == s["watch_at"] is not None
+    # a rebalance: worker A runs the active units on its partitions, and only those
+    owned = {TP(ctl.control_topic.get_topic_name(), p) for p in worker_a}
+    monkeypatch.setattr(app.assignor, "assigned_actives", lambda: owned)
+    rec.ensured.clear()
+    await ctl._rebalanced(app)
+    expected = [watch] if s["watch_at"] in worker_a else []
+    assert [u["id"] for u in rec.ensured] == expected
+
+
 # ---------------------------------------------------------------- the snapshot's buffer
 async def test_the_snapshots_buffer_flow_through_the_agent(
     control: Control, monkeypatch: pytest.MonkeyPatch
@@ -492,3 +542,26 @@ async def test_the_snapshots_buffer_flow_through_the_agent(
     assert row("orders")["phase"] == "STREAMING"
     assert units[shard]["status"] == "active" and "sink" not in units[shard]["spec"]
     assert emptied == [settings.buffer_topic_for("orders", 1)]
+
+
+async def test_send_control_sends_a_placed_units_messages_to_its_partition(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from app import state
+
+    sent: list[tuple[str, int | None]] = []
+
+    async def send(key: str, value: dict[str, Any], partition: int | None) -> None:
+        sent.append((key, partition))
+
+    monkeypatch.setattr(state.control_topic, "send", send)
+    await state.send_control("u:scan|orders|1|0|3|@5", {"type": "progress"})
+    await state.send_control("u:scan|orders|1|0|3", {"type": "progress"})  # unplaced
+    await state.send_control("t:orders", {"type": "stop"})
+    await state.send_control("sweep", {"present": []}, 6)
+    assert sent == [
+        ("u:scan|orders|1|0|3|@5", 5),
+        ("u:scan|orders|1|0|3", None),
+        ("t:orders", None),
+        ("sweep", 6),
+    ]

@@ -4,6 +4,7 @@ trimming, iterator expiry and fault injection), DynamoDB itself stays moto."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -17,6 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from app.domain.protocol import UnitId
 from tests.integration.dynamo import (
     Ledger,
     batch_put,
@@ -370,3 +372,82 @@ def test_trimmed_checkpoint_resnapshots(
     finally:
         worker.kill()
         reader.close()
+
+
+OWNED = re.compile(r"rebalance complete: \d+ control partitions owned \[([\d, ]*)\]")
+
+
+def test_two_workers_get_a_tables_stream_units_evenly(
+    stack: dict[str, str], standin: StandInProcess, uid: str, workdir: Path
+) -> None:
+    """(e) Placement: a table tagged once 2 workers share the 8 control partitions gets
+    its stream units (the watcher and the 8 leaf shards, after their parents) spread
+    over both within one; every unit's row lives on the partition its id names."""
+    ddb, table, env, reader = _setup(
+        stack,
+        standin,
+        uid,
+        tagged=False,
+        STATE_PARTITIONS="8",
+        DYNAMODB_SYNC_MODE="stream_only",
+        DYNAMODB_STREAM_START="trim_horizon",
+    )
+    for _ in range(3):
+        standin.split(table)
+    leaves = standin.open_shards(table)
+    workers = [Worker("app", env, workdir, f"w{i}") for i in range(2)]
+    units_log = TopicReader(stack, f"{env['APP_ID']}-units-changelog")
+    try:
+        for w in workers:
+            w.start()
+
+        def owned() -> list[set[int]]:
+            last = [OWNED.findall(w.log())[-1:] for w in workers]
+            return [{int(p) for p in m[0].split(",") if p.strip()} if m else set() for m in last]
+
+        wait_until(
+            lambda: all(owned()) and sum(len(o) for o in owned()) == 8,
+            90,
+            "2 workers sharing the 8 control partitions",
+        )
+        arn = ddb.describe_table(TableName=table)["Table"]["TableArn"]
+        ddb.tag_resource(ResourceArn=arn, Tags=[{"Key": f"itest-{uid}", "Value": "1"}])
+        wait_until(
+            lambda: set(leaves) <= {s for w in workers for s in _shards_read(w)},
+            90,
+            "every leaf shard being read",
+        )
+        writes = Writes(ddb, table, keys=200, seed=5)
+        writes.burst(300)
+        _wait_delivered(reader, writes.ledger, workers, timeout=90)
+        rows: dict[str, Any] = {}
+
+        def every_leaf_active(records: list[Any]) -> bool:
+            rows.clear()
+            for r in records:  # the latest row per unit
+                rows[json.loads(r.key)] = None if r.value is None else json.loads(r.value)
+            active = {
+                UnitId.parse(u).shard_id
+                for u, row in rows.items()
+                if row and row["status"] == "active"
+            }
+            return set(leaves) <= active
+
+        units_log.read_until(every_leaf_active, 30, "the leaves' unit rows")
+        where = owned()
+        running: Counter[int] = Counter()
+        for unit_id, row in rows.items():
+            parsed = UnitId.parse(unit_id)
+            assert parsed.at is not None, f"{unit_id}: not placed"
+            assert row is None or row["partition"] == parsed.at, (unit_id, row)
+            if row is not None and row["status"] == "active":
+                running[next(i for i, o in enumerate(where) if parsed.at in o)] += 1
+        print(f"\nstream units per worker: {dict(running)}; owned: {where}")
+        assert sum(running.values()) == len(leaves) + 1  # the leaves and the watcher
+        assert abs(running[0] - running[1]) <= 1, running
+        assert all(w.alive for w in workers)
+    finally:
+        for w in workers:
+            w.kill()
+        reader.close()
+        units_log.close()

@@ -1079,7 +1079,7 @@ class Replication(RuleBasedStateMachine):
     def streaming_has_exactly_its_watch_running(self) -> None:
         if self.s is not None and self.s["phase"] == "STREAMING":
             assert [u for u in self.running if u.startswith("watch|")] == [
-                co.watch_unit_id("orders", self.s["epoch"])
+                co.watch_unit_id("orders", self.s["epoch"], self.s.get("watch_at"))
             ]
             assert not any(u.startswith("scan|") for u in self.units)
 
@@ -1110,7 +1110,14 @@ class BufferedReplication(Replication):
 
     def __init__(self) -> None:
         super().__init__()
-        self.p = Policy(segments=2, overlap_ms=1000, error_retry_ms=5000, buffer_partitions=2)
+        # its units are placed (app.domain.placement); Replication's are not (older tables)
+        self.p = Policy(
+            segments=2,
+            overlap_ms=1000,
+            error_retry_ms=5000,
+            buffer_partitions=2,
+            placement=((0, 2), (1, 3)),
+        )
 
     def table(self, msg: dict[str, Any]) -> None:
         if msg["type"] in ("buffer_caught_up", "shard_paused") and self.s is not None:
@@ -1147,6 +1154,11 @@ class BufferedReplication(Replication):
                 self.unit(uid, {"type": "finish", "pos": 10, "count": 3})
             else:
                 self.unit(uid, {"type": "caught_up"})
+
+    @invariant()
+    def every_unit_is_placed_on_a_control_partition(self) -> None:
+        for uid in self.running:
+            assert pr.UnitId.parse(uid).at in (0, 1, 2, 3), uid
 
     @invariant()
     def no_shard_writes_to_the_output_before_the_buffer_is_replayed(self) -> None:

@@ -47,12 +47,13 @@ LISTING = [["a", None, "100000000000000000000", "100000000000000000010"], ["b", 
 table_names = st.from_regex(r"[A-Za-z0-9_.\-]{1,255}", fullmatch=True)  # DynamoDB's alphabet
 no_bar = st.text(st.characters(blacklist_characters="|", codec="utf-8"), min_size=1, max_size=80)
 epochs = st.integers(min_value=0, max_value=10**9)
-unit_ids = st.one_of(
+unplaced_ids = st.one_of(
     st.builds(UnitId.scan, table_names, epochs, st.integers(0, 10**6), st.integers(1, 10**6)),
     st.builds(UnitId.watch, table_names, epochs),
     st.builds(UnitId.shard, table_names, epochs, no_bar, no_bar),
     st.builds(UnitId.replay, table_names, epochs, st.integers(0, 10**4)),
 )
+unit_ids = st.builds(UnitId.placed, unplaced_ids, st.none() | st.integers(0, 1023))
 
 
 @given(unit_ids)
@@ -415,3 +416,31 @@ messages = st.one_of(
 def test_every_message_survives_encode_json_decode(msg: pr.Message):
     key, value = pr.encode(msg)
     assert pr.decode(key, json.loads(json.dumps(value))) == msg
+
+
+# ---------------------------------------------------------------- placement
+@given(unplaced_ids, st.integers(0, 1023))
+def test_a_placed_unit_id_names_its_control_partition(uid: UnitId, at: int):
+    placed = uid.placed(at)
+    assert placed.format() == f"{uid.format()}|@{at}"
+    assert pr.control_partition(pr.unit_key(placed.format())) == at
+    assert pr.control_partition(pr.unit_key(uid.format())) is None  # hashed, as before
+
+
+def test_only_placed_unit_keys_choose_a_partition():
+    assert pr.control_partition(pr.table_key("orders")) is None
+    assert pr.control_partition(pr.table_key("t|@3")) is None  # not a unit key
+    assert pr.control_partition(pr.SWEEP_KEY) is None
+    assert pr.control_partition("u:scan|orders|3|2|8|@5") == 5
+    assert pr.control_partition("u:watch|orders|3|@0") == 0
+    # not canonical, or not where a placement may stand: not a placed id
+    for bad in ("u:scan|orders|3|2|8|@05", "u:scan|orders|3|2|8|@-1", "u:watch|orders|3|@x"):
+        assert pr.control_partition(bad) is None
+        with pytest.raises(pr.ProtocolError):
+            UnitId.parse(bad[2:])
+
+
+def test_a_shard_id_that_looks_like_a_placement_stays_a_shard_id():
+    uid = UnitId.shard("orders", 3, ARN, "@7")
+    assert UnitId.parse(uid.format()) == uid and uid.at is None
+    assert pr.control_partition(pr.unit_key(uid.format())) is None
