@@ -20,7 +20,7 @@ from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from app.domain.coordinator import Policy
-from app.domain.deployment import IDENTITY
+from app.domain.deployment import DEFAULT_STATE_PARTITIONS, IDENTITY
 from app.domain.discovery import (
     APP_ID_MAX,
     EXCLUDE_PATTERN_MAX,
@@ -499,7 +499,11 @@ class Settings:
     # How many AWS pages (GetRecords / Scan) one worker holds at once, from the request
     # until Kafka acknowledged their events: bounds memory, whatever the shard count.
     worker_max_pages: int = field(metadata=_env("WORKER_MAX_PAGES", "16", _int(1, 10_000)))
-    state_partitions: int = field(metadata=_env("STATE_PARTITIONS", "8", _int(1, 1024)))
+    # the control topic's and state tables' partitions: the most workers that get work;
+    # fixed after the first start (app.domain.deployment says what to set when it differs)
+    state_partitions: int = field(
+        metadata=_env("STATE_PARTITIONS", str(DEFAULT_STATE_PARTITIONS), _int(1, 1024))
+    )
     state_store: StateStore = field(metadata=_env("STATE_STORE", "rocksdb://", _state_store))
     log_level: LogLevel = field(metadata=_env("LOG_LEVEL", "info", _log_level))
     log_format: str = field(metadata=_env("LOG_FORMAT", "text", _choice("text", "json")))

@@ -44,6 +44,11 @@ IDENTITY = (
 )
 
 
+# STATE_PARTITIONS' default (app.settings), and the one deployments got before it grew
+DEFAULT_STATE_PARTITIONS = 32
+OLD_DEFAULT_STATE_PARTITIONS = 8
+
+
 def fingerprint(identity: Mapping[str, str]) -> str:
     """A short, stable digest of an identity (the settings as shown, secrets masked)."""
     canonical = json.dumps({k: identity.get(k, "") for k in IDENTITY}, sort_keys=True)
@@ -125,10 +130,19 @@ def conflict(app_id: str, mine: Mapping[str, str], owner: Record) -> str | None:
     if fingerprint(mine) == owner.fingerprint:
         return None
     diff = differences(mine, owner.settings) or ["(settings recorded by another version)"]
-    return (
+    why = (
         f"APP_ID {app_id} belongs to another deployment (fingerprint {owner.fingerprint}, "
         f"recorded by {owner.host} at {owner.at}); this worker's settings differ: "
         f"{'; '.join(diff)}.  Give this deployment its own APP_ID, or, to change the "
         f"deployment's settings on purpose, run `faust -A app deployment --adopt` with "
         f"the new settings (see README, Security)"
     )
+    theirs = owner.settings.get("STATE_PARTITIONS")
+    if theirs and mine.get("STATE_PARTITIONS", "") != theirs:
+        why += (
+            f".  STATE_PARTITIONS cannot change after the first start: set "
+            f"STATE_PARTITIONS={theirs} (a deployment first started before the default "
+            f"became {DEFAULT_STATE_PARTITIONS} has {OLD_DEFAULT_STATE_PARTITIONS} unless it "
+            f"set it)"
+        )
+    return why

@@ -19,7 +19,7 @@ def rec(kind: str, identity: dict[str, str], supersedes: str | None = None) -> R
 
 def test_the_identity_names_every_setting_that_makes_a_deployment() -> None:
     assert list(PROD) == list(IDENTITY)
-    assert PROD["KAFKA_TOPIC_PREFIX"] == "prod-" and PROD["STATE_PARTITIONS"] == "8"
+    assert PROD["KAFKA_TOPIC_PREFIX"] == "prod-" and PROD["STATE_PARTITIONS"] == "32"
     # secrets stay masked in what is recorded and compared
     with_creds = Settings.from_env({"AWS_ENDPOINT_URL": "http://user:pw@localhost:5000"})
     assert "pw" not in str(with_creds.identity())
@@ -68,7 +68,7 @@ def test_the_first_initial_record_owns_the_app_id_even_when_two_first_starts_rac
     why = conflict("dynamodb-replicator", STAGING, first)
     assert why is not None
     assert "KAFKA_TOPIC_PREFIX: 'staging-' here, 'prod-' in the deployment" in why
-    assert "STATE_PARTITIONS: '4' here, '8' in the deployment" in why
+    assert "STATE_PARTITIONS: '4' here, '32' in the deployment" in why
     assert "deployment --adopt" in why
     assert conflict("dynamodb-replicator", PROD, first) is None
 
@@ -97,3 +97,17 @@ def test_unreadable_records_are_skipped_not_fatal() -> None:
     ):
         assert Record.from_json(bad) is None
     assert good.key(1) != good.key(2)
+
+
+def test_a_deployment_started_with_the_old_default_is_told_what_to_set() -> None:
+    """STATE_PARTITIONS' default grew from 8 to 32: a deployment first started with the
+    old default and upgraded without setting it stops at start, told to set 8 (its topics
+    have 8 partitions; changing them would move every unit's state)."""
+    old = Settings.from_env({"KAFKA_TOPIC_PREFIX": "prod-", "STATE_PARTITIONS": "8"}).identity()
+    why = conflict("dynamodb-replicator", PROD, rec("initial", old))
+    assert why is not None
+    assert "STATE_PARTITIONS: '32' here, '8' in the deployment" in why
+    assert "set STATE_PARTITIONS=8" in why
+    # other differences carry no such hint
+    why = conflict("dynamodb-replicator", STAGING, rec("initial", {**STAGING, "AWS_REGION": "x"}))
+    assert why is not None and "set STATE_PARTITIONS" not in why

@@ -54,7 +54,7 @@ def test_defaults() -> None:
     assert (s.kafka_msk_iam_region, s.kafka_msk_iam_role_arn) == (None, None)
     assert s.msk_iam_region == "us-east-1"  # AWS_REGION's default
     assert (s.state_partitions, s.state_store, s.log_level, s.log_format) == (
-        8,
+        32,  # 8 before placement: a deployment could not grow past 8 workers
         "rocksdb://",
         "info",
         "text",
