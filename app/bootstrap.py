@@ -16,7 +16,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -226,13 +226,21 @@ def new_record(
 
 
 async def check_deployment(
-    bootstrap: list[str], app_id: str, identity: dict[str, str], **client_kwargs: object
+    bootstrap: list[str],
+    app_id: str,
+    identity: dict[str, str],
+    before_recording: Callable[[], Awaitable[None]] | None = None,
+    **client_kwargs: object,
 ) -> deployment.Record:
     """The deployment this worker belongs to (recording it on a first start); raises
-    DeploymentConflict when the APP_ID belongs to a deployment with other settings."""
+    DeploymentConflict when the APP_ID belongs to a deployment with other settings.
+    ``before_recording`` runs before a first record is written (it may raise): a
+    deployment started before records existed has only its topics to say what it is."""
     topic = f"{app_id}-{DEPLOYMENT_TOPIC}"
     owner = deployment.current(await read_deployment(bootstrap, topic, **client_kwargs))
     if owner is None:
+        if before_recording is not None:
+            await before_recording()
         await write_deployment(bootstrap, topic, new_record("initial", identity), **client_kwargs)
         # a first start racing another: the first record in the topic wins, for both
         owner = deployment.current(await read_deployment(bootstrap, topic, **client_kwargs))

@@ -74,11 +74,19 @@ class ReplicatorApp(faust.App):
             {deployment_topic: topics.pop(deployment_topic)},
             **client_kwargs(settings),
         )
+
+        async def state_topics_fit() -> None:
+            # no record yet: a new deployment, or one started before records existed,
+            # whose topics must fit this worker's settings before its identity is recorded
+            # (it says "set STATE_PARTITIONS=8" to one started with the old default)
+            await ensure_topics(settings.bootstrap_servers(), topics, **client_kwargs(settings))
+
         try:
             owner = await check_deployment(
                 settings.bootstrap_servers(),
                 settings.app_id,
                 settings.identity(),
+                state_topics_fit,
                 **client_kwargs(settings),
             )
         except DeploymentConflict as exc:

@@ -110,3 +110,33 @@ def test_a_changelog_with_another_partition_count_stops_the_worker(stack, uid, w
         ]
     finally:
         worker.kill()
+
+
+def test_a_deployment_from_before_records_with_the_old_default_is_told_what_to_set(
+    stack, uid, workdir
+):
+    """A deployment first started with the old default (8 partitions) by a version that
+    wrote no deployment record, upgraded without setting STATE_PARTITIONS (now 32 by
+    default): the worker stops at start saying to set 8, and records nothing, so that with
+    STATE_PARTITIONS=8 it starts as the same deployment."""
+    import asyncio
+
+    env = worker_env(stack, uid)
+    del env["STATE_PARTITIONS"]  # the default
+    prefix = env["APP_ID"]
+    old = wanted(prefix, partitions=8)
+    asyncio.run(ensure_topics(bootstrap(stack), old, timeout=30))  # the old version's topics
+    worker = Worker("app", env, workdir, "upgraded").start()
+    try:
+        wait_until(lambda: not worker.alive, 90, "the worker to stop")
+        log = worker.log()
+        assert f"internal topic {prefix}-control has 8 partitions, STATE_PARTITIONS is 32" in log
+        assert "STATE_PARTITIONS=8" in log, log[-3000:]
+    finally:
+        worker.kill()
+    fixed = Worker("app", {**env, "STATE_PARTITIONS": "8"}, workdir, "fixed").start()
+    try:
+        fixed.wait_log(r"rebalance complete: 8 control partitions owned", timeout=90)
+        assert "deployment conflict" not in fixed.log()
+    finally:
+        fixed.kill()
