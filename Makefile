@@ -118,8 +118,11 @@ test: deps browser
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 # In-process only: no Kafka, no worker or other process, no browser (tests/process has those).
+# In parallel, one pytest-xdist process per core (the tests share no files, ports or state
+# between processes); `make test-unit XDIST=` runs them in this one process.
+XDIST ?= -n auto --dist worksteal
 test-unit: venv
-	$(VPY) -m pytest tests/unit tests/agents $(PYTEST_ARGS)
+	$(VPY) -m pytest tests/unit tests/agents $(XDIST) $(PYTEST_ARGS)
 
 test-integration: deps
 	$(STACK) up

@@ -66,7 +66,7 @@ async def _apply_table(name: str, out: co.Outcome, partition: int) -> None:
 
 async def handle_table(msg: pr.TableMessage, partition: int) -> None:
     name = msg.table
-    s = tables.get(name)
+    s: co.State | None = tables.get(name)  # a stored table state (JSON)
     now = _now()
     policy = _policy()
     match msg:
@@ -117,7 +117,8 @@ async def handle_unit(msg: pr.UnitMessage, partition: int) -> None:
 
 async def handle_sweep(msg: pr.Sweep, partition: int) -> None:
     present = set(msg.present)
-    for name, s in list(tables.items()):
+    rows: list[tuple[str, co.State]] = list(tables.items())
+    for name, s in rows:
         if s.get("partition") == partition:
             out = co.on_sweep(s, present, _now())
             if out.state is not s or out.commands:
@@ -191,7 +192,7 @@ def _superseded_epoch(spec: co.UnitSpec, owned: set[int]) -> bool:
     """The unit's table has moved to another epoch, as far as this worker can tell: only
     a row of a partition it actively owns is current (RocksDB keeps the rows of partitions
     that moved away, frozen at their last value)."""
-    table = tables.get(spec["table"])
+    table: co.State | None = tables.get(spec["table"])
     return (
         table is not None
         and table.get("partition") in owned

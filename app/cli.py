@@ -23,6 +23,7 @@ from faust.cli import AppCommand, argument, option
 
 from app.cluster_view import ClusterView
 from app.domain import protocol
+from app.domain.coordinator import TableState
 from app.domain.status import duration
 from app.kafka_auth import client_kwargs
 from app.main import app, settings
@@ -33,7 +34,7 @@ def _view() -> ClusterView:
     return ClusterView(settings, client_kwargs(settings))
 
 
-def _state(view: ClusterView, table: str) -> dict[str, Any]:
+def _state(view: ClusterView, table: str) -> TableState:
     if table not in view.tables:
         raise click.ClickException(
             f"unknown table {table!r}; replicated: {', '.join(sorted(view.tables)) or 'none'}"
@@ -177,8 +178,8 @@ async def resync(self: AppCommand, table: str, wait: bool, timeout: float) -> No
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not following.done():
-            now = view.tables.get(table) or {}
-            if int(now.get("epoch") or 0) > epoch:
+            now = view.tables.get(table)
+            if now is not None and int(now.get("epoch") or 0) > epoch:
                 self.say(f"{table}: epoch {now['epoch']} started, {now.get('phase')}")
                 return
             await asyncio.sleep(0.2)

@@ -14,8 +14,9 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
+from app.domain.coordinator import TableState
 from app.domain.protocol import UnitId
 from app.domain.status import Rates, checkpoints, table_rows
 
@@ -30,7 +31,7 @@ class ClusterView:
             f"{settings.app_id}-tables-changelog": "tables",
             f"{settings.app_id}-units-changelog": "units",
         }
-        self.tables: dict[str, dict[str, Any]] = {}
+        self.tables: dict[str, TableState] = {}
         self.units: dict[str, dict[str, Any]] = {}
         self.rates = Rates()
         self.caught_up = asyncio.Event()
@@ -52,7 +53,7 @@ class ClusterView:
                 self.tables.pop(name, None)
                 self.rates.forget(name)
             else:
-                self.tables[name] = row
+                self.tables[name] = cast(TableState, row)  # a stored table state (JSON)
             return
         old = self.units.get(name)
         if row is None:

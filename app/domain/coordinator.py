@@ -4,9 +4,9 @@ The control agent (agents/control.py) loads a state from a Faust table, calls on
 these functions with the message it is processing, writes back the new state and sends
 the commands returned.  Nothing here does I/O, so every transition is unit-tested.
 
-Table state (JSON-able dict):
+Table state (JSON-able dict, typed as :class:`TableState`):
     name, phase (INIT_SYNC | CATCHING_UP | SWITCHING | STREAMING | SNAPSHOT_DONE | STOPPED |
-    ERROR | FORGOTTEN), epoch,
+    ERROR | REFUSED | FORGOTTEN), epoch,
     table_arn, stream_arn, key_names, item_count, read_capacity,
     snapshot {start_ms, end_ms, total, done[], items, rcu} | None,
     cutoff_ms (stream records older than this are covered by the snapshot),
@@ -15,7 +15,9 @@ Table state (JSON-able dict):
     resume_phase, stopped_ms, halted_ms (since when the stream positions have not provably
     advanced), resumed_ms, retired {units, heals} (drops of the superseded epoch,
     repeated by the sweep), error, reason, resnapshots, updated_ms,
-    buffer {partitions, caught_up[], waiting[] | None, draining, done[]} | None (below).
+    buffer {partitions, caught_up[], waiting[] | None, draining, done[]} | None (below),
+    refused {reason, resume_phase, stopped_ms[, new]} | None (on_refused),
+    partition (the control partition that owns the row: written by agents/control.py).
 
 The snapshot's buffer (Policy.buffer_partitions > 0, a table with a stream): while the
 table is scanned (INIT_SYNC) its shards are already read, from the snapshot's start, into
@@ -41,20 +43,118 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Required, TypedDict, TypeVar
+from typing import Any, Literal, NotRequired, Required, TypedDict, TypeVar
 
 from app.domain import lineage, placement
 from app.domain import protocol as pr
+from app.domain.lineage import ShardEntry
 from app.domain.model import Shard
 from app.domain.protocol import table_key, unit_key  # the runners import them from here too
 from app.domain.segments import plan_segments, rcu_budget
 
+Phase = Literal[
+    "INIT_SYNC",
+    "CATCHING_UP",
+    "SWITCHING",
+    "STREAMING",
+    "SNAPSHOT_DONE",
+    "STOPPED",
+    "ERROR",
+    "REFUSED",
+    "FORGOTTEN",
+]
+
 RETENTION_MS = 24 * 3600 * 1000
-ACTIVE = ("INIT_SYNC", "CATCHING_UP", "SWITCHING", "STREAMING")
-BUFFERING = ("INIT_SYNC", "CATCHING_UP")  # shards write to the buffer (if the table has one)
+ACTIVE: tuple[Phase, ...] = ("INIT_SYNC", "CATCHING_UP", "SWITCHING", "STREAMING")
+# shards write to the buffer (if the table has one)
+BUFFERING: tuple[Phase, ...] = ("INIT_SYNC", "CATCHING_UP")
 RETIRED_HEALS = 5  # sweeps that repeat the drops of a superseded epoch
 
-State = dict[str, Any]  # a table's state (the keys above)
+
+class Snapshot(TypedDict):
+    """A table state's ``snapshot``: the scan of its epoch."""
+
+    start_ms: int
+    end_ms: int | None
+    total: int  # segments
+    done: list[int]  # segments finished
+    items: int
+    rcu: float | None  # the scan's read capacity budget (None: unpaced)
+    at: NotRequired[list[int]]  # each segment's control partition (absent: not placed)
+
+
+class Buffer(TypedDict):
+    """A table state's ``buffer``: the snapshot's buffer topic and its replay."""
+
+    partitions: int
+    caught_up: list[int]  # replay partitions that reached their end once
+    waiting: list[str] | None  # SWITCHING: shards not yet paused
+    draining: bool
+    done: list[int]  # replay partitions drained to the end
+    at: NotRequired[list[int]]  # each replay unit's control partition (absent: not placed)
+
+
+class Retired(TypedDict):
+    """A table state's ``retired``: the units of a superseded epoch, dropped again."""
+
+    units: list[str]
+    heals: int  # sweeps left that repeat the drops
+
+
+class Refused(TypedDict, total=False):
+    """A table state's ``refused``: what a refusal interrupted (see on_refused)."""
+
+    reason: Required[str | None]
+    resume_phase: Required[Phase | None]
+    stopped_ms: Required[int | None]
+    new: bool  # refused before it ever started (in this life)
+
+
+class _TableFields(TypedDict, total=False):
+    name: Required[str]
+    table_arn: str | None
+    stream_arn: str | None
+    key_names: list[str] | None
+    item_count: int | None
+    size_bytes: int | None
+    read_capacity: int | None
+    view_type: str | None
+    snapshot: Snapshot | None
+    cutoff_ms: int  # stream records older than this are covered by the snapshot
+    shards: dict[str, ShardEntry]  # the lineage (app.domain.lineage)
+    shard_floor: str | None
+    resume_phase: Phase | None
+    stopped_ms: int | None
+    halted_ms: int | None
+    resumed_ms: int | None
+    retired: Retired | None
+    error: str | None
+    reason: str
+    resnapshots: int
+    updated_ms: int
+    buffer: Buffer | None
+    refused: Refused | None
+    partition: int  # the control partition that owns the row (agents/control.py)
+    watch_at: int | None  # the stream watcher's control partition (None: not placed)
+
+
+class TableState(_TableFields, total=False):
+    """A row of the ``tables`` table (the module docstring).  Every row has a name, a
+    phase and an epoch; a FORGOTTEN row has little more."""
+
+    phase: Required[Phase]
+    epoch: Required[int]
+
+
+class _Unstarted(_TableFields, total=False):
+    """What :func:`_begin` starts an epoch from: a table state, or the fields of a table
+    never started (no phase yet; the epoch of a forgotten row, if any)."""
+
+    phase: Phase
+    epoch: int
+
+
+State = TableState  # the name the callers use
 
 
 class _Spec(TypedDict, total=False):
@@ -211,6 +311,27 @@ def shard_unit_id(name: str, epoch: int, stream_arn: str, shard: str, at: int | 
 
 
 # ---------------------------------------------------------------- helpers
+def _snapshot(s: State) -> Snapshot:
+    """The snapshot of a phase that has one (INIT_SYNC, or the scan's done message)."""
+    snap = s["snapshot"]
+    assert snap is not None, f"{s['name']}: no snapshot in phase {s['phase']}"
+    return snap
+
+
+def _buffer(s: State) -> Buffer:
+    """The buffer of a table that has one (CATCHING_UP, SWITCHING, buffering shards)."""
+    buffer = s["buffer"]
+    assert buffer is not None, f"{s['name']}: no buffer in phase {s['phase']}"
+    return buffer
+
+
+def _stream(s: State) -> str:
+    """The stream of a table whose shards are read."""
+    arn = s["stream_arn"]
+    assert arn is not None, f"{s['name']}: no stream"
+    return arn
+
+
 def _typed(cls: type[_T], key: str, msg: _T | Mapping[str, Any]) -> _T:
     """Transitional: a wire dict (``type`` optional) from a caller that does not build
     typed messages yet (tests/agents/test_runners.py, tests/integration/test_state_size.py)
@@ -237,7 +358,7 @@ def _create(unit_id: str, spec: UnitSpec) -> Command:
 def _unit_spec(
     s: State, kind: Literal["scan", "shard", "watch", "replay"], **extra: Any
 ) -> UnitSpec:
-    snap = s.get("snapshot") or {}
+    snap: Mapping[str, Any] = s.get("snapshot") or {}
     spec: dict[str, Any] = {
         "kind": kind,
         "table": s["name"],
@@ -253,24 +374,24 @@ def _unit_spec(
     return spec  # type: ignore[return-value]  # the variant `kind` names
 
 
-def _at(block: Mapping[str, Any], i: int) -> int | None:
+def _at(block: Snapshot | Buffer, i: int) -> int | None:
     """Where unit ``i`` of a snapshot or buffer block is placed (None: not placed)."""
     at = block.get("at")
-    return None if at is None else int(at[i])
+    return None if at is None else at[i]
 
 
 def _scan_id(s: State, segment: int) -> str:
-    snap = s["snapshot"]
+    snap = _snapshot(s)
     return scan_unit_id(s["name"], s["epoch"], segment, snap["total"], _at(snap, segment))
 
 
 def _shard_id(s: State, sid: str) -> str:
-    at = s.get("shards", {}).get(sid, {}).get("at")
-    return shard_unit_id(s["name"], s["epoch"], s["stream_arn"], sid, at)
+    entry = s.get("shards", {}).get(sid)
+    return shard_unit_id(s["name"], s["epoch"], _stream(s), sid, entry and entry.get("at"))
 
 
 def _replay_id(s: State, partition: int) -> str:
-    return replay_unit_id(s["name"], s["epoch"], partition, _at(s["buffer"], partition))
+    return replay_unit_id(s["name"], s["epoch"], partition, _at(_buffer(s), partition))
 
 
 def _watch_id(s: State) -> str:
@@ -301,12 +422,14 @@ def _replay_units(s: State) -> list[str]:
     return [_replay_id(s, i) for i in range(buffer["partitions"])]
 
 
-def _place(p: Policy, s: State, family: str, taken: Sequence[int], n: int) -> list[int] | None:
+def _place(
+    p: Policy, s: State | _Unstarted, family: str, taken: Sequence[int], n: int
+) -> list[int] | None:
     """Control partitions for ``n`` new units of a family of the table (None: placement
     is not used)."""
     if not p.placement:
         return None
-    return placement.spread(p.placement, taken, n, f"{s['name']}/{s['epoch']}/{family}")
+    return placement.spread(p.placement, taken, n, f"{s['name']}/{s.get('epoch')}/{family}")
 
 
 def _place_starting_shards(s: State, p: Policy, starting: Sequence[str]) -> State:
@@ -341,9 +464,10 @@ def all_units(s: State) -> list[str]:
 
 
 def _create_scans(s: State, only_pending: bool = True) -> list[Command]:
-    snap = s["snapshot"]
+    snap = _snapshot(s)
     done = set(snap["done"])
-    per_segment = snap["rcu"] / snap["total"] if snap.get("rcu") else None
+    rcu = snap.get("rcu")
+    per_segment = rcu / snap["total"] if rcu else None
     return [
         _create(
             _scan_id(s, i),
@@ -359,16 +483,18 @@ def _create_watch(s: State) -> Command:
 
 
 def _create_shards(s: State, ids: Sequence[str]) -> list[Command]:
-    sink = {"sink": "buffer", "partitions": s["buffer"]["partitions"]} if _buffering(s) else {}
+    sink = {"sink": "buffer", "partitions": _buffer(s)["partitions"]} if _buffering(s) else {}
     return [
         _create(
             _shard_id(s, sid),
-            _unit_spec(
-                s, "shard", shard_id=sid, parent=s["shards"].get(sid, {}).get("parent"), **sink
-            ),
+            _unit_spec(s, "shard", shard_id=sid, parent=_parent(s["shards"].get(sid)), **sink),
         )
         for sid in ids
     ]
+
+
+def _parent(entry: ShardEntry | None) -> str | None:
+    return None if entry is None else entry.get("parent")
 
 
 def _running_shards(s: State) -> list[str]:
@@ -376,7 +502,7 @@ def _running_shards(s: State) -> list[str]:
 
 
 def _create_replays(s: State) -> list[Command]:
-    n = s["buffer"]["partitions"]
+    n = _buffer(s)["partitions"]
     return [
         _create(
             _replay_id(s, i),
@@ -398,11 +524,12 @@ def _drains(s: State) -> list[Command]:
     return [_unit_command(pr.Drain, u) for u in _replay_units(s)]
 
 
-def _begin(s: State, info: Mapping[str, Any], now: int, p: Policy, reason: str) -> Outcome:
+def _begin(s: _Unstarted, info: Mapping[str, Any], now: int, p: Policy, reason: str) -> Outcome:
     """Start a fresh epoch: a snapshot, or (stream_only) streaming from the start point."""
-    s = {
+    epoch = s.get("epoch", 0) + 1
+    base: _Unstarted = {
         **s,
-        "epoch": s.get("epoch", 0) + 1,
+        "epoch": epoch,
         "shards": {},
         "shard_floor": None,
         "error": None,
@@ -413,68 +540,99 @@ def _begin(s: State, info: Mapping[str, Any], now: int, p: Policy, reason: str) 
         "reason": reason,
         "updated_ms": now,
     }
-    if s.get("stream_arn"):  # the watcher's place (it may start later: after the scan)
-        at = _place(p, s, "stream", [], 1)
-        s["watch_at"] = at[0] if at else None
-    else:
-        s["watch_at"] = None
+    # the watcher's place (it may start later: after the scan)
+    at = _place(p, base, "stream", [], 1) if s.get("stream_arn") else None
+    base["watch_at"] = at[0] if at else None
     commands: list[Command] = []
+    new: State
     if p.mode == "stream_only":
-        s.update(
-            phase="STREAMING",
-            snapshot=None,
-            cutoff_ms=now if p.stream_start == "latest" and reason == "new" else 0,
-        )
-        commands.append(_create_watch(s))
+        new = {
+            **base,
+            "epoch": epoch,
+            "phase": "STREAMING",
+            "snapshot": None,
+            "cutoff_ms": now if p.stream_start == "latest" and reason == "new" else 0,
+        }
+        commands.append(_create_watch(new))
     else:
         total = plan_segments(
             int(info.get("size_bytes", 0)), int(info.get("item_count", 0)), p.segments
         )
         rcu = rcu_budget(int(info.get("read_capacity", 0)), p.rcu_percent, p.max_rcu)
         buffered = p.buffer_partitions > 0 and p.mode != "snapshot_only" and s.get("stream_arn")
-        buffer: dict[str, Any] = {
+        buffer: Buffer = {
             "partitions": p.buffer_partitions,
             "caught_up": [],
             "waiting": None,
             "draining": False,
             "done": [],
         }
-        segments: dict[str, Any] = {}
+        snapshot: Snapshot = {
+            "start_ms": now,
+            "end_ms": None,
+            "total": total,
+            "done": [],
+            "items": 0,
+            "rcu": rcu,
+        }
         if p.placement:
-            segments["at"] = _place(p, s, "scan", [], total)
-            buffer["at"] = _place(p, s, "replay", [], p.buffer_partitions)
-        s.update(
-            buffer=buffer if buffered else None,
-            phase="INIT_SYNC",
-            cutoff_ms=max(0, now - p.overlap_ms),
-            snapshot={
-                "start_ms": now,
-                "end_ms": None,
-                "total": total,
-                "done": [],
-                "items": 0,
-                "rcu": rcu,
-                **segments,
-            },
-        )
-        commands += _create_scans(s)
+            snapshot["at"] = _place(p, base, "scan", [], total) or []
+            buffer["at"] = _place(p, base, "replay", [], p.buffer_partitions) or []
+        new = {
+            **base,
+            "epoch": epoch,
+            "buffer": buffer if buffered else None,
+            "phase": "INIT_SYNC",
+            "cutoff_ms": max(0, now - p.overlap_ms),
+            "snapshot": snapshot,
+        }
+        commands += _create_scans(new)
         if buffered:  # the stream is read from the snapshot's start on, into the buffer
-            commands.append(_create_watch(s))
-    return Outcome(s, commands, [f"{s['name']}: {s['phase']} epoch {s['epoch']} ({reason})"])
+            commands.append(_create_watch(new))
+    return Outcome(
+        new, commands, [f"{new['name']}: {new['phase']} epoch {new['epoch']} ({reason})"]
+    )
 
 
-def _info_fields(info: Mapping[str, Any]) -> dict[str, Any]:
+class _Info(TypedDict):
+    table_arn: str | None
+    stream_arn: str | None
+    key_names: list[str] | None
+    item_count: int | None
+    size_bytes: int | None
+    read_capacity: int | None
+    view_type: str | None
+
+
+class _Fresh(_Info):
+    name: str
+
+
+def _first_row(info: Mapping[str, Any]) -> _Unstarted:
+    """The row of a table seen for the first time (in this life): its name and
+    description, as ``{"name": ..., **_info_fields(info)}``."""
     return {
-        k: info.get(k)
-        for k in (
-            "table_arn",
-            "stream_arn",
-            "key_names",
-            "item_count",
-            "size_bytes",
-            "read_capacity",
-            "view_type",
-        )
+        "name": info["name"],
+        "table_arn": info.get("table_arn"),
+        "stream_arn": info.get("stream_arn"),
+        "key_names": info.get("key_names"),
+        "item_count": info.get("item_count"),
+        "size_bytes": info.get("size_bytes"),
+        "read_capacity": info.get("read_capacity"),
+        "view_type": info.get("view_type"),
+    }
+
+
+def _info_fields(info: Mapping[str, Any]) -> _Info:
+    """The fields of a table state that discovery's description of the table sets."""
+    return {
+        "table_arn": info.get("table_arn"),
+        "stream_arn": info.get("stream_arn"),
+        "key_names": info.get("key_names"),
+        "item_count": info.get("item_count"),
+        "size_bytes": info.get("size_bytes"),
+        "read_capacity": info.get("read_capacity"),
+        "view_type": info.get("view_type"),
     }
 
 
@@ -507,10 +665,15 @@ def _heal_retired(s: State) -> Outcome:
 
 def on_discovered(s: State | None, info: Mapping[str, Any], now: int, p: Policy) -> Outcome:
     """Discovery saw the table (idempotent: it says so every interval)."""
-    fresh = {"name": info["name"], **_info_fields(info)}
+    fresh: _Fresh = {"name": info["name"], **_info_fields(info)}
     if s is None or s["phase"] == "FORGOTTEN":
         # a forgotten table's row keeps its epoch: the new life continues the count
-        return _begin({**(s or {}), **fresh, "resnapshots": 0}, info, now, p, "new")
+        first: _Unstarted = (
+            {**_first_row(info), "resnapshots": 0}
+            if s is None
+            else {**s, **fresh, "resnapshots": 0}
+        )
+        return _begin(first, info, now, p, "new")
     if s.get("refused"):  # usable again after a refusal: see on_refused
         return _accepted(s, info, now, p)
     same_stream = s.get("stream_arn") == info.get("stream_arn")
@@ -539,7 +702,7 @@ def _heal(s: State) -> list[Command]:
     if s["phase"] == "CATCHING_UP":
         return [*_create_replays(s), *stream]
     if s["phase"] == "SWITCHING":
-        buffer = s["buffer"]
+        buffer = _buffer(s)
         drains = _drains(s) if buffer["draining"] else []
         return [*_create_replays(s), *_pauses(s, buffer["waiting"] or []), *drains]
     if s["phase"] == "STREAMING":
@@ -626,16 +789,19 @@ def on_refused(s: State | None, info: Mapping[str, Any], reason: str, now: int) 
     old = None if s is None else s.get("refused")
     if s is None or s["phase"] == "FORGOTTEN":  # never started (in this life)
         s = {
-            "name": info["name"],
-            **_info_fields(info),
-            "epoch": (s or {}).get("epoch", 0),
+            **_first_row(info),
+            "epoch": 0 if s is None else s.get("epoch", 0),
             "resnapshots": 0,
             "snapshot": None,
             "shards": {},
             "resume_phase": None,
             "stopped_ms": None,
+            "phase": "REFUSED",  # as below (a known table gets it there)
         }
         old = {"reason": None, "resume_phase": None, "stopped_ms": None, "new": True}
+        first = True
+    else:
+        first = False
     if running or old is None:  # running now, it resumes the phase it is in
         old = {
             "reason": None,
@@ -643,7 +809,7 @@ def on_refused(s: State | None, info: Mapping[str, Any], reason: str, now: int) 
             "stopped_ms": now if running else s.get("stopped_ms"),
         }
     stops = [] if old.get("new") else [_stop(u) for u in _running_units(s)]
-    if s.get("phase") == "REFUSED" and old["reason"] == reason:
+    if not first and s["phase"] == "REFUSED" and old["reason"] == reason:
         return Outcome(s, stops)
     s = {
         **s,
@@ -665,6 +831,7 @@ def _accepted(s: State, info: Mapping[str, Any], now: int, p: Policy) -> Outcome
     refused, s = s["refused"], {**s, "refused": None}
     if s["phase"] not in ("REFUSED", "STOPPED"):
         return on_discovered(s, info, now, p)  # started again since (a resnapshot)
+    assert refused is not None  # the caller's condition
     if refused.get("new") or not s.get("epoch"):  # refused before it ever started: new
         # (a forgotten table's epoch is kept: its new life continues the count)
         return _begin({**s, "name": info["name"], **_info_fields(info)}, info, now, p, "new")
@@ -687,7 +854,12 @@ def on_sweep(s: State, present: set[str], now: int) -> Outcome:
     if s["name"] not in present:
         if s["phase"] == "STOPPED" and now - (s.get("stopped_ms") or now) >= RETENTION_MS:
             # keep the epoch (only): unit ids of a later life must never repeat these
-            row = {"name": s["name"], "phase": "FORGOTTEN", "epoch": s["epoch"], "updated_ms": now}
+            row: State = {
+                "name": s["name"],
+                "phase": "FORGOTTEN",
+                "epoch": s["epoch"],
+                "updated_ms": now,
+            }
             note = f"{s['name']}: forgotten (stopped for more than 24 h)"
             return _retire(s, Outcome(row, [], [note]))
         out = on_stop(s, "no longer discovered (tag removed, excluded or table deleted)", now)
@@ -730,7 +902,7 @@ def on_unit_done(s: State, msg: pr.UnitDone | Mapping[str, Any], now: int, p: Po
     if _stale(s, msg):
         return Outcome(s)
     if msg.kind == "scan":
-        snap = dict(s["snapshot"])
+        snap = _snapshot(s).copy()
         if msg.segment is None:
             raise KeyError("segment")  # as before the typed messages: the message is bad
         if msg.segment in snap["done"]:
@@ -782,10 +954,10 @@ def on_unit_done(s: State, msg: pr.UnitDone | Mapping[str, Any], now: int, p: Po
             # it ended before its pause arrived: nothing more of it will be written
             return _paused(out.state, msg.shard_id, out)
         return out
-    if msg.kind == "replay" and s["phase"] == "SWITCHING" and s["buffer"]["draining"]:
+    if msg.kind == "replay" and s["phase"] == "SWITCHING" and _buffer(s)["draining"]:
         if msg.segment is None:
             raise KeyError("segment")
-        buffer = s["buffer"]
+        buffer = _buffer(s)
         if msg.segment in buffer["done"]:
             return Outcome(s)
         buffer = {**buffer, "done": sorted({*buffer["done"], msg.segment})}
@@ -810,7 +982,7 @@ def on_buffer_caught_up(s: State, msg: pr.BufferCaughtUp, now: int) -> Outcome:
     """A replay unit reached its partition's end: once all have, pause the shards."""
     if msg.epoch != s.get("epoch") or s["phase"] != "CATCHING_UP" or not s.get("buffer"):
         return Outcome(s)
-    buffer = s["buffer"]
+    buffer = _buffer(s)
     if msg.partition in buffer["caught_up"]:
         return Outcome(s)
     buffer = {**buffer, "caught_up": sorted({*buffer["caught_up"], msg.partition})}
@@ -835,7 +1007,7 @@ def on_shard_paused(s: State, msg: pr.ShardPaused, now: int) -> Outcome:
 
 
 def _paused(s: State, shard_id: str, out: Outcome) -> Outcome:
-    buffer = s["buffer"]
+    buffer = _buffer(s)
     waiting = [sid for sid in buffer["waiting"] or [] if sid != shard_id]
     out.state = {**s, "buffer": {**buffer, "waiting": waiting}}
     return _drain_when_paused(out)
@@ -845,11 +1017,12 @@ def _drain_when_paused(out: Outcome) -> Outcome:
     """Every running shard paused: nothing more is buffered, the replay units drain."""
     s = out.state
     assert s is not None
-    buffer = s["buffer"]
+    buffer = _buffer(s)
     if buffer["waiting"] or buffer["draining"]:
         return out
-    out.state = {**s, "buffer": {**buffer, "draining": True}}
-    out.commands.extend(_drains(out.state))
+    s = {**s, "buffer": {**buffer, "draining": True}}
+    out.state = s
+    out.commands.extend(_drains(s))
     out.notes.append(f"{s['name']}: shards paused; draining the buffer")
     return out
 
@@ -915,11 +1088,13 @@ def _replan(
 
 # ---------------------------------------------------------------- unit transitions
 UnitAction = Literal["ensure", "stop", "pause"] | None
+# a unit row as the transitions below build it (read as a UnitState by the runners)
+UnitRow = dict[str, Any]
 
 
 @dataclass
 class UnitOutcome:
-    state: State | None
+    state: UnitRow | None
     action: UnitAction = None
     forward: list[Command] = field(default_factory=list)
 
@@ -929,7 +1104,7 @@ def _seq_after(new: Any, old: Any) -> bool:
 
 
 def _unit_done(
-    u: State, count: int | None = None, listing: list[list[Any]] | None = None
+    u: UnitRow, count: int | None = None, listing: list[list[Any]] | None = None
 ) -> Command:
     spec = u["spec"]
     return pr.encode(
@@ -946,14 +1121,14 @@ def _unit_done(
     )
 
 
-def _shard_paused(u: State) -> Command:
+def _shard_paused(u: UnitRow) -> Command:
     spec = u["spec"]
     return pr.encode(
         pr.ShardPaused(table=spec["table"], epoch=spec["epoch"], shard_id=spec["shard_id"])
     )
 
 
-def _on_pause(u: State | None, unit_id: str, now: int) -> UnitOutcome:
+def _on_pause(u: UnitRow | None, unit_id: str, now: int) -> UnitOutcome:
     """Pause a shard for the switch: a running one stops at a page boundary (the agent
     says Paused once its runner ended); one that runs nowhere says so at once."""
     if u is None:  # never created (its create lost): nothing of it can be in flight
@@ -967,7 +1142,11 @@ def _on_pause(u: State | None, unit_id: str, now: int) -> UnitOutcome:
 
 
 def on_unit(
-    u: State | None, unit_id: str, msg: pr.UnitMessage | Mapping[str, Any], partition: int, now: int
+    u: UnitRow | None,
+    unit_id: str,
+    msg: pr.UnitMessage | Mapping[str, Any],
+    partition: int,
+    now: int,
 ) -> UnitOutcome:
     if isinstance(msg, Mapping):  # transitional, as _typed: a wire dict goes through the codec
         decoded = pr.decode(unit_key(unit_id), msg)

@@ -17,11 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal, Required, TypedDict
 
 from app.domain.model import Shard
 
 ShardStatus = Literal["pending", "running", "finished"]
+
+
+class ShardEntry(TypedDict, total=False):
+    """One shard of the lineage (a value of a table state's ``shards``)."""
+
+    parent: Required[str | None]
+    status: Required[ShardStatus]
+    start: str | None  # its starting sequence number, once a listing said it
+    at: int  # the control partition of its unit (app.domain.placement; absent: not placed)
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,7 @@ class Plan:
     start: list[str]  # start reading now (parents first, then by starting seq, then id)
     lost: list[str]  # unread data trimmed away: the caller re-snapshots
     prune: list[str]  # finished and no longer listed: forget them
-    known: dict[str, dict[str, Any]]  # the new lineage state
+    known: dict[str, ShardEntry]  # the new lineage state
     floor: str | None = None  # starting seq of the newest shard pruned so far
 
 
@@ -39,12 +48,12 @@ def seq_key(seq: str | None) -> int:
 
 
 def plan(
-    known: Mapping[str, Mapping[str, Any]],
+    known: Mapping[str, ShardEntry],
     listing: Sequence[Shard] | None,
     finished: Iterable[str] = (),
     floor: str | None = None,
 ) -> Plan:
-    state = {sid: dict(entry) for sid, entry in known.items()}
+    state = {sid: ShardEntry(**entry) for sid, entry in known.items()}
     listed = None if listing is None else {s.shard_id: s for s in listing}
     for s in listing or ():
         if (
@@ -76,11 +85,11 @@ def plan(
         needed = {e.get("parent") for e in state.values() if e["status"] != "finished"}
         prune = [sid for sid in gone if sid in state and sid not in needed]
         for sid in prune:
-            start = state.pop(sid).get("start")
-            if start is not None and seq_key(start) > seq_key(floor):
-                floor = start
+            seq = state.pop(sid).get("start")
+            if seq is not None and seq_key(seq) > seq_key(floor):
+                floor = seq
 
-    def ready(entry: Mapping[str, Any]) -> bool:
+    def ready(entry: ShardEntry) -> bool:
         parent = entry.get("parent")
         # Every listed shard is in ``state`` by now, so an unknown parent was trimmed.
         return parent is None or parent not in state or state[parent]["status"] == "finished"

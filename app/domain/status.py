@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from app.domain.coordinator import TableState
 from app.domain.protocol import UnitId
 
 RATE_WINDOW_MS = 30_000
@@ -51,7 +52,7 @@ class Rates:
 
 
 def _snapshot(
-    s: Mapping[str, Any], scans: list[Mapping[str, Any]], rate: float, running: bool
+    s: TableState, scans: list[Mapping[str, Any]], rate: float, running: bool
 ) -> dict[str, Any] | None:
     snap = s.get("snapshot")
     if not snap:
@@ -87,20 +88,21 @@ def _snapshot(
     }
 
 
-def refusal_reason(s: Mapping[str, Any]) -> str | None:
+def refusal_reason(s: TableState) -> str | None:
     """The reason a REFUSED table is refused (app.domain.coordinator.on_refused)."""
     if s.get("phase") != "REFUSED":
         return None
-    return str((s.get("refused") or {}).get("reason") or s.get("error") or "refused")
+    refused = s.get("refused")
+    return str((refused.get("reason") if refused else None) or s.get("error") or "refused")
 
 
-def refused_tables(tables: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+def refused_tables(tables: Mapping[str, TableState]) -> dict[str, str]:
     """{table: reason} of every refused table (the ``tables_refused`` gauge)."""
     return {name: reason for name, s in tables.items() if (reason := refusal_reason(s)) is not None}
 
 
 def table_rows(
-    tables: Mapping[str, Mapping[str, Any]],
+    tables: Mapping[str, TableState],
     units: Mapping[str, Mapping[str, Any]],
     rates: Rates,
     now_ms: int,
@@ -163,7 +165,7 @@ def table_rows(
 
 
 def _buffer(
-    s: Mapping[str, Any],
+    s: TableState,
     shard_units: list[Mapping[str, Any]],
     replays: list[Mapping[str, Any]],
 ) -> dict[str, Any] | None:
@@ -185,7 +187,7 @@ def _buffer(
 
 
 def checkpoints(
-    table: str, tables: Mapping[str, Mapping[str, Any]], units: Mapping[str, Mapping[str, Any]]
+    table: str, tables: Mapping[str, TableState], units: Mapping[str, Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """Every unit of the table's current epoch with its position (for the CLI)."""
     s = tables.get(table)
