@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import faust
 
-from app.domain.discovery import DEPLOYMENT_TOPIC, STATE_TOPICS
+from app.domain.discovery import DEPLOYMENT_TOPIC, FAUST_TOPICS, STATE_TOPICS
 from app.domain.errors import ConfigError
 from app.domain.limits import STATE_MAX_MESSAGE_BYTES
 from app.domain.topics import TopicSpec
@@ -114,6 +114,12 @@ def internal_topics(s: Settings) -> dict[str, TopicSpec]:
     topics[f"{s.app_id}-{DEPLOYMENT_TOPIC}"] = TopicSpec(
         1, r, {"retention.ms": "-1", "retention.bytes": "-1"}
     )
+    # Faust's leader election (faust/assignor/leader_assignor.py: 1 partition, declared as
+    # the worker starts).  Created here first, too: declared by Faust on a first start
+    # while the broker was still busy creating the state topics' partitions, it was
+    # missing from the first join's metadata, so no worker was ever assigned it, no worker
+    # was leader, and discovery never ran (seen with STATE_PARTITIONS=32 in compose)
+    topics[f"{s.app_id}-{FAUST_TOPICS[0]}"] = TopicSpec(1, r, {})
     return topics
 
 
