@@ -125,7 +125,7 @@ def wire_figure(b: Any, res: dict[str, Any], uid: str, profile_s: float = 0) -> 
 
     def spy(pid: int) -> None:
         py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
-        argv = [py_spy, "record", f"--pid={pid}", f"--duration={profile_s:g}", "--rate=100"]
+        argv = [py_spy, "record", f"--pid={pid}", f"--duration={profile_s:g}", "--rate=250"]
         argv += ["--format=raw", f"--output={OUT / 'wire-stream.folded'}", "--nonblocking"]
         spies.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
 
@@ -238,7 +238,11 @@ def wire_lines(r: dict[str, Any]) -> list[str]:
         (
             f"     worker CPU share (CPU s / wall s, tag -> last record; 1.0 = one core busy): "
             f"stream {ws['worker_cpu_share']:.2f} raw path / {wsb['worker_cpu_share']:.2f} "
-            f"aiobotocore, snapshot {wn['worker_cpu_share']:.2f} / {wnb['worker_cpu_share']:.2f}"
+            f"aiobotocore, snapshot {wn['worker_cpu_share']:.2f} / {wnb['worker_cpu_share']:.2f}; "
+            f"raw path's threads runnable but waiting for a CPU (the machine's load): "
+            f"{ws['worker_runq_share']:.2f} stream, {wn['worker_runq_share']:.2f} snapshot; page "
+            f"sends failed and sent again (KafkaTimeoutError): {ws['send_retries']} stream, "
+            f"{wn['send_retries']} snapshot"
         ),
         (
             f"     raw producers, same bytes, best of 2 (load {r.get('wire_raw_load', '?')}): "

@@ -37,6 +37,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import sys
 import time
 from collections import Counter
@@ -555,6 +556,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def runq_seconds(pid: int) -> float:
+    """Time the threads of a process spent runnable but waiting for a CPU so far
+    (/proc/<pid>/task/*/schedstat, second field, ns): the share of a run the machine's
+    load took from the worker, as against the time it was idle (waiting on I/O)."""
+    import glob
+
+    total = 0
+    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        try:
+            with open(path) as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass  # a thread gone meanwhile
+    return total / 1e9
+
+
 def _control(url: str, op: str, **args: Any) -> Any:
     import urllib.request
 
@@ -672,20 +689,26 @@ class WireBench:
         try:
             # all MODIFY: one Kafka record per event
             n = self.seeded[f"stream_pages-{path}"] * PAGE
-            cpu0, wall0 = cpu_seconds(w.proc.pid), time.time()
+            cpu0, wall0, rq0 = cpu_seconds(w.proc.pid), time.time(), runq_seconds(w.proc.pid)
             self.b.tag(table, run)
             if self.profile is not None and raw:
                 self.profile(w.proc.pid)
             watch.wait_total(n, 180, f"{n} wire stream events ({run})")
-            cpu1, wall1 = cpu_seconds(w.proc.pid), time.time()
+            cpu1, wall1, rq1 = cpu_seconds(w.proc.pid), time.time(), runq_seconds(w.proc.pid)
             t_end = watch.last_timestamp()
             # from the first busy shard's 'reading shard' line (they start together)
             t_read = min(log_times(w.log(), rf"{table}: reading shard {BUSY}"))
             out: dict[str, Any] = {"events": n, "seconds": t_end - t_read}
             out["rate"] = n / out["seconds"]
             out["busy_shards"] = min(self.sizes["busy_shards"], n // PAGE)
-            # the worker's CPU share from tagging to the end (1.0 = one core all the time)
+            # the worker's CPU share from tagging to the end (1.0 = one core all the time),
+            # and its threads' time waiting for a CPU (the machine's load) likewise
             out["worker_cpu_share"] = (cpu1 - cpu0) / (wall1 - wall0)
+            out["worker_runq_share"] = (rq1 - rq0) / (wall1 - wall0)
+            # page sends that failed and were sent again (aiokafka's KafkaTimeoutError
+            # while a batch waited for its partition's previous one: the retries' delay
+            # is in the figure)
+            out["send_retries"] = len(re.findall(r"Kafka send to \S+ failed", w.log()))
             if idle_window:  # every shard idle now: count GetRecords calls per shard
                 a = _control(self.url, "stats")
                 time.sleep(idle_window)  # an observation window, not a readiness wait
@@ -715,15 +738,17 @@ class WireBench:
         (w,) = self.b.start(run, env)
         try:
             n = self.seeded[f"scan_pages-{path}"] // segs * segs * PAGE
-            cpu0, wall0 = cpu_seconds(w.proc.pid), time.time()
+            cpu0, wall0, rq0 = cpu_seconds(w.proc.pid), time.time(), runq_seconds(w.proc.pid)
             self.b.tag(table, run)
             watch.wait_total(n, 180, f"{n} wire snapshot items ({run})")
-            cpu1, wall1 = cpu_seconds(w.proc.pid), time.time()
+            cpu1, wall1, rq1 = cpu_seconds(w.proc.pid), time.time(), runq_seconds(w.proc.pid)
             t_end = watch.last_timestamp()
             t_scan = min(log_times(w.log(), rf"{table}: scanning segment"))
             out: dict[str, Any] = {"items": n, "segments": segs, "seconds": t_end - t_scan}
             out["rate"] = n / out["seconds"]
             out["worker_cpu_share"] = (cpu1 - cpu0) / (wall1 - wall0)
+            out["worker_runq_share"] = (rq1 - rq0) / (wall1 - wall0)
+            out["send_retries"] = len(re.findall(r"Kafka send to \S+ failed", w.log()))
             out["distinct_keys"] = watch.distinct(rb'"keys":(\{[^}]*\})')
         finally:
             watch.close()
