@@ -247,7 +247,8 @@ def wire_lines(r: dict[str, Any]) -> list[str]:
             f"aiokafka record batches (app.output.send_records) stream {a['stream_groups']:,.0f}/s "
             f"with {wr['stream_groups']} shards' pages in flight, {a['stream_pages']:,.0f}/s one "
             f"page at a time; snapshot {a['scan_groups']:,.0f}/s ({wr['scan_groups']} segments), "
-            f"{a['scan_pages']:,.0f}/s one page at a time"
+            f"{a['scan_pages']:,.0f}/s one page at a time; pages sent again after aiokafka's "
+            f"KafkaTimeoutError: {a['retries']}"
         ),
         (
             f"     confluent-kafka (librdkafka) in the same modes: stream {c['stream_groups']:,.0f}/s"
