@@ -238,13 +238,13 @@ class Endpoint:
         if op == "scan":
             total, pages = int(msg["total"]), int(msg["pages"])
             per = pages // total
-            bodies = {
+            scan_bodies = {
                 (seg, p): scan_page(seg, p, per, msg["table"])
                 for seg in range(total)
                 for p in range(per)
             }
-            self.scans[msg["table"]] = {"total": total, "per": per, "bodies": bodies}
-            return web.json_response({"bytes_per_item": len(bodies[(0, 0)]) / PAGE})
+            self.scans[msg["table"]] = {"total": total, "per": per, "bodies": scan_bodies}
+            return web.json_response({"bytes_per_item": len(scan_bodies[(0, 0)]) / PAGE})
         if op == "stats":
             return web.json_response({"calls": dict(self.calls), "now": time.monotonic()})
         return web.json_response({"error": f"unknown op {op}"}, status=400)
@@ -275,12 +275,13 @@ async def aiokafka_reference(topic: str, stream: Groups, scan: Groups) -> dict[s
     sender (``app.output.send_records``): "pages" sends the pages one after the other,
     each acknowledged before the next (the previous figure's reference); "groups" runs
     one such loop per shard / scan segment at once, as a worker reading them all does."""
-    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+    from aiokafka import AIOKafkaProducer
 
     from app.main import app
     from app.output import classify, send_records
 
-    raw = AIOKafkaProducer(**app.producer._settings_default())
+    producer: Any = app.producer  # Faust's aiokafka Producer (its settings, not its type)
+    raw = AIOKafkaProducer(**producer._settings_default())
     await raw.start()
 
     retries = 0
@@ -324,12 +325,13 @@ def confluent_reference(topic: str, stream: Groups, scan: Groups) -> dict[str, f
     all, linger 5 ms, 1 MiB batches, no compression, the request size limit; Java's
     murmur2 partitioner, as app.domain.partition): the same messages in the same two
     modes as ``aiokafka_reference`` (a page is done when all its delivery reports came)."""
-    from confluent_kafka import Producer  # type: ignore[import-untyped]
+    from confluent_kafka import Producer
 
     from app.main import app
     from bench.common import BROKER
 
-    d = app.producer._settings_default()
+    faust_producer: Any = app.producer
+    d = faust_producer._settings_default()
     assert d["compression_type"] is None and d["acks"] == -1, d
     p = Producer(
         {
@@ -602,7 +604,8 @@ class WireBench:
         """``sizes``: stream_pages over busy_shards, scan_pages over scan_segments (the
         raw path's runs), idle shards, and boto_pages (stream and Scan pages for the
         slower aiobotocore runs, over the same shards / segments)."""
-        self.b, self.sizes, self.proc = b, sizes, None
+        self.b, self.sizes = b, sizes
+        self.proc: Any = None
         self.profile: Any = None  # called with the raw stream worker's pid once tagged
 
     def __enter__(self) -> Self:
@@ -667,7 +670,7 @@ class WireBench:
         return out
 
     def env(self, run: str, raw: bool, **extra: str) -> dict[str, str]:
-        env = self.b.env(
+        env: dict[str, str] = self.b.env(
             run,
             AWS_ENDPOINT_URL_DYNAMODB=self.url,
             AWS_ENDPOINT_URL_DYNAMODB_STREAMS=self.url,
