@@ -43,7 +43,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from app.domain import codec
+from app.domain import codec, partition
 from app.domain.envelope import SEED_VERSION, Encoder, Format, Message, SnapshotInfo
 from app.domain.errors import CodecError
 from app.domain.wire import to_record
@@ -63,6 +63,12 @@ DESCRIPTION = (
     f"native (dynamodb_wire {_native.__version__})"
     if _native is not None
     else f"python reference (dynamodb_wire not importable: {_why}; run `make native`)"
+)
+
+# Kafka's default partitioner for a key (app.output spreads every record with it): the
+# extension's murmur2, else the reference (app.domain.partition, tested equal)
+partition_for: Callable[[bytes, int], int] = getattr(
+    _native, "partition_for", partition.partition_for
 )
 
 

@@ -33,7 +33,7 @@ from app.buffer import BUFFER_TOPIC_CONFIG
 from app.domain import codec, limits
 from app.domain.discovery import STATE_TOPICS
 from app.domain.errors import KafkaSendTimeout, SchemaRegistryRefused
-from app.domain.partition import partition_for
+from app.fastwire import partition_for
 from app.registry import serializer_for
 
 log = logging.getLogger(__name__)

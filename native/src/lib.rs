@@ -486,10 +486,50 @@ fn encode_scan<'py>(
     })
 }
 
+/// Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), unsigned.
+fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    const SEED: u32 = 0x9747_b28c;
+    let mut h: u32 = SEED ^ (data.len() as u32);
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        let mut k = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let tail = words.remainder();
+    if !tail.is_empty() {
+        if tail.len() == 3 {
+            h ^= u32::from(tail[2]) << 16;
+        }
+        if tail.len() >= 2 {
+            h ^= u32::from(tail[1]) << 8;
+        }
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^ (h >> 15)
+}
+
+/// The partition Kafka's default partitioner picks for a non-null key (the reference:
+/// app/domain/partition.py, tested equal).
+#[pyfunction]
+fn partition_for(key: &[u8], partitions: u32) -> PyResult<u32> {
+    if partitions == 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err("no partitions"));
+    }
+    Ok((murmur2(key) & 0x7fff_ffff) % partitions)
+}
+
 #[pymodule]
 fn dynamodb_wire(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_records, m)?)?;
     m.add_function(wrap_pyfunction!(encode_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(partition_for, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
