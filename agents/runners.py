@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, NamedTuple
 
 from agents.runtime import Backoff, Runtime, pause
@@ -646,9 +646,14 @@ class _Mark(NamedTuple):
     failed: fastwire.FailedRecord | None
 
 
-def _marks(page: fastwire.EncodedPage) -> tuple[list[_Mark], list[fastwire.FailedRecord]]:
+def _marks(
+    page: fastwire.EncodedPage,
+) -> tuple[Sequence[_Mark | fastwire.EncodedRecord], list[fastwire.FailedRecord]]:
     """Every record of the page in stream order, and the refused records that name no
-    usable sequence number or time (they cannot be placed: dead-lettered as they come)."""
+    usable sequence number or time (they cannot be placed: dead-lettered as they come).
+    A page with no refused record is its records as they are (in page order)."""
+    if not page.failed:
+        return page.records, []
     placed: list[tuple[int, _Mark]] = [
         (r.position, _Mark(r.seq or "", r.ts_ms, r, None)) for r in page.records
     ]
@@ -665,11 +670,15 @@ def _marks(page: fastwire.EncodedPage) -> tuple[list[_Mark], list[fastwire.Faile
     return [m for _, m in placed], unplaced
 
 
-async def _sendable(rt: Runtime, table: str, shard: str, marks: list[_Mark]) -> list[Message]:
+async def _sendable(
+    rt: Runtime, table: str, shard: str, marks: list[_Mark | fastwire.EncodedRecord]
+) -> list[Message]:
     """The messages of these records; the refused ones dead-lettered (as _encode_changes)."""
     messages: list[Message] = []
     for m in marks:
-        if m.encoded is not None:
+        if isinstance(m, fastwire.EncodedRecord):
+            messages += m.messages
+        elif m.encoded is not None:
             messages += m.encoded.messages
         elif m.failed is not None:
             await _dead_letter_record(rt, table, shard, m.failed, m.sequence_number)

@@ -115,6 +115,15 @@ class EncodedRecord(NamedTuple):
     size_bytes: int
     ttl_delete: bool
 
+    # what a page decision reads of a stream record (app.domain.pages.Record)
+    @property
+    def sequence_number(self) -> str:
+        return self.seq or ""
+
+    @property
+    def approx_ts_ms(self) -> int:
+        return self.ts_ms
+
 
 @dataclass(frozen=True, slots=True)
 class FailedRecord:
