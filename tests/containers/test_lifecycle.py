@@ -194,11 +194,17 @@ def test_worker_containers_survive_kill_and_stop_gracefully(
             ledger.add(f'{{"pk":"item-{i:05d}"}}'.encode(), "d")
 
         def delivered(what: str, timeout: float = 90) -> None:
-            reader.read_until(
-                lambda recs: check_against_ledger(recs, ledger)["lost"] == 0,
-                timeout,
-                what,
-            )
+            try:
+                reader.read_until(
+                    lambda recs: check_against_ledger(recs, ledger)["lost"] == 0,
+                    timeout,
+                    what,
+                )
+            except AssertionError as exc:  # say what the workers were doing
+                tails = "\n".join(
+                    f"--- worker {name}:\n{logs(w)[-6000:]}" for name, w in workers.items()
+                )
+                raise AssertionError(f"{exc}\n{tails}") from None
 
         for i in range(40):
             put(i)  # modify
